@@ -1,0 +1,41 @@
+"""One error hierarchy for the package.
+
+Every error a user can cause derives from :class:`DsnetError`; the CLI prints its message as
+one red line and exits 1. Errors that are also bad values derive from ``ValueError`` too so that
+plain Python callers can catch them the usual way.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "DsnetError",
+    "LatencyTableError",
+    "SearchSpaceError",
+    "StudyError",
+]
+
+
+class DsnetError(Exception):
+    """Base class of every error raised on purpose by dsnet_automl."""
+
+
+class SearchSpaceError(DsnetError, ValueError):
+    """A slice space, sub-net config or route space is malformed or does not fit a supernet."""
+
+
+class DataError(DsnetError, ValueError):
+    """A dataset spec or data directory is missing or malformed."""
+
+
+class CheckpointError(DsnetError, ValueError):
+    """A checkpoint is corrupt, missing or belongs to another supernet/space."""
+
+
+class LatencyTableError(DsnetError, ValueError):
+    """A latency table, device profile or latency database is missing, malformed or outdated."""
+
+
+class StudyError(DsnetError, ValueError):
+    """A study configuration or study database is malformed."""

@@ -1,0 +1,94 @@
+"""Supernet registry: a decorator fills a dict; lookups list what exists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import SliceSpace
+from ..errors import SearchSpaceError
+from .base import Supernet
+
+__all__ = [
+    "create_supernet",
+    "default_space",
+    "list_supernets",
+    "register_supernet",
+]
+
+SupernetFactory = Callable[..., Supernet]
+_SUPERNETS: dict[str, SupernetFactory] = {}
+_DEFAULT_SPACES: dict[str, Callable[[], SliceSpace]] = {}
+
+
+def register_supernet(space_fn: Callable[[], SliceSpace]) -> Callable[[SupernetFactory], SupernetFactory]:
+    """Register a factory ``fn(*, num_classes, space, **kw) -> Supernet`` under its name,
+    together with the function giving its default slice space."""
+
+    def deco(fn: SupernetFactory) -> SupernetFactory:
+        name = fn.__name__
+        if name in _SUPERNETS:
+            raise ValueError(f"supernet {name!r} is already registered")
+        _SUPERNETS[name] = fn
+        _DEFAULT_SPACES[name] = space_fn
+        return fn
+
+    return deco
+
+
+def list_supernets() -> list[str]:
+    _ensure_builtins()
+    return sorted(_SUPERNETS)
+
+
+def _ensure_builtins() -> None:
+    from . import mobilenet, resnet, vit  # noqa: F401  (registration side effect, once)
+
+
+def _lookup(name: str) -> SupernetFactory:
+    _ensure_builtins()
+    try:
+        return _SUPERNETS[name]
+    except KeyError:
+        raise SearchSpaceError(
+            f"unknown supernet {name!r}; known: {', '.join(sorted(_SUPERNETS))} "
+            "(or pass a search_spaces/*.yaml path)"
+        ) from None
+
+
+def default_space(name: str) -> SliceSpace:
+    """The built-in slice grid of supernet ``name``."""
+    _lookup(name)
+    return _DEFAULT_SPACES[name]()
+
+
+def create_supernet(
+    name: str | Path | SliceSpace,
+    *,
+    num_classes: int | None = None,
+    space: str | Path | SliceSpace | None = None,
+    **kwargs,
+) -> Supernet:
+    """Build a randomly initialised supernet (no downloads).
+
+    Args:
+        name: a registered name (``ds_mobilenet_v1``, ``ds_resnet50``, ``ds_deit_small`` and
+            their ``_tiny`` variants), a slice-space YAML path, or a :class:`SliceSpace`.
+        num_classes: classifier outputs (default: 1000 for full-size, 10 for ``_tiny``).
+        space: a slice grid overriding the default (YAML path or object); its largest values
+            set the stored capacity, so it may narrow or widen the built-in grid.
+    """
+    from ..config import load_space
+
+    if isinstance(name, SliceSpace) or str(name).endswith((".yaml", ".yml")):
+        space = load_space(name)
+        name = space.supernet
+    factory = _lookup(str(name))
+    sp = load_space(space) if space is not None else default_space(str(name))
+    if sp.supernet != name:
+        raise SearchSpaceError(
+            f"slice space is for supernet {sp.supernet!r}, not {name!r}"
+        )
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return factory(space=sp, **kwargs)
