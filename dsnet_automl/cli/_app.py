@@ -1,0 +1,42 @@
+"""The typer app and shared CLI helpers (consoles, error handling)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import DsnetError
+
+__all__ = ["app", "console", "err_console", "handle_errors"]
+
+app = typer.Typer(
+    name="dsnet-automl",
+    help="Hardware-aware DS-Net++ dynamic weight slicing: supernets, latency tables, "
+    "Optuna/Ray Tune search and Pareto export.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn a :class:`DsnetError` into one red line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DsnetError as e:
+            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]

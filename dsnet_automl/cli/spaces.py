@@ -1,0 +1,80 @@
+"""``dsnet-automl spaces``: list, show and export slice grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .._io import atomic_write_text
+from ..config import load_space
+from ..supernets import create_supernet, list_supernets
+from ._app import app, console, handle_errors
+
+spaces_app = typer.Typer(
+    help="List, show and export slice grids (built-in supernets or search_spaces/*.yaml).",
+    no_args_is_help=True,
+)
+app.add_typer(spaces_app, name="spaces")
+
+
+def _fmt(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+@spaces_app.command("list")
+@handle_errors
+def list_cmd(
+    dir: Annotated[
+        Path, typer.Option(help="Also list YAML grids found in this directory.")
+    ] = Path("search_spaces"),
+) -> None:
+    """List built-in supernets and the slice-space YAML files in DIR."""
+    table = Table(title="slice spaces")
+    for col in ("name", "supernet", "dims", "grid size", "input"):
+        table.add_column(col)
+    rows = [(n, load_space(n)) for n in list_supernets()]
+    if dir.is_dir():
+        rows += [(str(p), load_space(p)) for p in sorted(dir.glob("*.y*ml"))]
+    for label, sp in rows:
+        table.add_row(label, sp.supernet, str(len(sp.dims)), f"{sp.size:,}", "x".join(map(str, sp.input_size)))
+    console.print(table)
+
+
+@spaces_app.command("show")
+@handle_errors
+def show_cmd(
+    name: Annotated[str, typer.Argument(help="Supernet name or slice-space YAML path.")],
+) -> None:
+    """Show every dimension's values and the MACs/params of the smallest and largest sub-net."""
+    space = load_space(name)
+    net = create_supernet(space.supernet, space=space)
+    table = Table(title=f"{space.supernet}  ({space.size:,} sub-nets, input {list(space.input_size)})")
+    table.add_column("dimension")
+    table.add_column("values")
+    for dim, choices in space.dims:
+        table.add_row(dim, ", ".join(str(c) for c in choices))
+    console.print(table)
+    cost = Table(title="cost per sample")
+    for col in ("sub-net", "MACs", "params"):
+        cost.add_column(col)
+    for label, cfg in (("smallest", space.smallest()), ("largest", space.largest())):
+        cost.add_row(label, _fmt(net.macs(cfg)), _fmt(net.params(cfg)))
+    console.print(cost)
+
+
+@spaces_app.command("export")
+@handle_errors
+def export_cmd(
+    name: Annotated[str, typer.Argument(help="Supernet name or slice-space YAML path.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="YAML file to write.")],
+) -> None:
+    """Write a slice grid as editable YAML (e.g. to narrow it for a search)."""
+    space = load_space(name)
+    atomic_write_text(out, space.to_yaml(header=f"slice grid of {space.supernet}"))
+    console.print(f"wrote {out}")
