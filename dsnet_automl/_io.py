@@ -31,11 +31,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def _atomic_write(path: str | Path, mode: str, write: Callable[[IO], None]) -> Path:
-    with atomic_path(path) as tmp:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
     return Path(path)
 
 

@@ -54,7 +54,9 @@ class SubnetConfig:
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        items = tuple(sorted((str(k), _check_value(f"config dim {k!r}", v)) for k, v in self.values))
+        items = tuple(
+            sorted((str(k), _check_value(f"config dim {k!r}", v)) for k, v in self.values)
+        )
         object.__setattr__(self, "values", items)
         object.__setattr__(self, "_hash", hash((self.supernet, items)))
 
@@ -249,7 +251,8 @@ class SliceSpace:
         for name in given:
             if name not in self._index:
                 raise SearchSpaceError(
-                    f"unknown dimension {name!r} for {self.supernet!r}; allowed: {list(self._index)}"
+                    f"unknown dimension {name!r} for {self.supernet!r}; "
+                    f"allowed: {list(self._index)}"
                 )
         for name, choices in self.dims:
             if name not in given:
@@ -317,8 +320,10 @@ class SliceSpace:
                 )
             pairs.append((str(name), tuple(choices)))
         size = data.get("input_size", [3, 224, 224])
-        if not isinstance(size, list) or len(size) != 3 or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size
+        if (
+            not isinstance(size, list)
+            or len(size) != 3
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
         ):
             raise SearchSpaceError(
                 f"{source}: input_size = {size!r}; allowed: [C, H, W] with positive ints"

@@ -18,10 +18,10 @@ def randomize_norms(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     are not vacuous (fresh BN is the identity, zero-initialised last-BN hides a branch)."""
     g = torch.Generator().manual_seed(seed)
     for m in net.modules():
-        if isinstance(m, SlicedBatchNorm2d | torch.nn.BatchNorm2d | torch.nn.LayerNorm):
-            if getattr(m, "weight", None) is not None:
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+        is_norm = isinstance(m, SlicedBatchNorm2d | torch.nn.BatchNorm2d | torch.nn.LayerNorm)
+        if is_norm and getattr(m, "weight", None) is not None:
+            m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
         if isinstance(m, SlicedBatchNorm2d | torch.nn.BatchNorm2d):
             m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import sys
 
-import typer
-
 from ..errors import DsnetError
 from ._app import app, console, err_console
 

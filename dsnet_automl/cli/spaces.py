@@ -30,9 +30,9 @@ def _fmt(n: float) -> str:
 @spaces_app.command("list")
 @handle_errors
 def list_cmd(
-    dir: Annotated[
-        Path, typer.Option(help="Also list YAML grids found in this directory.")
-    ] = Path("search_spaces"),
+    dir: Annotated[Path, typer.Option(help="Also list YAML grids found in this directory.")] = Path(
+        "search_spaces"
+    ),
 ) -> None:
     """List built-in supernets and the slice-space YAML files in DIR."""
     table = Table(title="slice spaces")
@@ -42,7 +42,9 @@ def list_cmd(
     if dir.is_dir():
         rows += [(str(p), load_space(p)) for p in sorted(dir.glob("*.y*ml"))]
     for label, sp in rows:
-        table.add_row(label, sp.supernet, str(len(sp.dims)), f"{sp.size:,}", "x".join(map(str, sp.input_size)))
+        table.add_row(
+            label, sp.supernet, str(len(sp.dims)), f"{sp.size:,}", "x".join(map(str, sp.input_size))
+        )
     console.print(table)
 
 
@@ -54,7 +56,9 @@ def show_cmd(
     """Show every dimension's values and the MACs/params of the smallest and largest sub-net."""
     space = load_space(name)
     net = create_supernet(space.supernet, space=space)
-    table = Table(title=f"{space.supernet}  ({space.size:,} sub-nets, input {list(space.input_size)})")
+    table = Table(
+        title=f"{space.supernet}  ({space.size:,} sub-nets, input {list(space.input_size)})"
+    )
     table.add_column("dimension")
     table.add_column("values")
     for dim, choices in space.dims:

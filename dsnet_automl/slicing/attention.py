@@ -108,4 +108,6 @@ class SlicedAttention(nn.Module):
         return attn
 
     def extra_repr(self) -> str:
-        return f"max_embed={self.max_embed_dim}, max_heads={self.max_heads}, head_dim={self.head_dim}"
+        return (
+            f"max_embed={self.max_embed_dim}, max_heads={self.max_heads}, head_dim={self.head_dim}"
+        )

@@ -122,9 +122,7 @@ class Supernet(nn.Module):
         plan = self._plans.get(cfg)
         if plan is None:
             self.space.validate(cfg)
-            plan = tuple(
-                Step(i, tuple(kw.items())) for i, kw in self._build_plan(cfg.as_dict())
-            )
+            plan = tuple(Step(i, tuple(kw.items())) for i, kw in self._build_plan(cfg.as_dict()))
             if len(self._plans) > 4096:
                 self._plans.clear()
             self._plans[cfg] = plan
@@ -151,9 +149,7 @@ class Supernet(nn.Module):
         It is independent of the supernet (editing one does not change the other) and gives
         the same outputs as ``net(x, cfg)`` in eval mode.
         """
-        static = nn.Sequential(
-            *(self.units[s.unit].extract(**s.kwargs) for s in self.plan(cfg))
-        )
+        static = nn.Sequential(*(self.units[s.unit].extract(**s.kwargs) for s in self.plan(cfg)))
         return static.train(self.training)
 
     def block_calls(

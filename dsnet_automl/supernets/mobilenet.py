@@ -71,7 +71,9 @@ class DSMobileNetV1(Supernet):
                     )
                 )
                 self._unit_dims.append((in_dim, cur))
-        self.units.append(ClassifierHead(space.capacity(self.dims[-1]), num_classes, drop_rate=drop_rate))
+        self.units.append(
+            ClassifierHead(space.capacity(self.dims[-1]), num_classes, drop_rate=drop_rate)
+        )
         self._unit_dims.append((self.dims[-1], ""))
 
     def _build_plan(self, values: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -126,8 +128,6 @@ def ds_mobilenet_v1(*, num_classes: int = 1000, space: SliceSpace, **kw: Any) ->
 
 
 @register_supernet(mobilenet_v1_tiny_space)
-def ds_mobilenet_v1_tiny(
-    *, num_classes: int = 10, space: SliceSpace, **kw: Any
-) -> DSMobileNetV1:
+def ds_mobilenet_v1_tiny(*, num_classes: int = 10, space: SliceSpace, **kw: Any) -> DSMobileNetV1:
     kw.setdefault("strides", (1, 1, 2, 2, 2, 1))
     return DSMobileNetV1(space, num_classes, **kw)

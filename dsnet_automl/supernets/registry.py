@@ -21,7 +21,9 @@ _SUPERNETS: dict[str, SupernetFactory] = {}
 _DEFAULT_SPACES: dict[str, Callable[[], SliceSpace]] = {}
 
 
-def register_supernet(space_fn: Callable[[], SliceSpace]) -> Callable[[SupernetFactory], SupernetFactory]:
+def register_supernet(
+    space_fn: Callable[[], SliceSpace],
+) -> Callable[[SupernetFactory], SupernetFactory]:
     """Register a factory ``fn(*, num_classes, space, **kw) -> Supernet`` under its name,
     together with the function giving its default slice space."""
 
@@ -86,9 +88,7 @@ def create_supernet(
     factory = _lookup(str(name))
     sp = load_space(space) if space is not None else default_space(str(name))
     if sp.supernet != name:
-        raise SearchSpaceError(
-            f"slice space is for supernet {sp.supernet!r}, not {name!r}"
-        )
+        raise SearchSpaceError(f"slice space is for supernet {sp.supernet!r}, not {name!r}")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     return factory(space=sp, **kwargs)

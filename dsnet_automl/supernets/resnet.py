@@ -76,7 +76,9 @@ class DSResNet(Supernet):
         self._out = stage_out[-1]
 
     def _build_plan(self, values: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-        plan: list[tuple[int, dict[str, Any]]] = [(0, {"in_ch": self.in_chans, "out_ch": self.stem_width})]
+        plan: list[tuple[int, dict[str, Any]]] = [
+            (0, {"in_ch": self.in_chans, "out_ch": self.stem_width})
+        ]
         plan += [(i, {}) for i in self._fixed[1:]]
         for unit, stage, b in self._blocks:
             if b < values[f"stage{stage}.depth"]:
