@@ -16,7 +16,7 @@ __all__ = ["app", "console", "err_console", "main"]
 
 
 def _register() -> None:
-    from . import spaces  # noqa: F401
+    from . import profile, slicify, spaces, tables  # noqa: F401
 
 
 _register()

@@ -1,0 +1,201 @@
+"""Latency of any sub-net on a device, from its latency table.
+
+``latency(cfg) = scale * sum(block latencies) + overhead``. ``scale`` and ``overhead`` are fitted
+by least squares on the end-to-end measurements the profiler took (``scale`` is 1 and only the
+overhead is fitted when fewer than 3 validation points exist). A block with no row in the table
+is predicted by a roofline model from the device profile's published figures
+(``max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)) + per-block overhead``);
+any estimate that used a predicted block is labelled ``predicted``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import SliceSpace, SubnetConfig
+from ..errors import LatencyTableError
+from ..supernets.base import BlockCall, Supernet
+from .grid import grid_signatures
+from .profiler import normalize_backend
+from .profiles import DeviceProfile, load_profile
+from .signature import BlockSignature, signature_of
+from .store import LatencyStore, Timing
+
+__all__ = ["LatencyEstimate", "LatencyPredictor", "fit_overhead", "predict_table", "roofline_ms"]
+
+_EVIDENCE = ("measured", "imported")
+
+
+def roofline_ms(
+    net: Supernet, call: BlockCall, profile: DeviceProfile, batch_size: int = 1
+) -> float:
+    """Roofline latency (ms) of one block call on ``profile`` (fp32)."""
+    eff = profile.efficiency.value
+    flops = 2.0 * call.macs * batch_size
+    params = net.units[call.index].params(**dict(call.active))
+    acts = batch_size * (math.prod(call.in_shape) + math.prod(call.out_shape))
+    nbytes = 4.0 * (params + acts)
+    t = max(
+        flops / (profile.peak_flops["fp32"].value * eff),
+        nbytes / (profile.memory_bandwidth.value * eff),
+    )
+    return 1e3 * (t + profile.layer_overhead_s.value)
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    """A predicted end-to-end latency and how it was obtained."""
+
+    latency_ms: float
+    blocks_ms: float
+    overhead_ms: float
+    scale: float
+    source: str  # "measured" (every block from evidence) or "predicted"
+    predicted_blocks: int
+    total_blocks: int
+
+
+class LatencyPredictor:
+    """Predict sub-net latency on one device from the store (cached in memory).
+
+    Args:
+        store: the latency database.
+        hw: device profile or its name/alias.
+        net: the supernet whose configs are predicted.
+        batch_size: batch size of the table rows to use.
+        backend: backend of the rows (default: the profile's).
+        allow_roofline: predict missing blocks from the profile; if False, a missing block
+            raises :class:`LatencyTableError`.
+    """
+
+    def __init__(
+        self,
+        store: LatencyStore,
+        hw: str | DeviceProfile,
+        net: Supernet,
+        *,
+        batch_size: int = 1,
+        backend: str | None = None,
+        allow_roofline: bool = True,
+    ) -> None:
+        self.store = store
+        self.profile = hw if isinstance(hw, DeviceProfile) else load_profile(hw)
+        self.net, self.batch_size = net, batch_size
+        self.backend = normalize_backend(backend or self.profile.backend)
+        self.allow_roofline = allow_roofline
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Reload the table from the store and re-fit the overhead."""
+        self.table = self.store.block_table(self.profile.name, self.batch_size, self.backend)
+        self._sig_cache: dict[tuple[int, tuple, tuple], BlockSignature] = {}
+        self.scale, self.overhead_ms, self.fit_points = self._fit()
+
+    # ---------------------------------------------------------------- blocks
+    def _signature(self, call: BlockCall) -> BlockSignature:
+        k = (call.index, call.active, call.in_shape)
+        sig = self._sig_cache.get(k)
+        if sig is None:
+            sig = self._sig_cache[k] = signature_of(self.net, call)
+        return sig
+
+    def block_ms(self, call: BlockCall) -> tuple[float, str]:
+        """``(latency_ms, source)`` of one block call."""
+        sig = self._signature(call)
+        hit = self.table.get(sig)
+        if hit is not None:
+            return hit
+        if not self.allow_roofline:
+            raise LatencyTableError(
+                f"no latency for block '{sig.label()}' on device {self.profile.name!r} "
+                f"(batch {self.batch_size}, {self.backend}) in {self.store.url}; run "
+                f"'dsnet-automl profile --hw {self.profile.name} --space {self.net.name}' or "
+                "'dsnet-automl tables import FILE'"
+            )
+        return roofline_ms(self.net, call, self.profile, self.batch_size), "predicted"
+
+    def blocks(self, cfg: SubnetConfig) -> tuple[float, int, int]:
+        """``(sum of block ms, predicted block count, block count)``."""
+        total, n_pred = 0.0, 0
+        calls = self.net.block_calls(cfg)
+        for call in calls:
+            ms, src = self.block_ms(call)
+            total += ms
+            n_pred += src not in _EVIDENCE
+        return total, n_pred, len(calls)
+
+    # ---------------------------------------------------------------- fit
+    def _fit(self) -> tuple[float, float, int]:
+        rows = self.store.network_table(
+            self.profile.name, self.net.name, self.batch_size, self.backend
+        )
+        xs, ys = [], []
+        for config_json, ms, src in rows:
+            if src not in _EVIDENCE:
+                continue
+            try:
+                cfg = SubnetConfig.from_json(config_json)
+                s, n_pred, _ = self.blocks(cfg)
+            except (LatencyTableError, KeyError, ValueError):
+                continue
+            if n_pred == 0:
+                xs.append(s)
+                ys.append(ms)
+        return (*fit_overhead(xs, ys), len(xs))
+
+    # ---------------------------------------------------------------- predictions
+    def estimate(self, cfg: SubnetConfig) -> LatencyEstimate:
+        s, n_pred, n = self.blocks(cfg)
+        src = "measured" if n_pred == 0 else "predicted"
+        scale, over = (self.scale, self.overhead_ms) if n_pred == 0 else (1.0, 0.0)
+        return LatencyEstimate(scale * s + over, s, over, scale, src, n_pred, n)
+
+    def latency_ms(self, cfg: SubnetConfig) -> float:
+        return self.estimate(cfg).latency_ms
+
+    def __call__(self, cfg: SubnetConfig) -> float:
+        return self.latency_ms(cfg)
+
+
+def fit_overhead(xs: Iterable[float], ys: Iterable[float]) -> tuple[float, float]:
+    """Least-squares ``y = scale * x + overhead``.
+
+    Only the overhead is fitted below 3 points or when the two-parameter fit is implausible
+    (scale outside [0.5, 2], or a prediction below half the block sum anywhere in the range);
+    the overhead is clamped so that no prediction drops below half its block sum.
+    """
+    x, y = np.asarray(list(xs), float), np.asarray(list(ys), float)
+    if len(x) == 0:
+        return 1.0, 0.0
+    lo, hi = float(x.min()), float(x.max())
+    if len(x) >= 3 and hi > lo:
+        a, b = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), y, rcond=None)[0]
+        if 0.5 <= a <= 2.0 and min(a * lo + b - 0.5 * lo, a * hi + b - 0.5 * hi) > 0:
+            return float(a), float(b)
+    return 1.0, max(float(np.mean(y - x)), -0.5 * lo)
+
+
+def predict_table(
+    store: LatencyStore,
+    profile: DeviceProfile,
+    net: Supernet,
+    space: SliceSpace | None = None,
+    *,
+    batch_sizes: Iterable[int] | None = None,
+    backend: str | None = None,
+) -> int:
+    """Store roofline latencies (``source=predicted``) for every block of the grid; rows with
+    evidence are never overwritten. Returns the number of rows written."""
+    backend = normalize_backend(backend or profile.backend)
+    written = 0
+    sigs = grid_signatures(net, space)
+    dev = (profile.name, profile.kind)
+    for bs in batch_sizes or profile.batch_sizes:
+        for sig, call in sigs.items():
+            t = Timing(roofline_ms(net, call, profile, bs), repeats=0, threads=profile.threads)
+            written += store.put_block(dev, sig, bs, backend, t, source="predicted", macs=call.macs)
+    return written

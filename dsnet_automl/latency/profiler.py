@@ -1,0 +1,273 @@
+"""Measure block latencies of a slice grid on the device this process runs on.
+
+Every distinct block signature of the grid (see :mod:`.grid`) is run as the static module the
+sub-net would extract (``net.units[i].extract(**active)``), eval mode, under
+``torch.inference_mode``, on a random input of shape ``(batch, *in_shape)``: ``warmup`` untimed
+calls, then ``repeats`` timed calls (``time.perf_counter``; CUDA synchronises after each call),
+stored as median / p10 / p90 milliseconds. Torch threads are pinned to the profile's count.
+Each measurement is committed as it is taken and already measured signatures are skipped, so an
+interrupted run (Ctrl-C) resumes where it stopped. A sample of whole sub-nets is also measured
+end to end (``net.extract(cfg)``) to fit and check the predictor.
+
+Backends: ``torch-eager`` (CPU or CUDA) and ``onnxruntime`` (each module exported with
+``torch.onnx.export(..., dynamo=False, opset_version=17)``).
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import platform
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+
+from ..config import SliceSpace, SubnetConfig
+from ..errors import LatencyTableError
+from ..supernets import create_supernet
+from ..supernets.base import Supernet
+from .grid import grid_signatures
+from .profiles import DeviceProfile
+from .store import LatencyStore, Timing
+
+__all__ = [
+    "BACKENDS",
+    "ProfileReport",
+    "Profiler",
+    "measure",
+    "normalize_backend",
+    "pinned_threads",
+]
+
+BACKENDS = ("torch-eager", "onnxruntime")
+_ALIASES = {"torch": "torch-eager", "eager": "torch-eager", "ort": "onnxruntime"}
+
+
+def normalize_backend(name: str) -> str:
+    b = _ALIASES.get(name, name)
+    if b not in BACKENDS:
+        raise LatencyTableError(
+            f"backend {name!r} cannot be profiled here; choose one of: torch, onnxruntime"
+        )
+    return b
+
+
+@contextmanager
+def pinned_threads(n: int | None) -> Iterator[None]:
+    """Run with ``torch.set_num_threads(n)`` and restore the previous count afterwards."""
+    prev = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+def measure(
+    fn: Callable[[], object],
+    *,
+    warmup: int = 5,
+    repeats: int = 30,
+    sync: Callable[[], None] | None = None,
+) -> Timing:
+    """Time ``fn`` after ``warmup`` calls; median and 10th/90th percentiles in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = np.empty(repeats)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside a timed call is noise, not latency
+    try:
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            if sync:
+                sync()
+            times[i] = time.perf_counter() - t0
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    p10, med, p90 = np.percentile(times * 1e3, [10, 50, 90])
+    return Timing(float(med), float(p10), float(p90), repeats)
+
+
+@dataclass
+class ProfileReport:
+    """What one profiling run did."""
+
+    device: str
+    backend: str
+    signatures: int = 0
+    measured: int = 0
+    skipped: int = 0
+    networks_measured: int = 0
+    networks_skipped: int = 0
+    seconds: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class Profiler:
+    """Profiles slice grids on the running machine into a :class:`LatencyStore`.
+
+    Args:
+        store: where measurements go.
+        profile: the device profile (its name labels the rows; its ``threads`` pin torch).
+        backend: ``torch-eager``/``torch`` or ``onnxruntime`` (default: the profile's).
+        warmup, repeats: untimed and timed calls per measurement.
+        threads: override the profile's thread count.
+    """
+
+    def __init__(
+        self,
+        store: LatencyStore,
+        profile: DeviceProfile,
+        *,
+        backend: str | None = None,
+        warmup: int = 5,
+        repeats: int = 30,
+        threads: int | None = None,
+    ) -> None:
+        self.store, self.profile = store, profile
+        self.backend = normalize_backend(backend or profile.backend)
+        self.warmup, self.repeats = warmup, repeats
+        self.threads = threads or profile.threads
+        self.device = torch.device(profile.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise LatencyTableError(
+                f"profile {profile.name!r} is a GPU device but CUDA is not available here; run "
+                f"'dsnet-automl profile --hw {profile.name}' on the device itself and import "
+                "the exported file with 'dsnet-automl tables import FILE'"
+            )
+        self.versions = {"torch": torch.__version__, "python": platform.python_version()}
+        if self.backend == "onnxruntime":
+            import onnxruntime
+
+            self.versions["onnxruntime"] = onnxruntime.__version__
+
+    # ---------------------------------------------------------------- runners
+    def _sync(self) -> Callable[[], None] | None:
+        return torch.cuda.synchronize if self.device.type == "cuda" else None
+
+    def _runner(self, module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+        module = module.eval().to(self.device)
+        if self.backend == "torch-eager":
+            x = x.to(self.device)
+
+            def run() -> object:
+                with torch.inference_mode():
+                    return module(x)
+
+            return run
+        import onnxruntime as ort
+
+        buf = io.BytesIO()
+        with torch.no_grad():
+            torch.onnx.export(
+                module.cpu(), (x.cpu(),), buf, dynamo=False, opset_version=17,
+                input_names=["x"], output_names=["y"],
+            )  # fmt: skip
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads or 0
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            if self.device.type == "cuda"
+            else ["CPUExecutionProvider"]
+        )
+        sess = ort.InferenceSession(buf.getvalue(), opts, providers=providers)
+        feed = {"x": x.cpu().numpy()}
+        return lambda: sess.run(None, feed)
+
+    def time_module(self, module: nn.Module, x: torch.Tensor) -> Timing:
+        """Latency of ``module(x)`` on this device and backend, threads pinned."""
+        with pinned_threads(self.threads):
+            t = measure(
+                self._runner(module, x), warmup=self.warmup, repeats=self.repeats,
+                sync=self._sync(),
+            )  # fmt: skip
+        return Timing(t.median_ms, t.p10_ms, t.p90_ms, t.repeats, self.threads, self.versions)
+
+    # ---------------------------------------------------------------- profiling
+    def validation_configs(self, space: SliceSpace, n: int, seed: int = 0) -> list[SubnetConfig]:
+        """Smallest, largest and ``n - 2`` random configs (deterministic for a seed)."""
+        rng = random.Random(seed)
+        cfgs = [space.smallest(), space.largest()][: max(n, 0)]
+        tries = 0
+        while len(cfgs) < min(n, space.size) and tries < 100 * n:
+            cfg, tries = space.sample(rng), tries + 1
+            if cfg not in cfgs:
+                cfgs.append(cfg)
+        return cfgs
+
+    def profile_space(
+        self,
+        space: SliceSpace,
+        *,
+        batch_sizes: tuple[int, ...] | None = None,
+        validate: int = 8,
+        net: Supernet | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> ProfileReport:
+        """Measure every distinct block of ``space`` (and ``validate`` whole sub-nets) per batch
+        size; already measured rows are skipped. Safe to interrupt and re-run."""
+        t_start = time.perf_counter()
+        torch.manual_seed(seed)
+        net = net or create_supernet(space.supernet, space=space)
+        net = net.eval()
+        sigs = grid_signatures(net, space)
+        batch_sizes = tuple(batch_sizes or self.profile.batch_sizes)
+        dev = (self.profile.name, self.profile.kind)
+        rep = ProfileReport(
+            self.profile.name, self.backend, len(sigs), batch_sizes=list(batch_sizes)
+        )
+        cfgs = self.validation_configs(space, validate, seed)
+        total = len(sigs) * len(batch_sizes) + len(cfgs) * len(batch_sizes)
+        cols = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*cols, disable=not progress, transient=True) as bar:
+            task = bar.add_task(f"profiling {space.supernet} on {self.profile.name}", total=total)
+            for bs in batch_sizes:
+                done = {
+                    s for s, (_, src) in self.store.block_table(dev[0], bs, self.backend).items()
+                    if src != "predicted"
+                }  # fmt: skip
+                for sig, call in sigs.items():
+                    bar.advance(task)
+                    if sig in done:
+                        rep.skipped += 1
+                        continue
+                    module = net.units[call.index].extract(**dict(call.active))
+                    x = torch.randn(bs, *call.in_shape)
+                    timing = self.time_module(module, x)
+                    self.store.put_block(dev, sig, bs, self.backend, timing, macs=call.macs)
+                    rep.measured += 1
+                nets = self.store.network_table(dev[0], space.supernet, bs, self.backend)
+                have = {c for c, _, src in nets if src != "predicted"}
+                for cfg in cfgs:
+                    bar.advance(task)
+                    if cfg.to_json() in have:
+                        rep.networks_skipped += 1
+                        continue
+                    x = torch.randn(bs, *space.input_size)
+                    timing = self.time_module(net.extract(cfg), x)
+                    self.store.put_network(
+                        dev, space.supernet, cfg.to_json(), bs, self.backend, timing
+                    )
+                    rep.networks_measured += 1
+        rep.seconds = time.perf_counter() - t_start
+        return rep

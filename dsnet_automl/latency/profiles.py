@@ -1,0 +1,255 @@
+"""Device profiles: one YAML per target device (``hw_profiles/<name>.yaml``).
+
+A profile names the device, its aliases, kind (cpu/gpu/npu), default backend and threads, the
+batch sizes of interest, and the published figures a roofline prediction needs (peak FLOP/s per
+dtype, memory bandwidth, caches), each with the source it was taken from.
+
+Lookup order: a directory passed explicitly, then ``$DSNET_HW_PROFILES``, then ``./hw_profiles``
+(user-edited copies win), then the copy shipped inside the package
+(``dsnet_automl/latency/profiles_data``), so an installed package finds them too.
+``host-cpu`` and ``cuda`` are *detected*: their YAML holds defaults that :func:`detect` fills
+with what the running machine reports.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import LatencyTableError
+
+__all__ = [
+    "DeviceProfile",
+    "Figure",
+    "detect",
+    "list_profiles",
+    "load_profile",
+    "profile_dirs",
+]
+
+Kind = Literal["cpu", "gpu", "npu"]
+Backend = Literal["torch-eager", "torchscript", "onnxruntime", "tensorrt"]
+
+
+class Figure(BaseModel):
+    """One published (or derived, or assumed) number and where it comes from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: float = Field(gt=0)
+    source: str = Field(min_length=3)
+
+
+class DeviceProfile(BaseModel):
+    """A target device. Units: FLOP/s, bytes/s, bytes; ``efficiency`` is the share of peak a
+    real small-batch kernel reaches (an assumption, stated with its source)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    kind: Kind
+    backend: Backend = "torch-eager"
+    detect: Literal["host-cpu", "cuda"] | None = None
+    threads: int | None = Field(default=None, ge=1)
+    batch_sizes: tuple[int, ...] = (1,)
+    peak_flops: dict[str, Figure]
+    memory_bandwidth: Figure
+    caches: dict[str, Figure] = Field(default_factory=dict)
+    efficiency: Figure
+    layer_overhead_s: Figure
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(b < 1 for b in v):
+            raise ValueError("batch_sizes must be a non-empty list of positive integers")
+        return v
+
+    @field_validator("peak_flops")
+    @classmethod
+    def _has_fp32(cls, v: dict[str, Figure]) -> dict[str, Figure]:
+        if "fp32" not in v:
+            raise ValueError(f"peak_flops needs an 'fp32' entry, has {sorted(v)}")
+        return v
+
+    @property
+    def device(self) -> str:
+        """The torch device string the profiler runs on."""
+        return "cuda" if self.kind == "gpu" else "cpu"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "backend": self.backend,
+            "threads": self.threads,
+            "fp32 GFLOP/s": round(self.peak_flops["fp32"].value / 1e9, 1),
+            "GB/s": round(self.memory_bandwidth.value / 1e9, 1),
+        }
+
+
+def _packaged_dir() -> Path:
+    return Path(str(resources.files("dsnet_automl.latency") / "profiles_data"))
+
+
+def profile_dirs(extra: str | Path | None = None) -> list[Path]:
+    """Directories searched for ``*.yaml`` profiles, first match wins."""
+    dirs = [Path(extra)] if extra else []
+    if os.environ.get("DSNET_HW_PROFILES"):
+        dirs.append(Path(os.environ["DSNET_HW_PROFILES"]))
+    dirs += [Path("hw_profiles"), _packaged_dir()]
+    return [d for d in dirs if d.is_dir()]
+
+
+def _read(path: Path) -> DeviceProfile:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise LatencyTableError(f"device profile {path}: cannot read YAML ({e})") from None
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise LatencyTableError(
+            f"device profile {path}: field {where!r}: {err['msg']} (got {err.get('input')!r}); "
+            "fix the YAML (see hw_profiles/jetson-orin-nano.yaml for a complete example)"
+        ) from None
+
+
+def _all_profiles(extra: str | Path | None = None) -> dict[str, tuple[DeviceProfile, Path]]:
+    found: dict[str, tuple[DeviceProfile, Path]] = {}
+    for d in profile_dirs(extra):
+        for path in sorted(d.glob("*.yaml")):
+            prof = _read(path)
+            found.setdefault(prof.name, (prof, path))
+    return found
+
+
+def list_profiles(extra: str | Path | None = None) -> list[DeviceProfile]:
+    """Every known profile (undetected defaults for ``host-cpu``/``cuda``), sorted by name."""
+    return [p for _, (p, _) in sorted(_all_profiles(extra).items())]
+
+
+def load_profile(
+    name: str, *, detect_host: bool = True, extra: str | Path | None = None
+) -> DeviceProfile:
+    """The profile called ``name`` (or an alias, or a YAML path).
+
+    Args:
+        name: profile name, alias (``jetson`` -> ``jetson-orin-nano``) or a ``.yaml`` path.
+        detect_host: fill ``host-cpu``/``cuda`` figures from the running machine.
+        extra: an additional profile directory searched first.
+
+    Raises:
+        LatencyTableError: unknown name (the message lists the known profiles and aliases).
+    """
+    if str(name).endswith((".yaml", ".yml")) and Path(name).is_file():
+        prof = _read(Path(name))
+    else:
+        profiles = _all_profiles(extra)
+        by_alias = {a: n for n, (p, _) in profiles.items() for a in p.aliases}
+        key = by_alias.get(name, name)
+        if key not in profiles:
+            known = ", ".join(sorted(profiles))
+            aliases = ", ".join(f"{a} -> {n}" for a, n in sorted(by_alias.items()))
+            raise LatencyTableError(
+                f"unknown hardware profile {name!r}; known profiles: {known}"
+                + (f" (aliases: {aliases})" if aliases else "")
+                + "; or add hw_profiles/<name>.yaml"
+            )
+        prof = profiles[key][0]
+    return detect(prof) if detect_host and prof.detect else prof
+
+
+def _cpu_flops_per_cycle() -> tuple[int, str]:
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    if "avx512f" in flags:
+        return 64, "AVX-512: 2 FMA units x 16 fp32 lanes x 2 FLOP"
+    if "avx2" in flags and "fma" in flags:
+        return 32, "AVX2+FMA: 2 FMA units x 8 fp32 lanes x 2 FLOP"
+    if "asimd" in flags or platform.machine() in ("aarch64", "arm64"):
+        return 16, "NEON: 2 FMA units x 4 fp32 lanes x 2 FLOP"
+    return 8, "SSE: 4 fp32 lanes x 2 FLOP (conservative)"
+
+
+def _cpu_mhz() -> float | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("cpu mhz"):
+                return float(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _host_cpu(prof: DeviceProfile) -> DeviceProfile:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, cores or 1)
+    mhz = _cpu_mhz()
+    fpc, how = _cpu_flops_per_cycle()
+    update: dict[str, Any] = {
+        "threads": prof.threads or cores,
+        "description": f"{platform.processor() or platform.machine()}, {cores} cores (detected)",
+    }
+    if mhz:
+        update["peak_flops"] = {
+            "fp32": Figure(
+                value=cores * mhz * 1e6 * fpc,
+                source=f"detected: {cores} cores x {mhz:.0f} MHz x {fpc} FLOP/cycle ({how})",
+            )
+        }
+    return prof.model_copy(update=update)
+
+
+# Published fp32 peak (FLOP/s) and memory bandwidth (bytes/s) of common data-centre GPUs.
+_GPU_FIGURES: dict[str, tuple[float, float, str]] = {
+    "H100": (51.2e12, 2.0e12, "NVIDIA H100 datasheet (PCIe: 51 TFLOPS fp32, 2.0 TB/s)"),
+    "H200": (67e12, 4.8e12, "NVIDIA H200 datasheet (67 TFLOPS fp32, 4.8 TB/s)"),
+    "A100": (19.5e12, 1.555e12, "NVIDIA A100 datasheet (19.5 TFLOPS fp32, 1.555 TB/s)"),
+    "L4": (30.3e12, 0.3e12, "NVIDIA L4 datasheet (30.3 TFLOPS fp32, 300 GB/s)"),
+    "T4": (8.1e12, 0.32e12, "NVIDIA T4 datasheet (8.1 TFLOPS fp32, 320 GB/s)"),
+}
+
+
+def _cuda(prof: DeviceProfile) -> DeviceProfile:
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return prof
+        props = torch.cuda.get_device_properties(0)
+    except Exception:  # noqa: BLE001 - a broken driver must not break profile loading
+        return prof
+    update: dict[str, Any] = {
+        "description": f"{props.name}, {props.multi_processor_count} SMs, "
+        f"{props.total_memory / 2**30:.0f} GiB (detected)"
+    }
+    for key, (flops, bw, src) in _GPU_FIGURES.items():
+        if key in props.name:
+            update["peak_flops"] = {"fp32": Figure(value=flops, source=src)}
+            update["memory_bandwidth"] = Figure(value=bw, source=src)
+            break
+    return prof.model_copy(update=update)
+
+
+def detect(prof: DeviceProfile) -> DeviceProfile:
+    """Fill a detectable profile (``host-cpu``, ``cuda``) from the running machine."""
+    if prof.detect == "host-cpu":
+        return _host_cpu(prof)
+    if prof.detect == "cuda":
+        return _cuda(prof)
+    return prof

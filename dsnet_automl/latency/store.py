@@ -1,0 +1,407 @@
+"""The latency store: SQLAlchemy 2 on SQLite (any SQLAlchemy URL works).
+
+Several processes (a profiler, Ray workers, a search) read and write one database at once:
+SQLite runs in WAL mode (readers never block the writer), write transactions start with
+``BEGIN IMMEDIATE`` (the write lock is taken up front, so two writers queue on SQLite's busy
+timeout instead of dead-locking on a lock upgrade) and a transaction that still meets
+``database is locked`` is retried with back-off.
+
+Opening is careful: a file that is not a SQLite database, or one written by a newer
+dsnet-automl, raises :class:`LatencyTableError` before anything is written to it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ..errors import LatencyTableError
+from .models import (
+    SCHEMA_VERSION,
+    SOURCES,
+    Base,
+    BlockMeasurement,
+    BlockSignatureRow,
+    Device,
+    NetworkMeasurement,
+    SchemaVersion,
+)
+from .signature import BlockSignature
+
+__all__ = ["DEFAULT_DB", "LatencyStore", "Timing", "replaces"]
+
+DEFAULT_DB = "sqlite:///hw_profiles/latency.db"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One latency measurement in milliseconds (per batch)."""
+
+    median_ms: float
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    repeats: int = 0
+    threads: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def replaces(new: str, old: str | None) -> bool:
+    """Whether a row of source ``new`` overwrites an existing row of source ``old``.
+
+    Evidence beats prediction: a measured or imported row replaces anything; a predicted row
+    only fills gaps or refreshes another prediction.
+    """
+    return old is None or new != "predicted" or old == "predicted"
+
+
+def _is_locked(e: OperationalError) -> bool:
+    msg = str(e.orig if e.orig is not None else e).lower()
+    return "locked" in msg or "busy" in msg
+
+
+class LatencyStore:
+    """Per-device latency tables in one database.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///path.db``; ``sqlite://`` is in-memory).
+        timeout_s: how long a writer waits for the lock before retrying.
+
+    The store pickles without its engine (re-created on first use), so Ray can ship it.
+    """
+
+    def __init__(self, url: str = DEFAULT_DB, *, timeout_s: float = 30.0) -> None:
+        self.url = str(url)
+        self.timeout_s = timeout_s
+        self._engine: Engine | None = None
+
+    # ---------------------------------------------------------------- engine
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "timeout_s": self.timeout_s, "_engine": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return f"LatencyStore({self.url!r})"
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._open()
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _sqlite_path(self) -> Path | None:
+        url = make_url(self.url)
+        if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database)
+
+    def _open(self) -> Engine:
+        path = self._sqlite_path()
+        sqlite = make_url(self.url).drivername.startswith("sqlite")
+        if path is not None:
+            if path.exists() and path.stat().st_size > 0:
+                with path.open("rb") as f:
+                    if f.read(16) != _SQLITE_MAGIC:
+                        raise LatencyTableError(
+                            f"latency database {path} is not a SQLite database (corrupt, or "
+                            "another kind of file); it was left untouched: move it away or "
+                            "pass another --db"
+                        )
+                self._check_schema(create_engine(self.url))
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        kw: dict[str, Any] = {"connect_args": {"timeout": self.timeout_s}} if sqlite else {}
+        engine = create_engine(self.url, **kw)
+        if sqlite:
+            self._sqlite_events(engine, wal=path is not None)
+        if path is None:  # non-file databases: check once the engine exists
+            self._check_schema(engine, dispose=False)
+        self._create(engine)
+        return engine
+
+    def _sqlite_events(self, engine: Engine, *, wal: bool) -> None:
+        busy_ms = int(self.timeout_s * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            if wal:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+    def _check_schema(self, engine: Engine, *, dispose: bool = True) -> None:
+        where = self._sqlite_path() or self.url
+        try:
+            with engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+                if not tables:
+                    return
+                if "schema_version" not in tables:
+                    raise LatencyTableError(
+                        f"{where} is a database but not a dsnet-automl latency database "
+                        f"(tables: {', '.join(sorted(tables))}); it was left untouched: pass "
+                        "another --db"
+                    )
+                version = conn.execute(select(SchemaVersion.version)).scalar()
+        except SQLAlchemyError as e:
+            raise LatencyTableError(
+                f"latency database {where} cannot be read ({getattr(e, 'orig', e)}); it is "
+                "corrupt and was left untouched: move it away or pass another --db"
+            ) from e
+        finally:
+            if dispose:
+                engine.dispose()
+        if version is not None and version > SCHEMA_VERSION:
+            raise LatencyTableError(
+                f"latency database {where} has schema version {version}, newer than this "
+                f"dsnet-automl understands ({SCHEMA_VERSION}); it was left untouched: upgrade "
+                "dsnet-automl, or export the tables with the newer version and import the file"
+            )
+        if version is not None and version < SCHEMA_VERSION:
+            raise LatencyTableError(
+                f"latency database {where} has schema version {version}, older than "
+                f"{SCHEMA_VERSION}; export it with the dsnet-automl that wrote it "
+                "('dsnet-automl tables export') and import the file into a new --db"
+            )
+
+    def _create(self, engine: Engine) -> None:
+        def create(s: Session) -> None:
+            Base.metadata.create_all(s.connection())
+            if s.get(SchemaVersion, 1) is None:
+                s.add(SchemaVersion(id=1, version=SCHEMA_VERSION))
+
+        self._engine = engine
+        try:
+            self.write(create)
+        except LatencyTableError:
+            self._engine = None
+            engine.dispose()
+            raise
+
+    # ---------------------------------------------------------------- sessions
+    @contextmanager
+    def _tx(self, write: bool) -> Iterator[Session]:
+        bind = self.engine.execution_options(sqlite_begin="IMMEDIATE") if write else self.engine
+        s = Session(bind, expire_on_commit=False)
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    def _error(self, e: SQLAlchemyError) -> LatencyTableError:
+        return LatencyTableError(
+            f"latency database {self.url}: {type(e).__name__}: {getattr(e, 'orig', None) or e}"
+        )
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session that commits on success, rolls back on error and wraps database errors
+        in :class:`LatencyTableError` (no retry: use :meth:`write` for retried writes)."""
+        try:
+            with self._tx(write) as s:
+                yield s
+        except SQLAlchemyError as e:
+            raise self._error(e) from e
+
+    def write(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
+        """Run ``fn(session)`` in one write transaction, retried on ``database is locked``."""
+        for attempt in range(attempts):
+            try:
+                with self._tx(write=True) as s:
+                    return fn(s)
+            except OperationalError as e:
+                if not _is_locked(e) or attempt == attempts - 1:
+                    raise self._error(e) from e
+                time.sleep(0.05 * 2**attempt * (1 + random.random()))
+            except SQLAlchemyError as e:
+                raise self._error(e) from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---------------------------------------------------------------- helpers (explicit session)
+    @staticmethod
+    def get_device(s: Session, name: str) -> Device | None:
+        return s.scalar(select(Device).where(Device.name == name))
+
+    @staticmethod
+    def ensure_device(s: Session, name: str, kind: str, description: str = "") -> Device:
+        dev = LatencyStore.get_device(s, name)
+        if dev is None:
+            dev = Device(name=name, kind=kind, description=description)
+            s.add(dev)
+            s.flush()
+        return dev
+
+    @staticmethod
+    def ensure_signature(s: Session, sig: BlockSignature, macs: int | None = None) -> int:
+        row = s.scalar(
+            select(BlockSignatureRow).where(
+                BlockSignatureRow.kind == sig.kind,
+                BlockSignatureRow.hparams == sig.hparams,
+                BlockSignatureRow.active == sig.active,
+                BlockSignatureRow.in_shape == sig.in_shape,
+            )
+        )
+        if row is None:
+            row = BlockSignatureRow(
+                **dict(zip(("kind", "hparams", "active", "in_shape"), sig.key, strict=True)),
+                macs=macs,
+            )
+            s.add(row)
+            s.flush()
+        elif row.macs is None and macs is not None:
+            row.macs = macs
+        return row.id
+
+    @staticmethod
+    def upsert(s: Session, model: type, key: dict[str, Any], values: dict[str, Any]) -> bool:
+        """Insert or replace one measurement row following :func:`replaces`; True if written."""
+        if values["source"] not in SOURCES:
+            raise LatencyTableError(f"source {values['source']!r} is not one of {SOURCES}")
+        row = s.scalar(select(model).filter_by(**key))
+        if row is not None and not replaces(values["source"], row.source):
+            return False
+        if row is None:
+            s.add(model(**key, **values))
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+        return True
+
+    # ---------------------------------------------------------------- writes
+    @staticmethod
+    def _timing_values(t: Timing, source: str) -> dict[str, Any]:
+        return {
+            "median_ms": float(t.median_ms),
+            "p10_ms": t.p10_ms,
+            "p90_ms": t.p90_ms,
+            "repeats": int(t.repeats),
+            "threads": t.threads,
+            "versions": json.dumps(t.versions, sort_keys=True),
+            "source": source,
+        }
+
+    def put_block(
+        self,
+        device: tuple[str, str],
+        sig: BlockSignature,
+        batch_size: int,
+        backend: str,
+        timing: Timing,
+        source: str = "measured",
+        macs: int | None = None,
+    ) -> bool:
+        """Store one block latency (committed at once). ``device`` is ``(name, kind)``."""
+
+        def fn(s: Session) -> bool:
+            dev = self.ensure_device(s, *device)
+            key = {
+                "device_id": dev.id,
+                "signature_id": self.ensure_signature(s, sig, macs),
+                "batch_size": int(batch_size),
+                "backend": backend,
+            }
+            return self.upsert(s, BlockMeasurement, key, self._timing_values(timing, source))
+
+        return self.write(fn)
+
+    def put_network(
+        self,
+        device: tuple[str, str],
+        supernet: str,
+        config_json: str,
+        batch_size: int,
+        backend: str,
+        timing: Timing,
+        source: str = "measured",
+    ) -> bool:
+        """Store the end-to-end latency of one sub-net (committed at once)."""
+
+        def fn(s: Session) -> bool:
+            dev = self.ensure_device(s, *device)
+            key = {
+                "device_id": dev.id,
+                "supernet": supernet,
+                "config": config_json,
+                "batch_size": int(batch_size),
+                "backend": backend,
+            }
+            return self.upsert(s, NetworkMeasurement, key, self._timing_values(timing, source))
+
+        return self.write(fn)
+
+    # ---------------------------------------------------------------- reads
+    def block_table(
+        self, device: str, batch_size: int, backend: str
+    ) -> dict[BlockSignature, tuple[float, str]]:
+        """``{signature: (median_ms, source)}`` of one device, batch size and backend."""
+        q = (
+            select(BlockSignatureRow, BlockMeasurement.median_ms, BlockMeasurement.source)
+            .join(BlockMeasurement, BlockMeasurement.signature_id == BlockSignatureRow.id)
+            .join(Device, Device.id == BlockMeasurement.device_id)
+            .where(
+                Device.name == device,
+                BlockMeasurement.batch_size == batch_size,
+                BlockMeasurement.backend == backend,
+            )
+        )
+        with self.session() as s:
+            return {
+                BlockSignature(r.kind, r.hparams, r.active, r.in_shape): (ms, src)
+                for r, ms, src in s.execute(q)
+            }
+
+    def network_table(
+        self, device: str, supernet: str, batch_size: int, backend: str
+    ) -> list[tuple[str, float, str]]:
+        """``[(config_json, median_ms, source)]`` end-to-end measurements of one sub-net family."""
+        q = (
+            select(
+                NetworkMeasurement.config, NetworkMeasurement.median_ms, NetworkMeasurement.source
+            )
+            .join(Device, Device.id == NetworkMeasurement.device_id)
+            .where(
+                Device.name == device,
+                NetworkMeasurement.supernet == supernet,
+                NetworkMeasurement.batch_size == batch_size,
+                NetworkMeasurement.backend == backend,
+            )
+            .order_by(NetworkMeasurement.id)
+        )
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(q)]
+
+    def devices(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(Device.name).order_by(Device.name)))
