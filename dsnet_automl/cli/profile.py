@@ -52,5 +52,6 @@ def profile_cmd(
     console.print(
         f"{rep.device} ({rep.backend}, batch {rep.batch_sizes}): {rep.signatures} block "
         f"signatures, {rep.measured} measured, {rep.skipped} already in the table; "
-        f"{rep.networks_measured} sub-nets measured end to end; {rep.seconds:.1f} s"
+        f"{rep.networks_measured} sub-nets measured end to end; {rep.seconds:.1f} s",
+        soft_wrap=True,
     )

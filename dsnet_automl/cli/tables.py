@@ -47,7 +47,8 @@ def list_cmd(db: DbOpt = DEFAULT_DB) -> None:
     store = LatencyStore(db)
     rows = summary(store)
     profiles = Table(title="device profiles (hw_profiles/*.yaml)")
-    for col in ("name", "aliases", "kind", "backend", "fp32 GFLOP/s", "GB/s", "tables in db"):
+    profiles.add_column("name", no_wrap=True)
+    for col in ("aliases", "kind", "backend", "fp32 GFLOP/s", "GB/s", "tables in db"):
         profiles.add_column(col)
     for p in list_profiles():
         s = p.summary()
@@ -58,7 +59,8 @@ def list_cmd(db: DbOpt = DEFAULT_DB) -> None:
         )  # fmt: skip
     console.print(profiles)
     t = Table(title=f"latency tables in {db}")
-    for col in ("device", "kind", "backend", "batch", "block rows", "network rows"):
+    t.add_column("device", no_wrap=True)
+    for col in ("kind", "backend", "batch", "block rows", "network rows"):
         t.add_column(col)
     for r in rows:
         t.add_row(
@@ -139,7 +141,7 @@ def export_cmd(
     """Export a device's table (blocks and networks, with their source) to CSV or Parquet."""
     name = load_profile(hw, detect_host=False).name
     n = export_table(LatencyStore(db), name, out, format)
-    console.print(f"wrote {n} rows of {name} to {out}")
+    console.print(f"wrote {n} rows of {name} to {out}", soft_wrap=True)
 
 
 @tables_app.command("import")
@@ -151,7 +153,8 @@ def import_cmd(
     """Import a table; measured rows replace predicted ones, predictions never replace evidence."""
     res = import_table(LatencyStore(db), file)
     console.print(
-        f"imported {file}: {res['written']} rows written, {res['skipped']} kept as they were"
+        f"imported {file}: {res['written']} rows written, {res['skipped']} kept as they were",
+        soft_wrap=True,
     )
 
 

@@ -1,0 +1,113 @@
+"""Profiler and predictor on this CPU with tiny repeat counts."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsnet_automl.config import load_space
+from dsnet_automl.errors import LatencyTableError
+from dsnet_automl.latency import (
+    LatencyPredictor,
+    LatencyStore,
+    Profiler,
+    fit_overhead,
+    grid_signatures,
+    load_profile,
+    predict_table,
+    roofline_ms,
+)
+from dsnet_automl.supernets import create_supernet
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('prof') / 'lat.db'}"
+    store = LatencyStore(url)
+    space = load_space("ds_mobilenet_v1_tiny")
+    net = create_supernet("ds_mobilenet_v1_tiny").eval()
+    prof = load_profile("host-cpu")
+    profiler = Profiler(store, prof, warmup=1, repeats=3, threads=1)
+    rep = profiler.profile_space(space, batch_sizes=(1,), validate=4, net=net, progress=False)
+    return store, space, net, prof, rep
+
+
+def test_profiles_every_distinct_block_and_resumes(profiled) -> None:
+    store, space, net, prof, rep = profiled
+    sigs = grid_signatures(net, space)
+    assert rep.measured == len(sigs) and rep.skipped == 0 and rep.networks_measured == 4
+    table = store.block_table("host-cpu", 1, "torch-eager")
+    assert set(table) == set(sigs)
+    assert all(ms > 0 and src == "measured" for ms, src in table.values())
+    again = Profiler(store, prof, warmup=1, repeats=3, threads=1).profile_space(
+        space, batch_sizes=(1,), validate=4, net=net, progress=False
+    )
+    assert again.measured == 0 and again.skipped == len(sigs) and again.networks_skipped == 4
+
+
+def test_predictor_sums_blocks_plus_fitted_overhead(profiled) -> None:
+    store, space, net, prof, _ = profiled
+    pred = LatencyPredictor(store, prof, net, allow_roofline=False)
+    assert pred.fit_points == 4
+    cfg = space.sample(random.Random(3))
+    table = store.block_table("host-cpu", 1, "torch-eager")
+    from dsnet_automl.latency import signature_of
+
+    blocks = sum(table[signature_of(net, c)][0] for c in net.block_calls(cfg))
+    est = pred.estimate(cfg)
+    assert est.source == "measured" and est.predicted_blocks == 0
+    assert est.blocks_ms == pytest.approx(blocks)
+    assert est.latency_ms == pytest.approx(pred.scale * blocks + pred.overhead_ms)
+    assert est.latency_ms > 0
+
+
+def test_missing_blocks_are_roofline_predicted_and_labelled(tmp_path: Path) -> None:
+    store = LatencyStore(f"sqlite:///{tmp_path / 'lat.db'}")
+    net = create_supernet("ds_deit_small_tiny")
+    jetson = load_profile("jetson")
+    pred = LatencyPredictor(store, jetson, net)
+    cfg = net.space.largest()
+    est = pred.estimate(cfg)
+    assert est.source == "predicted" and est.predicted_blocks == est.total_blocks
+    expected = sum(roofline_ms(net, c, jetson) for c in net.block_calls(cfg))
+    assert est.latency_ms == pytest.approx(expected)
+    assert pred.latency_ms(net.space.smallest()) < est.latency_ms
+    with pytest.raises(LatencyTableError, match="dsnet-automl profile --hw jetson-orin-nano"):
+        LatencyPredictor(store, jetson, net, allow_roofline=False).latency_ms(cfg)
+    n = predict_table(store, jetson, net, batch_sizes=[1])
+    assert n == len(grid_signatures(net))
+    assert {s for _, s in store.block_table("jetson-orin-nano", 1, "torch-eager").values()} == {
+        "predicted"
+    }
+
+
+def test_fit_overhead_recovers_a_line_and_stays_sane() -> None:
+    xs = [1.0, 2.0, 3.0, 4.0]
+    assert fit_overhead(xs, [1.1 * x + 0.3 for x in xs]) == pytest.approx((1.1, 0.3))
+    assert fit_overhead([2.0], [2.5]) == pytest.approx((1.0, 0.5))
+    assert fit_overhead([], []) == (1.0, 0.0)
+    scale, over = fit_overhead(xs, [0.1, 0.1, 0.1, 0.1])  # garbage: keep predictions >= sum / 2
+    assert scale == 1.0 and over >= -0.5
+
+
+def test_onnxruntime_backend_measures_a_block() -> None:
+    prof = load_profile("host-cpu")
+    profiler = Profiler(
+        LatencyStore("sqlite://"), prof, backend="onnxruntime", warmup=1, repeats=3, threads=1
+    )
+    net = create_supernet("ds_mobilenet_v1_tiny").eval()
+    call = net.block_calls(net.space.smallest())[1]
+    t = profiler.time_module(
+        net.units[call.index].extract(**dict(call.active)), torch.randn(1, *call.in_shape)
+    )
+    assert t.median_ms > 0 and t.repeats == 3 and "onnxruntime" in t.versions
+
+
+def test_gpu_profile_without_cuda_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(LatencyTableError, match="CUDA is not available here"):
+        Profiler(LatencyStore("sqlite://"), load_profile("jetson"))
