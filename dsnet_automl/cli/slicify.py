@@ -1,0 +1,61 @@
+"""``dsnet-automl slicify MODEL``: derive (or check) the slice grid of a timm model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .._io import atomic_write_text
+from ._app import app, console, handle_errors
+
+
+def _fmt(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+@app.command("slicify")
+@handle_errors
+def slicify_cmd(
+    model: Annotated[str, typer.Argument(help="timm model name, e.g. resnet50 (no weights load).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the slice grid to this YAML file.")
+    ] = None,
+    space: Annotated[
+        Path | None,
+        typer.Option("--space", "-s", help="Check an edited grid YAML against the model instead."),
+    ] = None,
+) -> None:
+    """Make a timm model a supernet: show its slice grid and costs, optionally write the grid.
+
+    Recreate the supernet from the written file in Python with
+    ``dsnet_automl.slicify.slicify(MODEL, space=FILE)``.
+    """
+    from ..slicify import slicify
+
+    net = slicify(model, space=space)
+    sp = net.space
+    table = Table(title=f"{sp.supernet}  ({sp.size:,} sub-nets, input {list(sp.input_size)})")
+    table.add_column("dimension")
+    table.add_column("values")
+    for dim, choices in sp.dims:
+        table.add_row(dim, ", ".join(str(c) for c in choices))
+    console.print(table)
+    cost = Table(title="cost per sample")
+    for col in ("sub-net", "MACs", "params"):
+        cost.add_column(col)
+    for label, cfg in (("smallest", sp.smallest()), ("largest", sp.largest())):
+        cost.add_row(label, _fmt(net.macs(cfg)), _fmt(net.params(cfg)))
+    console.print(cost)
+    if out is not None:
+        header = (
+            f"slice grid of {sp.supernet}; edit it, then "
+            f"dsnet_automl.slicify.slicify({model!r}, space={str(out)!r})"
+        )
+        atomic_write_text(out, sp.to_yaml(header=header))
+        console.print(f"wrote {out}")
