@@ -14,6 +14,7 @@ __all__ = [
     "LatencyTableError",
     "SearchSpaceError",
     "StudyError",
+    "TrainingInterrupted",
 ]
 
 
@@ -39,3 +40,7 @@ class LatencyTableError(DsnetError, ValueError):
 
 class StudyError(DsnetError, ValueError):
     """A study configuration or study database is malformed."""
+
+
+class TrainingInterrupted(DsnetError):
+    """Training stopped on SIGTERM/Ctrl-C after writing a checkpoint; resume with --resume."""

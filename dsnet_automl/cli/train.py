@@ -1,0 +1,198 @@
+"""``dsnet-automl train-supernet``, ``calibrate`` and ``eval-supernet`` (Stage I)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ._app import app, console, handle_errors
+
+_SCALAR_FIELDS = (
+    "space",
+    "data",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "num_random",
+    "distill",
+    "ema_decay",
+    "mvco",
+    "single_config",
+    "seed",
+    "device",
+    "num_workers",
+    "train_limit",
+    "warmup_epochs",
+)
+
+
+def _fmt(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+def _print_df(df, title: str) -> None:
+    table = Table(title=title)
+    cols = [
+        c
+        for c in ("name", "top1", "top1_easy", "top1_hard", "macs", "params", "config")
+        if c in df.columns
+    ]
+    for c in cols:
+        table.add_column(c)
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            cells.append(
+                f"{100 * v:.2f}%"
+                if c.startswith("top1")
+                else _fmt(v)
+                if c in ("macs", "params")
+                else str(v)
+            )
+        table.add_row(*cells)
+    console.print(table)
+
+
+@app.command("train-supernet")
+@handle_errors
+def train_cmd(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory (checkpoint, metrics).")
+    ],
+    space: Annotated[str | None, typer.Option(help="Supernet name or slice-space YAML.")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="digits | digits-hard | imagefolder:PATH | cifar10:PATH | synthetic."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd (nesterov) | adamw.")] = None,
+    weight_decay: Annotated[float | None, typer.Option()] = None,
+    warmup_epochs: Annotated[float | None, typer.Option()] = None,
+    num_random: Annotated[int | None, typer.Option(help="Random sub-nets per step.")] = None,
+    distill: Annotated[str | None, typer.Option(help="ib | inplace | none.")] = None,
+    ema_decay: Annotated[float | None, typer.Option()] = None,
+    mvco: Annotated[
+        bool | None,
+        typer.Option("--mvco/--no-mvco", help="Multi-view consistency (default: ViTs)."),
+    ] = None,
+    single_config: Annotated[
+        float | None,
+        typer.Option(help="Train one sub-net alone: fraction 0 (smallest) .. 1 (largest)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda.")] = None,
+    num_workers: Annotated[int | None, typer.Option("--workers", min=0)] = None,
+    train_limit: Annotated[int | None, typer.Option(help="Use only N training samples.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TrainConfig YAML (flags override it).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/checkpoint.pt.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Stage I: train a supernet (sandwich rule + in-place bootstrapping), checkpoint every
+    epoch, print test top-1 of the smallest/middle/largest sub-nets."""
+    import yaml
+
+    from ..training import CHECKPOINT_NAME, TrainConfig, load_checkpoint, train_supernet
+
+    local = locals()
+    given: dict[str, Any] = {k: local[k] for k in _SCALAR_FIELDS if local[k] is not None}
+    base: dict[str, Any] = {}
+    if resume and (out / CHECKPOINT_NAME).is_file():
+        base = load_checkpoint(out / CHECKPOINT_NAME)["config"]
+    elif config is not None:
+        if not config.is_file():
+            from ..errors import DsnetError
+
+            raise DsnetError(f"--config {str(config)!r} does not exist")
+        base = yaml.safe_load(config.read_text()) or {}
+    try:
+        cfg = TrainConfig.model_validate({**base, **given, "progress": progress})
+    except ValueError as e:
+        from ..errors import DsnetError
+
+        first = str(e).splitlines()
+        raise DsnetError(f"invalid training option: {' '.join(first[1:3]) or first[0]}") from None
+    res = train_supernet(cfg, out, resume=resume)
+    if res.test is not None:
+        _print_df(res.test, f"test top-1 after {cfg.epochs} epochs ({res.seconds:.0f} s)")
+    console.print(f"checkpoint: {res.checkpoint}")
+
+
+@app.command("calibrate")
+@handle_errors
+def calibrate_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="Stage I checkpoint.")],
+    configs: Annotated[
+        str,
+        typer.Option(
+            help="Configs whose BN statistics to recompute: "
+            "smallest,middle,largest | fractions | random:N | "
+            "all | a YAML/JSON list."
+        ),
+    ] = "smallest,middle,largest",
+    batches: Annotated[int, typer.Option(min=1, help="Batches per config.")] = 20,
+    data: Annotated[str | None, typer.Option(help="Dataset (default: the checkpoint's).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Default: calibrated.pt beside CHECKPOINT.")
+    ] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Recalibrate per-width BatchNorm statistics of a trained supernet."""
+    from ..training import calibrate_checkpoint
+
+    path = calibrate_checkpoint(
+        checkpoint, out, configs=configs, num_batches=batches, data=data, device=device
+    )
+    console.print(f"wrote {path}")
+
+
+@app.command("eval-supernet")
+@handle_errors
+def eval_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="Stage I checkpoint.")],
+    configs: Annotated[
+        str,
+        typer.Option(
+            help="smallest,middle,largest | fractions | random:N | all | a YAML/JSON list."
+        ),
+    ] = "smallest,0.25,middle,0.75,largest",
+    split: Annotated[str, typer.Option(help="train | val | test.")] = "test",
+    data: Annotated[str | None, typer.Option(help="Dataset (default: the checkpoint's).")] = None,
+    ema: Annotated[bool, typer.Option("--ema", help="Evaluate the EMA teacher's weights.")] = False,
+    calibrate: Annotated[
+        int,
+        typer.Option(min=0, help="Recalibrate BN per config on N batches first (file untouched)."),
+    ] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the table as CSV.")] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Top-1, MACs and params of sub-nets of a trained supernet."""
+    from .._io import atomic_write_text
+    from ..training import evaluate_checkpoint
+
+    df = evaluate_checkpoint(
+        checkpoint,
+        configs=configs,
+        split=split,
+        data=data,
+        which="ema" if ema else "model",
+        calibrate=calibrate,
+        device=device,
+        progress=console.is_terminal,
+    )
+    _print_df(df, f"{checkpoint} ({split})")
+    if out is not None:
+        atomic_write_text(out, df.to_csv(index=False))
+        console.print(f"wrote {out}")

@@ -1,0 +1,81 @@
+"""Datasets (all offline) and deterministic loaders.
+
+Specs accepted by :func:`load_dataset`:
+
+- ``digits``: scikit-learn's bundled 8x8 digits, upsampled to the input size.
+- ``digits-hard`` (default demo): digits with per-sample difficulty (``dataset.difficulty``).
+  ``digits-hard:K`` sets the copies per image (default 4).
+- ``imagefolder:PATH``: local class folders. ``cifar10:PATH``: local CIFAR-10 python batches.
+- ``synthetic`` / ``synthetic:N``: class templates plus noise, for shape tests.
+"""
+
+from __future__ import annotations
+
+from ..errors import DataError
+from .augment import make_views
+from .base import (
+    ArrayDataset,
+    DataSplits,
+    EpochBatchSampler,
+    epoch_sampler,
+    make_loader,
+    make_loaders,
+)
+from .digits import corrupt, load_digits_splits
+from .folders import load_cifar10, load_imagefolder
+from .synthetic import load_synthetic
+
+__all__ = [
+    "DATASET_SPECS",
+    "ArrayDataset",
+    "DataSplits",
+    "EpochBatchSampler",
+    "corrupt",
+    "epoch_sampler",
+    "load_dataset",
+    "make_loader",
+    "make_loaders",
+    "make_views",
+]
+
+DATASET_SPECS = ("digits", "digits-hard[:K]", "imagefolder:PATH", "cifar10:PATH", "synthetic[:N]")
+
+
+def _int_arg(spec: str, arg: str) -> int:
+    try:
+        value = int(arg)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"dataset {spec!r}: {arg!r} must be a positive integer")
+    return value
+
+
+def load_dataset(
+    spec: str, input_size: tuple[int, int, int] = (3, 32, 32), seed: int = 0
+) -> DataSplits:
+    """Train/val/test splits of a dataset spec (see the module docstring).
+
+    Args:
+        spec: dataset spec string.
+        input_size: (C, H, W) the images are resized to (the supernet's input size).
+        seed: fixes the split and, for ``digits-hard``, the corruptions.
+
+    Raises:
+        DataError: unknown spec, or a missing/malformed local path (the message names the
+            path and the expected layout).
+    """
+    input_size = tuple(int(s) for s in input_size)
+    kind, _, arg = spec.partition(":")
+    if kind == "digits" and not arg:
+        return load_digits_splits(False, input_size, seed)
+    if kind == "digits-hard":
+        return load_digits_splits(True, input_size, seed, _int_arg(spec, arg) if arg else 4)
+    if kind == "synthetic":
+        return load_synthetic(_int_arg(spec, arg) if arg else 512, input_size, seed)
+    if kind in ("imagefolder", "cifar10"):
+        if not arg:
+            raise DataError(f"dataset {spec!r} needs a local path: {kind}:PATH")
+        loader = load_imagefolder if kind == "imagefolder" else load_cifar10
+        return loader(arg, input_size, seed)
+    raise DataError(f"unknown dataset {spec!r}; allowed: {', '.join(DATASET_SPECS)}")

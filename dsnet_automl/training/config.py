@@ -1,0 +1,67 @@
+"""Stage I training configuration (pydantic): everything a run depends on, saved in every
+checkpoint so ``--resume`` can refuse a changed run instead of silently mixing two."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["RUNTIME_FIELDS", "TrainConfig"]
+
+# fields that may differ between a run and its resumption (they do not change the result on CPU)
+RUNTIME_FIELDS = frozenset({"device", "num_workers", "progress"})
+
+
+class TrainConfig(BaseModel):
+    """Stage I (supernet) training run.
+
+    Defaults are the demo recipe: ``ds_mobilenet_v1_tiny`` on ``digits-hard`` in a few minutes
+    on 2 CPU cores. ImageNet-scale users raise ``epochs``/``batch_size`` and pick ``lr``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    space: str = Field("ds_mobilenet_v1_tiny", description="supernet name or slice-space YAML")
+    data: str = Field("digits-hard", description="dataset spec, see dsnet_automl.data")
+    train_limit: int | None = Field(None, ge=1, description="use only the first N train samples")
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0, description="peak learning rate (after warm-up)")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-5, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor, fraction of lr")
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+    num_random: int = Field(2, ge=0, description="random sub-nets per step (sandwich rule)")
+    distill: Literal["ib", "inplace", "none"] = Field(
+        "ib",
+        description="ib: EMA teacher at the largest config; inplace: the current largest "
+        "sub-net's detached output; none: every sub-net learns from labels",
+    )
+    ema_decay: float = Field(0.997, ge=0, lt=1)
+    ema_warmup: bool = Field(
+        True, description="use min(ema_decay, (1+n)/(10+n)) at update n (short runs)"
+    )
+    mvco: bool | None = Field(None, description="multi-view consistency; None = on for ViTs")
+    augment: bool = Field(True, description="random shift + noise on training batches")
+    single_config: float | dict[str, float] | None = Field(
+        None,
+        description="train ONE sub-net alone on labels: a fraction (0 smallest, 0.5 middle, "
+        "1 largest) or a {dim: value} mapping; disables the sandwich rule",
+    )
+
+    seed: int = 0
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    amp: bool = Field(True, description="mixed precision + channels_last on CUDA")
+    num_workers: int = Field(0, ge=0)
+    progress: bool = True
+    eval_every: int = Field(1, ge=0, description="val top-1 of smallest/largest every N epochs")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.optimizer == "sgd" and self.momentum == 0 and self.lr > 1:
+            raise ValueError(f"lr={self.lr} is too large for plain SGD")
+        return self
