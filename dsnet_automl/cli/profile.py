@@ -24,6 +24,9 @@ def profile_cmd(
     backend: Annotated[str | None, typer.Option(help="torch or onnxruntime.")] = None,
     repeats: Annotated[int, typer.Option(min=3, help="Timed calls per measurement.")] = 30,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls first.")] = 5,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Round-robin passes; the median of their medians is kept.")
+    ] = 1,
     threads: Annotated[
         int | None, typer.Option(min=1, help="Override the profile's threads.")
     ] = None,
@@ -39,7 +42,13 @@ def profile_cmd(
     prof = load_profile(hw)
     sp = load_space(space)
     profiler = Profiler(
-        LatencyStore(db), prof, backend=backend, warmup=warmup, repeats=repeats, threads=threads
+        LatencyStore(db),
+        prof,
+        backend=backend,
+        warmup=warmup,
+        repeats=repeats,
+        threads=threads,
+        rounds=rounds,
     )
     try:
         rep = profiler.profile_space(

@@ -23,10 +23,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from torch import nn
 
 from ..config import SliceSpace, SubnetConfig
@@ -100,6 +108,18 @@ def measure(
     return Timing(float(med), float(p10), float(p90), repeats)
 
 
+def combine(timings: list[Timing]) -> Timing:
+    """Several measurements of one thing: median of each statistic, repeats summed."""
+    if len(timings) == 1:
+        return timings[0]
+    med = [
+        float(np.median([getattr(t, k) for t in timings]))
+        for k in ("median_ms", "p10_ms", "p90_ms")
+    ]
+    t0 = timings[0]
+    return Timing(*med, sum(t.repeats for t in timings), t0.threads, t0.versions)
+
+
 @dataclass
 class ProfileReport:
     """What one profiling run did."""
@@ -124,6 +144,8 @@ class Profiler:
         backend: ``torch-eager``/``torch`` or ``onnxruntime`` (default: the profile's).
         warmup, repeats: untimed and timed calls per measurement.
         threads: override the profile's thread count.
+        rounds: measure everything this many times, round-robin, and keep the median of the
+            per-round medians (robust to a busy machine's slow drift).
     """
 
     def __init__(
@@ -135,7 +157,11 @@ class Profiler:
         warmup: int = 5,
         repeats: int = 30,
         threads: int | None = None,
+        rounds: int = 1,
     ) -> None:
+        if rounds < 1:
+            raise LatencyTableError(f"rounds={rounds} must be >= 1")
+        self.rounds = rounds
         self.store, self.profile = store, profile
         self.backend = normalize_backend(backend or profile.backend)
         self.warmup, self.repeats = warmup, repeats
@@ -197,6 +223,25 @@ class Profiler:
             )  # fmt: skip
         return Timing(t.median_ms, t.p10_ms, t.p90_ms, t.repeats, self.threads, self.versions)
 
+    def _rounds(
+        self,
+        items: list[tuple[Any, Any]],
+        build: Callable[[Any], nn.Module],
+        shape: Callable[[Any], tuple[int, ...]],
+        bar: Progress,
+        task: TaskID,
+    ) -> Iterator[tuple[Any, Any, Timing]]:
+        """Measure every ``(key, item)`` once per round, round-robin, so that slow drift of a
+        busy machine spreads over all items; yields ``(key, item, timing so far)`` after every
+        single measurement (the caller commits it: an interrupted run keeps what it has)."""
+        seen: dict[Any, list[Timing]] = {}
+        for _ in range(self.rounds):
+            for key, item in items:
+                t = self.time_module(build(item), torch.randn(*shape(item)))
+                seen.setdefault(key, []).append(t)
+                bar.advance(task)
+                yield key, item, combine(seen[key])
+
     # ---------------------------------------------------------------- profiling
     def validation_configs(self, space: SliceSpace, n: int, seed: int = 0) -> list[SubnetConfig]:
         """Smallest, largest and ``n - 2`` random configs (deterministic for a seed)."""
@@ -232,7 +277,7 @@ class Profiler:
             self.profile.name, self.backend, len(sigs), batch_sizes=list(batch_sizes)
         )
         cfgs = self.validation_configs(space, validate, seed)
-        total = len(sigs) * len(batch_sizes) + len(cfgs) * len(batch_sizes)
+        total = (len(sigs) + len(cfgs)) * len(batch_sizes) * self.rounds
         cols = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -242,32 +287,26 @@ class Profiler:
         with Progress(*cols, disable=not progress, transient=True) as bar:
             task = bar.add_task(f"profiling {space.supernet} on {self.profile.name}", total=total)
             for bs in batch_sizes:
-                done = {
-                    s for s, (_, src) in self.store.block_table(dev[0], bs, self.backend).items()
-                    if src != "predicted"
-                }  # fmt: skip
-                for sig, call in sigs.items():
-                    bar.advance(task)
-                    if sig in done:
-                        rep.skipped += 1
-                        continue
-                    module = net.units[call.index].extract(**dict(call.active))
-                    x = torch.randn(bs, *call.in_shape)
-                    timing = self.time_module(module, x)
+                table = self.store.block_table(dev[0], bs, self.backend)
+                done = {s for s, (_, src) in table.items() if src != "predicted"}
+                todo = [(s, c) for s, c in sigs.items() if s not in done]
+                rep.skipped += len(sigs) - len(todo)
+                bar.advance(task, (len(sigs) - len(todo)) * self.rounds)
+                for sig, call, timing in self._rounds(
+                    todo, lambda c: net.units[c.index].extract(**dict(c.active)),
+                    lambda c, bs=bs: (bs, *c.in_shape), bar, task,
+                ):  # fmt: skip
                     self.store.put_block(dev, sig, bs, self.backend, timing, macs=call.macs)
-                    rep.measured += 1
+                rep.measured += len(todo)
                 nets = self.store.network_table(dev[0], space.supernet, bs, self.backend)
                 have = {c for c, _, src in nets if src != "predicted"}
-                for cfg in cfgs:
-                    bar.advance(task)
-                    if cfg.to_json() in have:
-                        rep.networks_skipped += 1
-                        continue
-                    x = torch.randn(bs, *space.input_size)
-                    timing = self.time_module(net.extract(cfg), x)
-                    self.store.put_network(
-                        dev, space.supernet, cfg.to_json(), bs, self.backend, timing
-                    )
-                    rep.networks_measured += 1
+                todo_n = [(c.to_json(), c) for c in cfgs if c.to_json() not in have]
+                rep.networks_skipped += len(cfgs) - len(todo_n)
+                bar.advance(task, (len(cfgs) - len(todo_n)) * self.rounds)
+                for key, _, timing in self._rounds(
+                    todo_n, net.extract, lambda _, bs=bs: (bs, *space.input_size), bar, task
+                ):
+                    self.store.put_network(dev, space.supernet, key, bs, self.backend, timing)
+                rep.networks_measured += len(todo_n)
         rep.seconds = time.perf_counter() - t_start
         return rep
