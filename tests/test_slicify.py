@@ -204,3 +204,12 @@ def test_cli_writes_the_derived_grid(tmp_path):
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(app, ["slicify", "convnext_atto"])
     assert res.exit_code == 1 and "ConvNeXt" in res.output
+
+
+def test_float64_supernet_costs_and_extract():
+    net = slicify("efficientnet_b0", verify=False).double().eval()  # fixed units with SE
+    cfg = net.space.sample(random.Random(3))
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(net(x, cfg), net.extract(cfg)(x))
+    assert net.macs(cfg, (3, 32, 32)) == _flop_macs(net.extract(cfg), x)

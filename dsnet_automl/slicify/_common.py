@@ -54,7 +54,9 @@ def module_macs(meta_module: nn.Module, in_shape: Shape) -> tuple[int, Shape]:
         meta_module: a module on the ``meta`` device (no real compute happens).
         in_shape: per-sample input shape, without the batch dimension.
     """
-    x = torch.empty((1, *in_shape), device="meta")
+    p = next(meta_module.parameters(), None)
+    dtype = p.dtype if p is not None else torch.get_default_dtype()
+    x = torch.empty((1, *in_shape), device="meta", dtype=dtype)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         y = meta_module(x)
     return int(counter.get_total_flops()) // 2, tuple(y.shape[1:])
