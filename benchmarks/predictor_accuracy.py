@@ -58,7 +58,11 @@ def run_space(name: str, args: argparse.Namespace, db_dir: Path) -> dict:
         space, batch_sizes=(1,), validate=args.validate, net=net, progress=False
     )
     profile_s = time.perf_counter() - t0
-    pred = LatencyPredictor(store, prof, net, allow_roofline=False)
+    preds = {
+        cal: LatencyPredictor(store, prof, net, allow_roofline=False, calibration=cal)
+        for cal in ("overhead", "affine", "none")
+    }
+    pred = preds["overhead"]
     rng = random.Random(12345)
     held_out = set(profiler.validation_configs(space, args.validate))
     cfgs = []
@@ -66,19 +70,15 @@ def run_space(name: str, args: argparse.Namespace, db_dir: Path) -> dict:
         c = space.sample(rng)
         if c not in held_out and c not in cfgs:
             cfgs.append(c)
-    est, blocks, macs = [], [], []
-    for c in cfgs:
-        e = pred.estimate(c)
-        est.append(e.latency_ms)
-        blocks.append(e.blocks_ms)
-        macs.append(net.macs(c))
+    est = {cal: np.array([p.latency_ms(c) for c in cfgs]) for cal, p in preds.items()}
+    macs = [net.macs(c) for c in cfgs]
     # measured in interleaved rounds so that slow drift of the machine hits every config alike
     x = torch.randn(1, *space.input_size)
     models = [net.extract(c) for c in cfgs]
     rounds = np.array(
         [[profiler.time_module(m, x).median_ms for m in models] for _ in range(args.rounds)]
     )
-    meas_a, est_a, blocks_a = np.median(rounds, 0), np.array(est), np.array(blocks)
+    meas_a = np.median(rounds, 0)
     return {
         "space": name,
         "grid_size": space.size,
@@ -88,10 +88,15 @@ def run_space(name: str, args: argparse.Namespace, db_dir: Path) -> dict:
         "profile_rounds": args.profile_rounds,
         "threads": profiler.threads,
         "validation_configs": args.validate,
-        "fit": {"scale": round(pred.scale, 4), "overhead_ms": round(pred.overhead_ms, 4)},
+        "fit_overhead_ms": round(pred.overhead_ms, 4),
+        "fit_affine": {
+            "scale": round(preds["affine"].scale, 4),
+            "overhead_ms": round(preds["affine"].overhead_ms, 4),
+        },
         "measured_ms": {"min": round(float(meas_a.min()), 3), "max": round(float(meas_a.max()), 3)},
-        "predictor": _metrics(est_a, meas_a),
-        "block_sum_only": _metrics(blocks_a, meas_a),
+        "predictor": _metrics(est["overhead"], meas_a),  # the default: block sum + overhead
+        "predictor_affine": _metrics(est["affine"], meas_a),
+        "block_sum_only": _metrics(est["none"], meas_a),
         "macs_kendall_tau": round(float(kendalltau(macs, meas_a)[0]), 3),
         # noise ceiling: one measurement round predicting another (same configs, same models)
         "round1_vs_round2": _metrics(rounds[0], rounds[1]) if args.rounds > 1 else None,

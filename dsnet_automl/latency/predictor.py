@@ -1,8 +1,8 @@
 """Latency of any sub-net on a device, from its latency table.
 
-``latency(cfg) = scale * sum(block latencies) + overhead``. ``scale`` and ``overhead`` are fitted
-by least squares on the end-to-end measurements the profiler took (``scale`` is 1 and only the
-overhead is fitted when fewer than 3 validation points exist). A block with no row in the table
+``latency(cfg) = sum(block latencies) + overhead``, the overhead fitted by least squares on the
+end-to-end measurements the profiler took (``calibration="affine"`` also fits a scale on the
+block sum; ``"none"`` uses the plain sum). A block with no row in the table
 is predicted by a roofline model from the device profile's published figures
 (``max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)) + per-block overhead``);
 any estimate that used a predicted block is labelled ``predicted``.
@@ -70,6 +70,8 @@ class LatencyPredictor:
         backend: backend of the rows (default: the profile's).
         allow_roofline: predict missing blocks from the profile; if False, a missing block
             raises :class:`LatencyTableError`.
+        calibration: ``overhead`` (default: fit one per-network overhead), ``affine`` (also a
+            scale on the block sum) or ``none`` (plain block sum).
     """
 
     def __init__(
@@ -81,7 +83,13 @@ class LatencyPredictor:
         batch_size: int = 1,
         backend: str | None = None,
         allow_roofline: bool = True,
+        calibration: str = "overhead",
     ) -> None:
+        if calibration not in ("overhead", "affine", "none"):
+            raise LatencyTableError(
+                f"calibration {calibration!r} is not one of: overhead, affine, none"
+            )
+        self.calibration = calibration
         self.store = store
         self.profile = hw if isinstance(hw, DeviceProfile) else load_profile(hw)
         self.net, self.batch_size = net, batch_size
@@ -145,7 +153,9 @@ class LatencyPredictor:
             if n_pred == 0:
                 xs.append(s)
                 ys.append(ms)
-        return (*fit_overhead(xs, ys), len(xs))
+        if self.calibration == "none":
+            return 1.0, 0.0, len(xs)
+        return (*fit_overhead(xs, ys, affine=self.calibration == "affine"), len(xs))
 
     # ---------------------------------------------------------------- predictions
     def estimate(self, cfg: SubnetConfig) -> LatencyEstimate:
@@ -161,8 +171,10 @@ class LatencyPredictor:
         return self.latency_ms(cfg)
 
 
-def fit_overhead(xs: Iterable[float], ys: Iterable[float]) -> tuple[float, float]:
-    """Least-squares ``y = scale * x + overhead``.
+def fit_overhead(
+    xs: Iterable[float], ys: Iterable[float], *, affine: bool = True
+) -> tuple[float, float]:
+    """Least-squares ``y = scale * x + overhead`` (``affine=False``: scale fixed to 1).
 
     Only the overhead is fitted below 3 points or when the two-parameter fit is implausible
     (scale outside [0.5, 2], or a prediction below half the block sum anywhere in the range);
@@ -172,7 +184,7 @@ def fit_overhead(xs: Iterable[float], ys: Iterable[float]) -> tuple[float, float
     if len(x) == 0:
         return 1.0, 0.0
     lo, hi = float(x.min()), float(x.max())
-    if len(x) >= 3 and hi > lo:
+    if affine and len(x) >= 3 and hi > lo:
         a, b = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), y, rcond=None)[0]
         if 0.5 <= a <= 2.0 and min(a * lo + b - 0.5 * lo, a * hi + b - 0.5 * hi) > 0:
             return float(a), float(b)

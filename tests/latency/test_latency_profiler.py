@@ -14,11 +14,14 @@ from dsnet_automl.latency import (
     LatencyPredictor,
     LatencyStore,
     Profiler,
+    Timing,
     fit_overhead,
     grid_signatures,
     load_profile,
     predict_table,
     roofline_ms,
+    signature_of,
+    table_frame,
 )
 from dsnet_automl.supernets import create_supernet
 
@@ -54,8 +57,6 @@ def test_predictor_sums_blocks_plus_fitted_overhead(profiled) -> None:
     assert pred.fit_points == 4
     cfg = space.sample(random.Random(3))
     table = store.block_table("host-cpu", 1, "torch-eager")
-    from dsnet_automl.latency import signature_of
-
     blocks = sum(table[signature_of(net, c)][0] for c in net.block_calls(cfg))
     est = pred.estimate(cfg)
     assert est.source == "measured" and est.predicted_blocks == 0
@@ -111,3 +112,18 @@ def test_gpu_profile_without_cuda_is_a_clear_error() -> None:
         pytest.skip("CUDA is available here")
     with pytest.raises(LatencyTableError, match="CUDA is not available here"):
         Profiler(LatencyStore("sqlite://"), load_profile("jetson"))
+
+
+def test_rounds_combine_medians_and_sum_repeats() -> None:
+    from dsnet_automl.latency.profiler import combine
+
+    t = combine([Timing(1.0, 0.9, 1.2, 5), Timing(3.0, 2.0, 4.0, 5), Timing(2.0, 1.5, 2.5, 5)])
+    assert (t.median_ms, t.p10_ms, t.p90_ms, t.repeats) == (2.0, 1.5, 2.5, 15)
+    store = LatencyStore("sqlite://")
+    net = create_supernet("ds_resnet50_tiny").eval()
+    space = net.space.restrict({d: c[:1] for d, c in net.space.dims if d != "stage4.width"})
+    rep = Profiler(store, load_profile("host-cpu"), warmup=0, repeats=3, threads=1, rounds=2)
+    out = rep.profile_space(space, batch_sizes=(1,), validate=2, net=net, progress=False)
+    assert out.measured == len(grid_signatures(net, space)) and out.networks_measured == 2
+    df = table_frame(store)
+    assert set(df["repeats"]) == {6}  # two rounds of 3 timed calls each
