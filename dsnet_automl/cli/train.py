@@ -38,6 +38,13 @@ def _fmt(n: float) -> str:
     return str(int(n))
 
 
+def _label(config_json: str) -> str:
+    """``{"stage1.width": 16, ...}`` -> ``16/16/32/...`` in the JSON's (sorted) dim order."""
+    import json
+
+    return "/".join(str(v) for v in json.loads(config_json).values())
+
+
 def _print_df(df, title: str) -> None:
     table = Table(title=title)
     cols = [
@@ -51,14 +58,18 @@ def _print_df(df, title: str) -> None:
         cells = []
         for c in cols:
             v = row[c]
-            cells.append(
-                f"{100 * v:.2f}%"
-                if c.startswith("top1")
-                else _fmt(v)
-                if c in ("macs", "params")
-                else str(v)
-            )
+            if c.startswith("top1"):
+                cells.append(f"{100 * v:.2f}%")
+            elif c in ("macs", "params"):
+                cells.append(_fmt(v))
+            else:
+                cells.append(_label(v) if c == "config" else str(v))
         table.add_row(*cells)
+    if "config" in cols:
+        import json
+
+        dims = "/".join(json.loads(df["config"].iloc[0]).keys())
+        table.caption = f"config = {dims}"
     console.print(table)
 
 

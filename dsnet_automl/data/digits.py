@@ -7,10 +7,10 @@ over the channels, split train/val/test (70/10/20, stratified) by ``seed``.
 ``d`` drawn uniformly from ``[k/copies, (k+1)/copies)``, so each image is seen from clean to
 severe. A copy of difficulty ``d`` gets, with strengths scaled by ``d``:
 
-- a random affine warp: rotation up to 40 d degrees, scale ``exp(+-0.3 d)``, shear up to 0.4 d,
+- a random affine warp: rotation up to 45 d degrees, scale ``exp(+-0.3 d)``, shear up to 0.45 d,
   translation up to 0.15 d of the image side;
-- lowered contrast (``x * (1 - 0.35 d)``) plus Gaussian noise with std ``0.3 d``;
-- for ``d > 0.25``, an occluding rectangle of side up to ``0.45 d`` of the image, filled with a
+- lowered contrast (``x * (1 - 0.3 d)``) plus Gaussian noise with std ``0.22 d``;
+- for ``d > 0.25``, an occluding rectangle of side up to ``0.35 d`` of the image, filled with a
   random grey level (it can look like an extra stroke).
 
 Splits are made by *source image* before copying, so no digit leaks between train and test.
@@ -63,9 +63,9 @@ def corrupt(x: Tensor, d: Tensor, g: torch.Generator) -> Tensor:
     def u() -> Tensor:  # (N,) uniform in [-1, 1)
         return torch.rand(n, generator=g) * 2 - 1
 
-    ang = u() * math.radians(40) * d
+    ang = u() * math.radians(45) * d
     scale = torch.exp(u() * 0.3 * d)
-    shear = u() * 0.4 * d
+    shear = u() * 0.45 * d
     tx, ty = u() * 0.3 * d, u() * 0.3 * d  # normalised coords span 2 -> 15% of the side
     cos, sin = torch.cos(ang), torch.sin(ang)
     # inverse map (output -> input coords) of rotation * shear * scale
@@ -74,11 +74,11 @@ def corrupt(x: Tensor, d: Tensor, g: torch.Generator) -> Tensor:
     grid = F.affine_grid(a, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    out = out * (1 - 0.35 * d)[:, None, None, None]
-    out = out + torch.randn(out.shape, generator=g) * (0.3 * d)[:, None, None, None]
+    out = out * (1 - 0.3 * d)[:, None, None, None]
+    out = out + torch.randn(out.shape, generator=g) * (0.22 * d)[:, None, None, None]
 
     # occlusion: one rectangle per sample with d > 0.25
-    side = (0.2 + 0.8 * torch.rand(n, generator=g)) * 0.45 * d
+    side = (0.2 + 0.8 * torch.rand(n, generator=g)) * 0.35 * d
     bh, bw = (side * h).round().long(), (side * w).round().long()
     y0 = (torch.rand(n, generator=g) * (h - bh + 1).float()).long()
     x0 = (torch.rand(n, generator=g) * (w - bw + 1).float()).long()

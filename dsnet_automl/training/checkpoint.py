@@ -62,7 +62,10 @@ def load_checkpoint(
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        text = str(e).strip()
+        if "Weights only load failed" in text:
+            text = "unpickling failed"
+        msg = f"{type(e).__name__}: {text.splitlines()[0][:100]}" if text else type(e).__name__
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupt or not a torch file ({msg}); delete it and "
             "retrain, or pass another checkpoint"

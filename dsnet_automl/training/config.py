@@ -25,8 +25,8 @@ class TrainConfig(BaseModel):
     space: str = Field("ds_mobilenet_v1_tiny", description="supernet name or slice-space YAML")
     data: str = Field("digits-hard", description="dataset spec, see dsnet_automl.data")
     train_limit: int | None = Field(None, ge=1, description="use only the first N train samples")
-    epochs: int = Field(8, ge=1)
-    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(7, ge=1)
+    batch_size: int = Field(32, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0, description="peak learning rate (after warm-up)")
     momentum: float = Field(0.9, ge=0, lt=1)
