@@ -89,7 +89,15 @@ class Supernet(nn.Module):
         self.space = space
         self.num_classes = num_classes
         self.units = nn.ModuleList()
+        self.unit_stages: list[str] = []  # stage name of each unit: "stem", "stage1", ..., "head"
+        self.default_gate_stage: str | None = None  # first stage a dynamic gate routes
         self._plans: dict[SubnetConfig, tuple[Step, ...]] = {}
+
+    def add_unit(self, unit: Unit, stage: str) -> int:
+        """Append a unit belonging to ``stage``; returns its index."""
+        self.units.append(unit)
+        self.unit_stages.append(stage)
+        return len(self.units) - 1
 
     # ---------------------------------------------------------------- subclass API
     def _build_plan(self, values: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -134,6 +142,27 @@ class Supernet(nn.Module):
         for step in self.plan(cfg):
             x = units[step.unit](x, **step.kwargs)
         return x
+
+    @property
+    def stages(self) -> list[str]:
+        """Stage names in execution order."""
+        return list(dict.fromkeys(self.unit_stages))
+
+    def split_plan(
+        self, cfg: SubnetConfig | None, gate_stage: str
+    ) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+        """``(prefix, suffix)`` steps of ``cfg``: the prefix runs every stage before
+        ``gate_stage`` (where a dynamic gate sits), the suffix the rest."""
+        stages = self.stages
+        if gate_stage not in stages[1:-1]:
+            raise SearchSpaceError(
+                f"gate stage {gate_stage!r} is not a routable stage of {self.name!r}; "
+                f"allowed: {stages[1:-1]}"
+            )
+        before = set(stages[: stages.index(gate_stage)])
+        plan = self.plan(cfg)
+        n = sum(1 for s in plan if self.unit_stages[s.unit] in before)
+        return plan[:n], plan[n:]
 
     def run_steps(self, x: Tensor, steps: tuple[Step, ...]) -> Tensor:
         """Run a slice of a plan (used by routed inference to share a fixed prefix)."""

@@ -3,7 +3,8 @@
 Widths per stage follow DS-Net's ``slimmable_mbnet_v1_bn_uniform`` (stem {16,24}; stages
 {32..88}, {48..168}, {96..264}, {224..640 step 32}, {736..1152 step 32}; 1/2/2/6/2 blocks;
 Swish), but every stage's width is an independent slice dimension (DS-Net ties them to one
-index). ``ds_mobilenet_v1_tiny`` is the same shape for 32x32 inputs with few channels.
+index). ``ds_mobilenet_v1_tiny`` is the same shape for 32x32 inputs with few channels. The
+gate (dynamic routing) sits before stage 4 by default, as in DS-Net.
 """
 
 from __future__ import annotations
@@ -52,15 +53,16 @@ class DSMobileNetV1(Supernet):
             raise ValueError(f"strides needs {n + 1} entries (stem + stages), got {len(strides)}")
         self.in_chans = in_chans
         widths = [space.choices(d) for d in self.dims]
-        self.units.append(
-            ConvBNAct(in_chans, widths[0][-1], 3, strides[0], widths[0], act_layer=act_layer)
+        self.add_unit(
+            ConvBNAct(in_chans, widths[0][-1], 3, strides[0], widths[0], act_layer=act_layer),
+            "stem",
         )
         self._unit_dims: list[tuple[str, str]] = [("", "stem.width")]
         for s, blocks in enumerate(stage_blocks):
             prev, cur = self.dims[s], self.dims[s + 1]
             for b in range(blocks):
                 in_dim = prev if b == 0 else cur
-                self.units.append(
+                self.add_unit(
                     DepthwiseSeparable(
                         space.capacity(in_dim),
                         space.capacity(cur),
@@ -68,12 +70,14 @@ class DSMobileNetV1(Supernet):
                         space.choices(in_dim),
                         space.choices(cur),
                         act_layer=act_layer,
-                    )
+                    ),
+                    f"stage{s + 1}",
                 )
                 self._unit_dims.append((in_dim, cur))
-        self.units.append(
-            ClassifierHead(space.capacity(self.dims[-1]), num_classes, drop_rate=drop_rate)
+        self.add_unit(
+            ClassifierHead(space.capacity(self.dims[-1]), num_classes, drop_rate=drop_rate), "head"
         )
+        self.default_gate_stage = f"stage{max(1, n - 1)}"
         self._unit_dims.append((self.dims[-1], ""))
 
     def _build_plan(self, values: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -115,8 +119,8 @@ def mobilenet_v1_tiny_space() -> SliceSpace:
             "stage1.width": [16, 24, 32],
             "stage2.width": [16, 32, 48],
             "stage3.width": [32, 48, 64, 80, 96],
-            "stage4.width": [32, 64, 96, 128, 160, 192],
-            "stage5.width": [64, 128, 192, 256],
+            "stage4.width": [32, 64, 96, 128, 192, 256],
+            "stage5.width": [64, 128, 256, 384],
         },
         (3, 32, 32),
     )
@@ -129,5 +133,7 @@ def ds_mobilenet_v1(*, num_classes: int = 1000, space: SliceSpace, **kw: Any) ->
 
 @register_supernet(mobilenet_v1_tiny_space)
 def ds_mobilenet_v1_tiny(*, num_classes: int = 10, space: SliceSpace, **kw: Any) -> DSMobileNetV1:
-    kw.setdefault("strides", (1, 1, 2, 2, 2, 1))
+    # digits are 8x8 upsampled: a stride-2 stem loses nothing, and keeps most compute in the
+    # routed stages 4-5 (after the gate), as in the full-size net
+    kw.setdefault("strides", (2, 1, 2, 2, 1, 2))
     return DSMobileNetV1(space, num_classes, **kw)

@@ -49,10 +49,12 @@ class DSResNet(Supernet):
         self.dims = [f"stage{i + 1}.{w}" for i in range(n) for w in ("width", "depth")]
         self._require_dims(self.dims)
         self.in_chans, self.stem_width = in_chans, stem_width
-        self.units.append(ConvBNAct(in_chans, stem_width, stem_kernel, stem_stride, [stem_width]))
+        self.add_unit(
+            ConvBNAct(in_chans, stem_width, stem_kernel, stem_stride, [stem_width]), "stem"
+        )
         self._fixed = [0]
         if stem_pool:
-            self.units.append(MaxPool())
+            self.add_unit(MaxPool(), "stem")
             self._fixed.append(1)
         # (unit index, stage number, block index in stage)
         self._blocks: list[tuple[int, int, int]] = []
@@ -60,18 +62,20 @@ class DSResNet(Supernet):
         for s in range(n):
             widths = space.choices(f"stage{s + 1}.width")
             for b in range(int(space.capacity(f"stage{s + 1}.depth"))):
-                self.units.append(
+                self.add_unit(
                     Bottleneck(
                         prev if b == 0 else stage_out[s],
                         widths[-1],
                         stage_out[s],
                         strides[s] if b == 0 else 1,
                         widths,
-                    )
+                    ),
+                    f"stage{s + 1}",
                 )
                 self._blocks.append((len(self.units) - 1, s + 1, b))
             prev = stage_out[s]
-        self.units.append(ClassifierHead(stage_out[-1], num_classes))
+        self.add_unit(ClassifierHead(stage_out[-1], num_classes), "head")
+        self.default_gate_stage = f"stage{max(1, n - 1)}"
         self._head = len(self.units) - 1
         self._out = stage_out[-1]
 

@@ -49,16 +49,17 @@ class DSViT(Supernet):
             raise ValueError(f"DS-ViT needs square inputs, got input_size {space.input_size}")
         embed = int(max(space.capacity(f"stage{i + 1}.embed_dim") for i in range(n)))
         self.embed_dim = embed
-        self.units.append(PatchEmbed(h, patch_size, c, embed))
+        self.add_unit(PatchEmbed(h, patch_size, c, embed), "stem")
         self._blocks: list[tuple[int, int, int]] = []
         for s in range(1, n + 1):
             e_cap = int(space.capacity(f"stage{s}.embed_dim"))
             hidden = mlp_hidden(e_cap, float(space.capacity(f"stage{s}.mlp_ratio")))
             heads = int(space.capacity(f"stage{s}.heads"))
             for b in range(int(space.capacity(f"stage{s}.depth"))):
-                self.units.append(ViTBlock(embed, e_cap, heads, head_dim, hidden))
+                self.add_unit(ViTBlock(embed, e_cap, heads, head_dim, hidden), f"stage{s}")
                 self._blocks.append((len(self.units) - 1, s, b))
-        self.units.append(TokenHead(embed, num_classes))
+        self.add_unit(TokenHead(embed, num_classes), "head")
+        self.default_gate_stage = "stage2" if n > 1 else "stage1"
         self._head = len(self.units) - 1
 
     def _build_plan(self, values: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:

@@ -1,0 +1,156 @@
+"""Routed dynamic inference: run the shared prefix once, route each sample, group by route.
+
+At batch > 1 the reference DS-Net masks channels at full width, so it saves nothing. Here the
+batch is sorted by route; each group runs its own dense slice (or its extracted static
+sub-net), and outputs are scattered back in input order.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .config import RouteSpace
+from .errors import SearchSpaceError
+from .gate import Gate
+from .supernets.base import Step, Supernet
+
+__all__ = ["DynamicNet", "group_by_route"]
+
+Mode = Literal["sliced", "extracted"]
+
+
+def group_by_route(routes: Tensor, num_routes: int) -> tuple[Tensor, list[int]]:
+    """``(order, counts)``: a stable sort of the batch by route and the size of each group."""
+    order = torch.argsort(routes, stable=True)
+    counts = torch.bincount(routes, minlength=num_routes).tolist()
+    return order, counts
+
+
+class DynamicNet(nn.Module):
+    """A supernet + gate + route space, run as one dynamic network.
+
+    Args:
+        supernet: the (trained) supernet; it is shared, not copied, in ``"sliced"`` mode.
+        gate: the gate, sized for the prefix output and ``len(route_space)`` routes.
+        route_space: the K routes, smallest cost first; all must share the prefix.
+        gate_stage: first stage the gate routes (default: the supernet's default).
+        mode: ``"sliced"`` runs each route as a slice of the shared weights; ``"extracted"``
+            runs prefix and routes as extracted static sub-nets (dense copies, one per route).
+    """
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        gate: Gate,
+        route_space: RouteSpace,
+        *,
+        gate_stage: str | None = None,
+        mode: Mode = "sliced",
+    ) -> None:
+        super().__init__()
+        route_space.validate_for(supernet.space)
+        self.supernet, self.gate, self.route_space = supernet, gate, route_space
+        self.gate_stage = gate_stage or supernet.default_gate_stage
+        if self.gate_stage is None:
+            raise SearchSpaceError(f"supernet {supernet.name!r} has no default gate stage")
+        if gate.num_routes != len(route_space):
+            raise SearchSpaceError(
+                f"gate scores {gate.num_routes} routes but the route space has {len(route_space)}"
+            )
+        splits = [supernet.split_plan(cfg, self.gate_stage) for cfg in route_space]
+        self.prefix: tuple[Step, ...] = splits[0][0]
+        for k, (pre, _) in enumerate(splits):
+            if pre != self.prefix:
+                raise SearchSpaceError(
+                    f"route {k} ({route_space[k].short()}) differs from route 0 before the gate "
+                    f"stage {self.gate_stage!r}; routes must share every dim of the stages "
+                    "before the gate"
+                )
+        self.suffixes: list[tuple[Step, ...]] = [suf for _, suf in splits]
+        self.mode: Mode = mode
+        if mode == "extracted":
+            units = supernet.units
+            self.static_prefix = nn.Sequential(
+                *(units[s.unit].extract(**s.kwargs) for s in self.prefix)
+            )
+            self.static_routes = nn.ModuleList(
+                nn.Sequential(*(units[s.unit].extract(**s.kwargs) for s in suf))
+                for suf in self.suffixes
+            )
+        elif mode != "sliced":
+            raise SearchSpaceError(f"mode {mode!r} is not one of 'sliced', 'extracted'")
+
+    @property
+    def num_routes(self) -> int:
+        return len(self.route_space)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Run the shared prefix. x: (B, *input_size) -> prefix features."""
+        if self.mode == "extracted":
+            return self.static_prefix(x)
+        return self.supernet.run_steps(x, self.prefix)
+
+    def run_route(self, k: int, h: Tensor) -> Tensor:
+        """Run route ``k``'s suffix on prefix features ``h`` -> logits."""
+        if self.mode == "extracted":
+            return self.static_routes[k](h)
+        return self.supernet.run_steps(h, self.suffixes[k])
+
+    def forward_routes(self, h: Tensor, routes: Tensor) -> Tensor:
+        """Group the batch by route, run each group densely, restore input order."""
+        if h.shape[0] == 1:
+            return self.run_route(int(routes[0]), h)
+        order, counts = group_by_route(routes, self.num_routes)
+        outs = [
+            self.run_route(k, hk)
+            for k, hk in enumerate(h.index_select(0, order).split(counts))
+            if counts[k]
+        ]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return torch.empty_like(out).index_copy_(0, order, out)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (B, *input_size) -> (logits (B, classes), routes LongTensor (B,)).
+
+        Deterministic in eval mode (argmax routing)."""
+        h, logits = self.gate(self.features(x))
+        routes = logits.argmax(1)
+        return self.forward_routes(h, routes), routes
+
+    def route_costs(self) -> list[float]:
+        """Costs stored with the route space (MACs or latency), or MACs if none."""
+        if self.route_space.costs is not None:
+            return list(self.route_space.costs)
+        return [float(self.supernet.macs(c)) for c in self.route_space]
+
+
+def default_route_space(
+    net: Supernet,
+    num_routes: int = 4,
+    *,
+    gate_stage: str | None = None,
+    prefix_fraction: float = 1.0,
+    cost=None,
+) -> RouteSpace:
+    """K routes spread evenly over the grid of the routed stages (DS-Net: 4 hand-picked widths).
+
+    Dims of the stages before ``gate_stage`` are fixed at ``prefix_fraction`` of their range
+    (default: largest); every routed dim takes the choice at ``k / (K - 1)`` of its range for
+    route ``k``. Routes are sorted by ``cost`` (default: MACs).
+    """
+    gate_stage = gate_stage or net.default_gate_stage
+    stages = net.stages
+    if gate_stage not in stages:
+        raise SearchSpaceError(f"gate stage {gate_stage!r} not in {stages}")
+    before = set(stages[: stages.index(gate_stage)])
+    fixed = net.space.at_fraction(prefix_fraction).as_dict()
+    configs = []
+    for k in range(num_routes):
+        frac = k / max(1, num_routes - 1)
+        vals = net.space.at_fraction(frac).as_dict()
+        vals.update({d: v for d, v in fixed.items() if d.split(".")[0] in before})
+        configs.append(net.space.config(vals))
+    return RouteSpace.by_cost(configs, cost or net.macs)
