@@ -53,6 +53,14 @@ class Gate(nn.Module):
             raise ValueError(f"num_routes={num_routes} must be >= 1")
         self.in_channels, self.num_routes, self.tau = in_channels, num_routes, tau
         self.hidden = hidden or max(16, in_channels // 2)
+        self.init_kwargs = {
+            "in_channels": in_channels,
+            "num_routes": num_routes,
+            "hidden": self.hidden,
+            "attention": attention,
+            "attention_reduction": attention_reduction,
+            "tau": tau,
+        }
         self.fc1 = nn.Linear(in_channels, self.hidden)
         self.fc2 = nn.Linear(self.hidden, num_routes)
         self.attention = attention

@@ -7,17 +7,22 @@ sub-net), and outputs are scattered back in input order.
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
+import yaml
 from torch import Tensor, nn
 
-from .config import RouteSpace
-from .errors import SearchSpaceError
+from ._io import atomic_path, atomic_write_text
+from .config import RouteSpace, SliceSpace
+from .errors import CheckpointError, SearchSpaceError
 from .gate import Gate
 from .supernets.base import Step, Supernet
 
-__all__ = ["DynamicNet", "group_by_route"]
+__all__ = ["DynamicNet", "default_route_space", "gate_input_channels", "group_by_route"]
+
+FORMAT = "dsnet_automl.dynamic"
 
 Mode = Literal["sliced", "extracted"]
 
@@ -83,6 +88,88 @@ class DynamicNet(nn.Module):
         elif mode != "sliced":
             raise SearchSpaceError(f"mode {mode!r} is not one of 'sliced', 'extracted'")
 
+    @classmethod
+    def build(
+        cls,
+        supernet: Supernet,
+        route_space: RouteSpace | None = None,
+        *,
+        num_routes: int = 4,
+        gate_stage: str | None = None,
+        mode: Mode = "sliced",
+        **gate_kwargs: Any,
+    ) -> DynamicNet:
+        """A DynamicNet with a fresh gate sized for the prefix (default route space if none)."""
+        gate_stage = gate_stage or supernet.default_gate_stage
+        routes = route_space or default_route_space(supernet, num_routes, gate_stage=gate_stage)
+        gate = Gate(
+            gate_input_channels(supernet, routes[0], gate_stage), len(routes), **gate_kwargs
+        )
+        return cls(supernet, gate, routes, gate_stage=gate_stage, mode=mode)
+
+    def save(
+        self,
+        out_dir: str | Path,
+        *,
+        metrics: dict[str, Any] | None = None,
+        train_config: dict[str, Any] | None = None,
+        data: str | None = None,
+    ) -> Path:
+        """Write a self-contained bundle: ``dynamic.yaml``, ``supernet.pt``, ``gate.pt``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, module in (("supernet.pt", self.supernet), ("gate.pt", self.gate)):
+            with atomic_path(out / name) as tmp:
+                torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+        meta = {
+            "format": FORMAT,
+            "version": 1,
+            "supernet": self.supernet.name,
+            "num_classes": self.supernet.num_classes,
+            "space": self.supernet.space.to_dict(),
+            "gate_stage": self.gate_stage,
+            "gate": dict(self.gate.init_kwargs),
+            "routes": self.route_space.to_dict(),
+            "data": data,
+            "metrics": metrics,
+            "train_config": train_config,
+        }
+        atomic_write_text(out / "dynamic.yaml", yaml.safe_dump(meta, sort_keys=False))
+        return out
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, mode: Mode = "sliced", map_location: str = "cpu"
+    ) -> DynamicNet:
+        """Load a bundle written by :meth:`save` (``train-gate --out DIR``), in eval mode."""
+        from .supernets import create_supernet
+
+        d = Path(path)
+        meta_path = d / "dynamic.yaml"
+        if not meta_path.is_file():
+            raise CheckpointError(
+                f"{str(d)!r} is not a dynamic-net directory (no dynamic.yaml); it must come "
+                "from 'dsnet-automl train-gate --out DIR'"
+            )
+        meta = yaml.safe_load(meta_path.read_text())
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CheckpointError(f"{str(meta_path)!r} is not a dsnet_automl dynamic-net file")
+        space = SliceSpace.from_dict(meta["space"], source=str(meta_path))
+        net = create_supernet(space.supernet, space=space, num_classes=int(meta["num_classes"]))
+        gate = Gate(**meta["gate"])
+        try:
+            net.load_state_dict(torch.load(d / "supernet.pt", map_location, weights_only=True))
+            gate.load_state_dict(torch.load(d / "gate.pt", map_location, weights_only=True))
+        except (OSError, RuntimeError, EOFError) as e:
+            raise CheckpointError(
+                f"{str(d)!r}: weights missing or corrupt ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120]})"
+            ) from None
+        routes = RouteSpace.from_dict(meta["routes"], source=str(meta_path))
+        dyn = cls(net.eval(), gate, routes, gate_stage=meta["gate_stage"], mode=mode)
+        dyn.metadata = meta
+        return dyn.eval()
+
     @property
     def num_routes(self) -> int:
         return len(self.route_space)
@@ -125,6 +212,13 @@ class DynamicNet(nn.Module):
         if self.route_space.costs is not None:
             return list(self.route_space.costs)
         return [float(self.supernet.macs(c)) for c in self.route_space]
+
+
+def gate_input_channels(net: Supernet, cfg, gate_stage: str) -> int:
+    """Width of the prefix features the gate sees (channels, or embedding for tokens)."""
+    prefix, _ = net.split_plan(cfg, gate_stage)
+    shape = net.block_calls(cfg)[len(prefix) - 1].out_shape
+    return int(shape[0] if len(shape) == 3 else shape[-1])
 
 
 def default_route_space(

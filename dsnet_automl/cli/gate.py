@@ -1,0 +1,176 @@
+"""``dsnet-automl train-gate | eval-dynamic | export-dynamic``: Stage II and dynamic inference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .._io import atomic_write_text
+from ..errors import SearchSpaceError
+from ._app import app, console, handle_errors
+
+
+def _route_space(net, routes: str, gate_stage: str | None):
+    from ..config import RouteSpace
+    from ..routing import default_route_space
+
+    if routes.isdigit():
+        k = int(routes)
+        if k < 2:
+            raise SearchSpaceError(f"--routes {routes}: a gate needs at least 2 routes")
+        return default_route_space(net, k, gate_stage=gate_stage)
+    path = Path(routes)
+    if not path.is_file():
+        raise SearchSpaceError(
+            f"--routes {routes!r}: give a number of routes (e.g. 4) or a route-space YAML file"
+        )
+    import yaml
+
+    rs = RouteSpace.from_dict(yaml.safe_load(path.read_text()), source=str(path))
+    return RouteSpace.by_cost(rs.configs, net.macs) if rs.costs is None else rs
+
+
+@app.command("train-gate")
+@handle_errors
+def train_gate_cmd(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Stage I checkpoint (train-supernet --out DIR/checkpoint.pt).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory (the dynamic-net bundle).")
+    ] = Path("runs/gate"),
+    routes: Annotated[
+        str,
+        typer.Option(
+            help="Number of routes K (spread over the routed stages) or a route-space YAML."
+        ),
+    ] = "4",
+    lam: Annotated[
+        float,
+        typer.Option("--lambda", help="Weight of the cost penalty lambda*(E[cost]/target)^2."),
+    ] = 1.0,
+    target_cost: Annotated[
+        float | None, typer.Option(help="Cost normaliser (default: the largest route's MACs).")
+    ] = None,
+    gate_stage: Annotated[
+        str | None, typer.Option(help="First stage the gate routes (default: the supernet's).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 6,
+    lr: Annotated[float, typer.Option()] = 3e-3,
+    tau: Annotated[float, typer.Option(help="Gumbel-softmax temperature.")] = 1.0,
+    data: Annotated[
+        str | None, typer.Option(help="Dataset spec (default: the checkpoint's).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/gate_train.ckpt.")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+) -> None:
+    """Stage II: train the gate with sandwich gate sparsification; writes a DynamicNet bundle."""
+    from ..routing import DynamicNet
+    from ..training.checkpoint import load_checkpoint, load_supernet
+    from ..training.gate import GateTrainConfig, train_gate
+
+    net = load_supernet(checkpoint)
+    spec = data or load_checkpoint(checkpoint).get("data") or "digits-hard"
+    gate_stage = gate_stage or net.default_gate_stage
+    dyn = DynamicNet.build(
+        net, _route_space(net, routes, gate_stage), gate_stage=gate_stage, tau=tau
+    )
+    cfg = GateTrainConfig(
+        epochs=epochs, lr=lr, tau=tau, lam=lam, target_cost=target_cost, seed=seed, device=device
+    )
+    res = train_gate(dyn, cfg, out, data=spec, resume=resume)
+    table = Table(
+        title=f"gate training ({'interrupted, resumable' if res.interrupted else 'done'})"
+    )
+    for col in ("epoch", "loss", "val top-1", "val avg MACs (M)", "routes"):
+        table.add_column(col)
+    for r in res.history:
+        table.add_row(
+            str(r["epoch"]),
+            f"{r['loss']:.3f}",
+            f"{100 * r['val_top1']:.2f}",
+            f"{r['val_avg_cost'] / 1e6:.2f}",
+            str(r["route_hist"]),
+        )
+    console.print(table)
+    console.print(f"dynamic net written to {out} (load with DynamicNet.load({str(out)!r}))")
+
+
+@app.command("eval-dynamic")
+@handle_errors
+def eval_dynamic_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Directory written by train-gate.")],
+    data: Annotated[str | None, typer.Option(help="Dataset spec (default: the bundle's).")] = None,
+    split: Annotated[str, typer.Option(help="val | test.")] = "test",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes to time.")] = "1,32",
+    mode: Annotated[
+        str, typer.Option(help="sliced | extracted (routes as static sub-nets).")
+    ] = "sliced",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write report.json, report.csv and accuracy_vs_macs.png here "
+            "(default: BUNDLE/eval)."
+        ),
+    ] = None,
+) -> None:
+    """Accuracy, route histogram, average MACs and measured latency vs every static route."""
+    import torch
+
+    from ..data import load_dataset
+    from ..dynamic_eval import evaluate_dynamic_vs_static, plot_accuracy_vs_macs
+    from ..routing import DynamicNet
+
+    dyn = DynamicNet.load(bundle, mode=mode)  # type: ignore[arg-type]
+    spec = data or (dyn.metadata.get("data") or "digits-hard")
+    splits = load_dataset(spec, dyn.supernet.input_size)
+    ds = getattr(splits, split)
+    x, y = ds.x, ds.y
+    diff = getattr(ds, "difficulty", None)
+    torch.set_num_threads(torch.get_num_threads())
+    rep = evaluate_dynamic_vs_static(
+        dyn, x, y, difficulty=diff, batch_sizes=[int(b) for b in batch_sizes.split(",")]
+    )
+    df = rep.table()
+    out = out or bundle / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "report.csv", index=False)
+    atomic_write_text(out / "report.json", json.dumps(rep, indent=1, default=float))
+    plot_accuracy_vs_macs(rep, out / "accuracy_vs_macs.png", title=f"{dyn.supernet.name} on {spec}")
+    table = Table(title=f"dynamic vs static routes ({spec} {split}, {len(y)} images)")
+    for col in df.columns:
+        table.add_column(col)
+    for _, row in df.iterrows():
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+    console.print(
+        f"gate: {rep['gate_ms']:.3f} ms = {100 * rep['gate_overhead']:.1f}% of the smallest "
+        f"route; routes {rep['route_hist']}; report in {out}"
+    )
+
+
+@app.command("export-dynamic")
+@handle_errors
+def export_dynamic_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Directory written by train-gate.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default: BUNDLE/export).")
+    ] = None,
+    formats: Annotated[str, typer.Option(help="torchscript,onnx")] = "torchscript,onnx",
+) -> None:
+    """Export prefix, gate and each route's sub-net to TorchScript/ONNX (checked in onnxruntime)."""
+    from ..export import export_dynamic
+    from ..routing import DynamicNet
+
+    dyn = DynamicNet.load(bundle)
+    res = export_dynamic(dyn, out or bundle / "export", formats=tuple(formats.split(",")))
+    worst = max(res["max_abs_diff"].values(), default=0.0)
+    console.print(
+        f"wrote {len(res['files'])} files to {out or bundle / 'export'}; "
+        f"max |diff| vs PyTorch {worst:.2e}"
+    )

@@ -1,0 +1,257 @@
+"""Stage II: train the gate with sandwich gate sparsification (SGS).
+
+Per batch, with the supernet and its BN statistics frozen (eval mode, no parameter grads):
+
+- **SGS target**: route 0 (smallest) if the smallest route already classifies the sample
+  correctly, else route K-1 (largest); ``loss_sgs = CE(gate logits, target)``.
+- **task CE**: the batch is run through every route; a straight-through Gumbel one-hot picks
+  each sample's output, so the gate (and its attention head) get the task gradient.
+- **cost penalty**: ``lambda * (E[cost] / target_cost)^2`` with ``E[cost] = softmax(logits) @
+  route costs`` (MACs by default; latency on a device when the route space carries latency costs).
+
+Only gate weights train. Checkpoints (gate, optimizer, epoch, RNG) are written atomically each
+epoch and on SIGINT/SIGTERM; ``resume=True`` continues from the last one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
+
+from .._io import atomic_path
+from ..config import RouteSpace
+from ..data import epoch_sampler, load_dataset, make_loaders
+from ..errors import CheckpointError
+from ..routing import DynamicNet
+from .checkpoint import capture_rng, restore_rng
+from .supernet import _signals, _StopFlag, resolve_device
+
+__all__ = ["GateTrainConfig", "GateTrainResult", "evaluate_dynamic", "sgs_targets", "train_gate"]
+
+
+class GateTrainConfig(BaseModel):
+    """Stage II run. ``lam`` and ``target_cost`` set the accuracy/cost trade-off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: str | None = Field(None, description="dataset spec (default: the checkpoint's)")
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    tau: float = Field(1.0, gt=0, description="Gumbel-softmax temperature")
+    lam: float = Field(1.0, ge=0, description="weight of the cost penalty")
+    target_cost: float | None = Field(
+        None, gt=0, description="cost normaliser (default: the largest route's cost)"
+    )
+    sgs_weight: float = Field(1.0, ge=0)
+    task_weight: float = Field(1.0, ge=0)
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class GateTrainResult:
+    out_dir: Path
+    epochs_done: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+@torch.no_grad()
+def sgs_targets(small_logits: Tensor, labels: Tensor, num_routes: int) -> Tensor:
+    """Route 0 where the smallest route is right, route K-1 elsewhere. -> LongTensor (B,)."""
+    right = small_logits.argmax(1) == labels
+    return torch.where(right, 0, num_routes - 1)
+
+
+def gate_loss(
+    dyn: DynamicNet, x: Tensor, y: Tensor, costs: Tensor, cfg: GateTrainConfig, target: float
+) -> tuple[Tensor, dict[str, float]]:
+    """Stage II loss of one batch (gate in train mode, supernet frozen)."""
+    with torch.no_grad():
+        h0 = dyn.features(x)
+    h, logits = dyn.gate(h0)
+    k = dyn.num_routes
+    with torch.no_grad():
+        sgs_t = sgs_targets(dyn.run_route(0, h), y, k)
+    loss_sgs = F.cross_entropy(logits, sgs_t)
+    loss = cfg.sgs_weight * loss_sgs
+    stats = {"sgs": float(loss_sgs.detach())}
+    if cfg.task_weight > 0:
+        pick = dyn.gate.select(logits)  # (B, K) hard one-hot, soft gradient
+        outs = torch.stack([dyn.run_route(r, h) for r in range(k)], 1)  # (B, K, classes)
+        loss_task = F.cross_entropy((pick.unsqueeze(-1) * outs).sum(1), y)
+        loss = loss + cfg.task_weight * loss_task
+        stats["task"] = float(loss_task.detach())
+    exp_cost = (logits.softmax(1) @ costs).mean()
+    loss_cost = cfg.lam * (exp_cost / target) ** 2
+    stats["cost"] = float(exp_cost.detach())
+    return loss + loss_cost, stats
+
+
+@torch.no_grad()
+def evaluate_dynamic(dyn: DynamicNet, loader, device: torch.device) -> dict[str, Any]:
+    """Accuracy, route histogram and average route cost of the dynamic net (eval routing)."""
+    was = dyn.gate.training
+    dyn.gate.eval()
+    correct = n = 0
+    hist = torch.zeros(dyn.num_routes, dtype=torch.long)
+    for x, y, *_ in loader:
+        x, y = x.to(device), y.to(device)
+        logits, routes = dyn(x)
+        correct += int((logits.argmax(1) == y).sum())
+        n += len(y)
+        hist += torch.bincount(routes.cpu(), minlength=dyn.num_routes)
+    dyn.gate.train(was)
+    costs = torch.tensor(dyn.route_costs(), dtype=torch.float64)
+    share = hist.double() / max(1, n)
+    return {
+        "top1": correct / max(1, n),
+        "route_hist": hist.tolist(),
+        "avg_cost": float(share @ costs),
+        "n": n,
+    }
+
+
+def _save(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _ckpt(dyn: DynamicNet, opt, epoch: int, history: list, cfg: GateTrainConfig) -> dict:
+    return {
+        "format": "dsnet_automl.stage2",
+        "gate": dyn.gate.state_dict(),
+        "optimizer": opt.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "config": cfg.model_dump(),
+        "routes": dyn.route_space.to_dict(),
+        "rng": capture_rng(),
+    }
+
+
+def train_gate(
+    dyn: DynamicNet,
+    cfg: GateTrainConfig,
+    out_dir: str | Path,
+    *,
+    data: str,
+    resume: bool = False,
+    report: Callable[[dict[str, Any]], None] | None = None,
+) -> GateTrainResult:
+    """Train ``dyn.gate`` in place with SGS; writes ``gate_train.ckpt`` and the bundle
+    (:meth:`DynamicNet.save`) to ``out_dir``. ``report`` gets each epoch's metrics (Ray/Optuna
+    use it for intermediate values and pruning)."""
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "gate_train.ckpt"
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    net = dyn.supernet.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    dyn.to(device)
+    splits = load_dataset(data, net.input_size, seed=cfg.seed)
+    train_loader, val_loader, _ = make_loaders(splits, cfg.batch_size, seed=cfg.seed)
+    opt = torch.optim.AdamW(dyn.gate.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    costs = torch.tensor(dyn.route_costs(), dtype=torch.float32, device=device)
+    target = cfg.target_cost or float(costs[-1])
+    dyn.gate.tau = cfg.tau
+    start, history = 0, []
+    if resume and ckpt_path.exists():
+        ck = load_checkpoint_stage2(ckpt_path, dyn.route_space)
+        dyn.gate.load_state_dict(ck["gate"])
+        opt.load_state_dict(ck["optimizer"])
+        start, history = int(ck["epoch"]), list(ck["history"])
+        for _ in range(start):
+            sched.step()
+        restore_rng(ck["rng"])
+    flag = _StopFlag()
+    interrupted = False
+    progress = Progress(
+        TextColumn("gate epoch {task.fields[epoch]}/{task.total}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]:.3f} cost {task.fields[cost]:.3g}"),
+        TimeRemainingColumn(),
+        disable=not cfg.progress,
+    )
+    with _signals(flag), progress:
+        task = progress.add_task(
+            "gate", total=cfg.epochs, completed=start, epoch=start, loss=0.0, cost=0.0
+        )
+        for epoch in range(start, cfg.epochs):
+            dyn.gate.train()
+            epoch_sampler(train_loader).set_epoch(epoch)
+            t0, tot, nb, cost_sum = time.perf_counter(), 0.0, 0, 0.0
+            for x, y, *_ in train_loader:
+                x, y = x.to(device), y.to(device)
+                loss, st = gate_loss(dyn, x, y, costs, cfg, target)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot, nb, cost_sum = tot + float(loss), nb + 1, cost_sum + st["cost"]
+                if flag.signum is not None:
+                    break
+            if flag.signum is not None:
+                interrupted = True
+                _save(ckpt_path, _ckpt(dyn, opt, epoch, history, cfg))
+                break
+            sched.step()
+            val = evaluate_dynamic(dyn, val_loader, device)
+            row = {
+                "epoch": epoch + 1,
+                "loss": tot / max(1, nb),
+                "train_cost": cost_sum / max(1, nb),
+                "val_top1": val["top1"],
+                "val_avg_cost": val["avg_cost"],
+                "route_hist": val["route_hist"],
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(row)
+            _save(ckpt_path, _ckpt(dyn, opt, epoch + 1, history, cfg))
+            progress.update(
+                task, advance=1, epoch=epoch + 1, loss=row["loss"], cost=row["val_avg_cost"]
+            )
+            if report is not None:
+                report(row)
+    dyn.save(
+        out_dir,
+        metrics=history[-1] if history else None,
+        train_config=cfg.model_dump(),
+        data=data,
+    )
+    done = history[-1]["epoch"] if history else start
+    return GateTrainResult(out_dir, done, history, interrupted)
+
+
+def load_checkpoint_stage2(path: Path, routes: RouteSpace) -> dict[str, Any]:
+    """Load a gate-training checkpoint; it must be of the same route space."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(
+            f"gate checkpoint {str(path)!r} is corrupt ({type(e).__name__}); delete it to restart"
+        ) from None
+    if not isinstance(ck, dict) or ck.get("format") != "dsnet_automl.stage2":
+        raise CheckpointError(f"{str(path)!r} is not a dsnet_automl gate-training checkpoint")
+    if RouteSpace.from_dict(ck["routes"]) != routes:
+        raise CheckpointError(
+            f"gate checkpoint {str(path)!r} was trained for another route space; use another "
+            "--out directory or the same --routes"
+        )
+    if not math.isfinite(float(ck.get("epoch", 0))):
+        raise CheckpointError(f"gate checkpoint {str(path)!r} is damaged (epoch)")
+    return ck
