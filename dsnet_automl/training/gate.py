@@ -130,11 +130,12 @@ def _save(path: Path, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
-def _ckpt(dyn: DynamicNet, opt, epoch: int, history: list, cfg: GateTrainConfig) -> dict:
+def _ckpt(dyn: DynamicNet, opt, sched, epoch: int, history: list, cfg: GateTrainConfig) -> dict:
     return {
         "format": "dsnet_automl.stage2",
         "gate": dyn.gate.state_dict(),
         "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
         "epoch": epoch,
         "history": history,
         "config": cfg.model_dump(),
@@ -175,9 +176,8 @@ def train_gate(
         ck = load_checkpoint_stage2(ckpt_path, dyn.route_space)
         dyn.gate.load_state_dict(ck["gate"])
         opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
         start, history = int(ck["epoch"]), list(ck["history"])
-        for _ in range(start):
-            sched.step()
         restore_rng(ck["rng"])
     flag = _StopFlag()
     interrupted = False
@@ -202,12 +202,12 @@ def train_gate(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                tot, nb, cost_sum = tot + float(loss), nb + 1, cost_sum + st["cost"]
+                tot, nb, cost_sum = tot + float(loss.detach()), nb + 1, cost_sum + st["cost"]
                 if flag.signum is not None:
                     break
             if flag.signum is not None:
                 interrupted = True
-                _save(ckpt_path, _ckpt(dyn, opt, epoch, history, cfg))
+                _save(ckpt_path, _ckpt(dyn, opt, sched, epoch, history, cfg))
                 break
             sched.step()
             val = evaluate_dynamic(dyn, val_loader, device)
@@ -221,7 +221,7 @@ def train_gate(
                 "seconds": time.perf_counter() - t0,
             }
             history.append(row)
-            _save(ckpt_path, _ckpt(dyn, opt, epoch + 1, history, cfg))
+            _save(ckpt_path, _ckpt(dyn, opt, sched, epoch + 1, history, cfg))
             progress.update(
                 task, advance=1, epoch=epoch + 1, loss=row["loss"], cost=row["val_avg_cost"]
             )

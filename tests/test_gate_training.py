@@ -1,0 +1,140 @@
+"""Stage II (gate training with SGS), DynamicNet bundles, export and the gate CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dsnet_automl import create_supernet
+from dsnet_automl.cli import app
+from dsnet_automl.errors import CheckpointError
+from dsnet_automl.export import export_dynamic
+from dsnet_automl.routing import DynamicNet
+from dsnet_automl.training.gate import GateTrainConfig, sgs_targets, train_gate
+
+DATA = "synthetic:64"
+
+
+def fresh_dyn(seed: int = 0) -> DynamicNet:
+    torch.manual_seed(seed)
+    net = create_supernet("ds_mobilenet_v1_tiny").eval()
+    return DynamicNet.build(net, num_routes=3)
+
+
+def cfg(**kw) -> GateTrainConfig:
+    base = {"epochs": 2, "batch_size": 16, "progress": False, "device": "cpu"}
+    return GateTrainConfig(**{**base, **kw})
+
+
+def test_sgs_targets_smallest_if_right_else_largest():
+    small_logits = torch.tensor([[5.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
+    labels = torch.tensor([0, 0, 1])
+    assert sgs_targets(small_logits, labels, 4).tolist() == [0, 3, 3]
+
+
+def test_only_gate_parameters_change(tmp_path):
+    dyn = fresh_dyn()
+    before = {k: v.clone() for k, v in dyn.supernet.state_dict().items()}
+    gate_before = {k: v.clone() for k, v in dyn.gate.state_dict().items()}
+    res = train_gate(dyn, cfg(epochs=1), tmp_path, data=DATA)
+    assert res.epochs_done == 1
+    after = dyn.supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "supernet weights/BN changed"
+    changed = [k for k, v in dyn.gate.state_dict().items() if not torch.equal(v, gate_before[k])]
+    assert "fc2.weight" in changed and "fc1.weight" in changed
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full = fresh_dyn()
+    train_gate(full, cfg(), tmp_path / "full", data=DATA)
+
+    part = fresh_dyn()
+
+    def stop_after_first(row):
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        train_gate(part, cfg(), tmp_path / "part", data=DATA, report=stop_after_first)
+    resumed = fresh_dyn()
+    res = train_gate(resumed, cfg(), tmp_path / "part", data=DATA, resume=True)
+    assert res.epochs_done == 2
+    for k, v in full.gate.state_dict().items():
+        assert torch.equal(v, resumed.gate.state_dict()[k]), k
+
+
+def test_resume_with_other_routes_is_refused(tmp_path):
+    train_gate(fresh_dyn(), cfg(epochs=1), tmp_path, data=DATA)
+    torch.manual_seed(0)
+    other = DynamicNet.build(create_supernet("ds_mobilenet_v1_tiny").eval(), num_routes=2)
+    with pytest.raises(CheckpointError, match="another route space"):
+        train_gate(other, cfg(epochs=1), tmp_path, data=DATA, resume=True)
+
+
+@torch.no_grad()
+def test_bundle_round_trip_and_export(tmp_path):
+    dyn = fresh_dyn().eval()
+    dyn.save(tmp_path / "b", data=DATA)
+    back = DynamicNet.load(tmp_path / "b")
+    x = torch.randn(5, *dyn.supernet.input_size)
+    a, ra = dyn(x)
+    b, rb = back(x)
+    assert torch.equal(ra, rb) and torch.allclose(a, b)
+    res = export_dynamic(back, tmp_path / "exp")
+    assert {"prefix.onnx", "gate.onnx", "route_0.onnx", "route_2.ts"} <= set(res["files"])
+    assert max(res["max_abs_diff"].values()) <= 1e-4
+
+
+def test_load_rejects_a_non_bundle(tmp_path):
+    with pytest.raises(CheckpointError, match="no dynamic.yaml"):
+        DynamicNet.load(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def stage1_checkpoint(tmp_path_factory):
+    from dsnet_automl.training.config import TrainConfig
+    from dsnet_automl.training.supernet import train_supernet
+
+    out = tmp_path_factory.mktemp("stage1")
+    tc = TrainConfig(data=DATA, epochs=1, batch_size=16, progress=False, device="cpu")
+    train_supernet(tc, out)
+    return out / "checkpoint.pt"
+
+
+def test_cli_train_eval_export(stage1_checkpoint, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "gate"
+    r = runner.invoke(
+        app,
+        [
+            "train-gate",
+            str(stage1_checkpoint),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--routes",
+            "3",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert (out / "dynamic.yaml").is_file() and "val top-1" in r.output
+    r = runner.invoke(app, ["eval-dynamic", str(out), "--batch-sizes", "1,4"])
+    assert r.exit_code == 0, r.output
+    assert (out / "eval" / "accuracy_vs_macs.png").stat().st_size > 1000
+    import pandas as pd
+
+    df = pd.read_csv(out / "eval" / "report.csv")
+    assert df["model"].tolist() == ["dynamic", "static route 0", "static route 1", "static route 2"]
+    assert {"top1", "avg_macs", "ms_b1", "img_per_s_b4"} <= set(df.columns)
+    r = runner.invoke(app, ["export-dynamic", str(out), "--formats", "onnx"])
+    assert r.exit_code == 0, r.output
+    assert (out / "export" / "gate.onnx").is_file()
+    r = runner.invoke(app, ["train-gate", str(stage1_checkpoint), "--routes", "1"])
+    assert r.exit_code == 1 and "at least 2 routes" in r.output
