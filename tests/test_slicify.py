@@ -217,3 +217,24 @@ def test_float64_supernet_costs_and_extract():
     with torch.no_grad():
         assert torch.allclose(net(x, cfg), net.extract(cfg)(x))
     assert net.macs(cfg, (3, 32, 32)) == _flop_macs(net.extract(cfg), x)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2_100", "deit_tiny_patch16_224"])
+def test_slicified_supernets_route_with_a_gate(name):
+    from dsnet_automl.gate import Gate
+    from dsnet_automl.routing import DynamicNet, default_route_space
+
+    net = slicify(name, verify=False).eval()
+    n = len(net.stages) - 2
+    assert net.stages == ["stem", *(f"stage{i}" for i in range(1, n + 1)), "head"]
+    assert {d.split(".")[0] for d in net.space.dim_names} <= set(net.stages)
+    routes = default_route_space(net, 3)
+    prefix, _ = net.split_plan(routes[0], net.default_gate_stage)
+    hw = net.input_size[1] if "deit" in name else 64
+    x = torch.randn(2, 3, hw, hw)
+    with torch.no_grad():
+        h = net.run_steps(x, prefix)
+        gate = Gate(h.shape[1] if h.ndim == 4 else h.shape[-1], len(routes))
+        logits, chosen = DynamicNet(net, gate, routes).eval()(x)
+        for i, k in enumerate(chosen.tolist()):  # an untrained gate leaves features unchanged
+            assert _rel(logits[i : i + 1], net(x[i : i + 1], routes[k])) < 1e-4

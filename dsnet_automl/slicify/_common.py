@@ -261,25 +261,26 @@ class Limit:
 
 @dataclass(frozen=True)
 class Slot:
-    """Unit ``unit`` runs unless it is block ``index`` of stage ``stage`` beyond its depth;
-    its active sizes come from ``unit.active_sizes(**{param: cfg[dim]})``."""
+    """Unit ``unit`` runs unless it is block ``index`` of ``stage`` beyond ``{stage}.depth``
+    (``index=None``: always runs); its active sizes come from
+    ``unit.active_sizes(**{param: cfg[dim]})``."""
 
     unit: int
-    stage: int | None
-    index: int
+    stage: str
+    index: int | None
     params: tuple[tuple[str, str], ...]
 
 
 class TimmSupernet(Supernet):
     """A supernet built from a timm model (see :func:`dsnet_automl.slicify.slicify`).
 
-    Dimensions of the derived grid that a user's grid leaves out are fixed at the model's full
-    size (all blocks, full width).
+    Units belong to the stages ``"stem"``, ``"stage1"``, ... (the prefixes of the dims) and
+    ``"head"``. Dimensions of the derived grid that a user's grid leaves out are fixed at the
+    model's full size (all blocks, full width).
 
     Args:
-        space: the validated slice grid.
+        space: the validated slice grid (``space.supernet`` is ``"timm:<architecture>"``).
         num_classes: classifier outputs of the timm model.
-        source: the timm model, e.g. ``"timm:resnet18"`` (equals ``space.supernet``).
         family: the family name (``"resnet"``, ``"efficientnet"``, ``"vit"``).
     """
 
@@ -288,19 +289,27 @@ class TimmSupernet(Supernet):
         self.family = family
         self._slots: list[Slot] = []
 
-    def add_unit(
+    def add_block(
         self,
         unit: Unit,
+        stage: str,
         *,
-        stage: int | None = None,
-        index: int = 0,
+        index: int | None = None,
         params: Mapping[str, str] | None = None,
-    ) -> None:
-        """Append ``unit``; ``params`` maps its ``active_sizes`` keywords to dims."""
+    ) -> int:
+        """Append ``unit`` to ``stage`` (see :meth:`Supernet.add_unit`).
+
+        Args:
+            unit: the unit.
+            stage: ``"stem"``, ``"stage{i}"`` or ``"head"``.
+            index: block index within the stage for depth slicing (``None``: always runs).
+            params: ``active_sizes`` keyword -> dim name; dims not in the grid are left out.
+        """
         have = set(self.space.dim_names)
         kept = tuple((p, d) for p, d in (params or {}).items() if d in have)
-        self.units.append(unit)
-        self._slots.append(Slot(len(self.units) - 1, stage, index, kept))
+        i = self.add_unit(unit, stage)
+        self._slots.append(Slot(i, stage, index, kept))
+        return i
 
     def _active(self, unit: nn.Module, **params: Value) -> dict[str, Any]:
         """Active keyword arguments of ``unit`` for its dims' values (fixed units: none)."""
@@ -309,7 +318,7 @@ class TimmSupernet(Supernet):
     def _build_plan(self, values: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
         plan: list[tuple[int, dict[str, Any]]] = []
         for s in self._slots:
-            if s.stage is not None and s.index >= values.get(f"stage{s.stage}.depth", 1 << 30):
+            if s.index is not None and s.index >= values.get(f"{s.stage}.depth", 1 << 30):
                 continue
             unit = self.units[s.unit]
             kw = {p: values[d] for p, d in s.params}

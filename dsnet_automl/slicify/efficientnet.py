@@ -234,7 +234,7 @@ def limits(model: nn.Module) -> dict[str, Limit]:
 def build(model: nn.Module, space: SliceSpace) -> TimmSupernet:
     """The supernet of a timm EfficientNet/MobileNetV3 for a validated ``space``."""
     net = TimmSupernet(space, model.num_classes, family=FAMILY)
-    net.add_unit(FixedUnit(nn.Sequential(model.conv_stem, model.bn1), "timm_stem"))
+    net.add_block(FixedUnit(nn.Sequential(model.conv_stem, model.bn1), "timm_stem"), "stem")
     have = set(space.dim_names)
     for i, stage in enumerate(model.blocks, start=1):
         wdim = f"stage{i}.width"
@@ -250,9 +250,8 @@ def build(model: nn.Module, space: SliceSpace) -> TimmSupernet:
                 unit: Unit = MBConvUnit(block, [width_channels(f, mid) for f in fracs], where=where)
             else:
                 unit = FixedUnit(block, f"timm_block_{type(block).__name__}")
-            net.add_unit(
-                unit, stage=i, index=j, params={"width": wdim} if _sliceable(block) else None
-            )
+            params = {"width": wdim} if _sliceable(block) else None
+            net.add_block(unit, f"stage{i}", index=j, params=params)
     drop = nn.Dropout(float(model.drop_rate))
     if type(model) is MobileNetV3:
         head = nn.Sequential(
@@ -266,5 +265,6 @@ def build(model: nn.Module, space: SliceSpace) -> TimmSupernet:
         )
     else:
         head = nn.Sequential(model.conv_head, model.bn2, model.global_pool, drop, model.classifier)
-    net.add_unit(FixedUnit(head, "timm_head"))
+    net.add_block(FixedUnit(head, "timm_head"), "head")
+    net.default_gate_stage = f"stage{min(len(model.blocks), len(model.blocks) // 2 + 2)}"
     return net

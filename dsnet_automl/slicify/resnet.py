@@ -201,16 +201,16 @@ def limits(model: ResNet) -> dict[str, Limit]:
 def build(model: ResNet, space: SliceSpace) -> TimmSupernet:
     """The supernet of a timm ResNet for a validated ``space``."""
     net = TimmSupernet(space, model.num_classes, family=FAMILY)
-    net.add_unit(
-        FixedUnit(nn.Sequential(model.conv1, model.bn1, model.act1, model.maxpool), "timm_stem")
-    )
+    stem = nn.Sequential(model.conv1, model.bn1, model.act1, model.maxpool)
+    net.add_block(FixedUnit(stem, "timm_stem"), "stem")
     have = set(space.dim_names)
     for i, stage in enumerate(_stages(model), start=1):
         wdim = f"stage{i}.width"
         mids = space.choices(wdim) if wdim in have else ()
         for j, block in enumerate(stage):
             unit = ResNetBlock(block, [int(m) for m in mids], where=f"layer{i}.{j}")
-            net.add_unit(unit, stage=i, index=j, params={"width": wdim})
+            net.add_block(unit, f"stage{i}", index=j, params={"width": wdim})
     head = nn.Sequential(model.global_pool, nn.Dropout(float(model.drop_rate)), model.fc)
-    net.add_unit(FixedUnit(head, "timm_head"))
+    net.add_block(FixedUnit(head, "timm_head"), "head")
+    net.default_gate_stage = f"stage{max(1, len(_stages(model)) - 1)}"  # as DSResNet
     return net

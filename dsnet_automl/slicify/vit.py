@@ -313,11 +313,12 @@ def _head_unit(model: VisionTransformer) -> Unit:
 def build(model: VisionTransformer, space: SliceSpace) -> TimmSupernet:
     """The supernet of a timm VisionTransformer for a validated ``space``."""
     net = TimmViTSupernet(space, model.num_classes, family=FAMILY)
-    net.add_unit(_embed_unit(model))
+    net.add_block(_embed_unit(model), "stem")
     for gi, idx in enumerate(_groups(model), start=1):
         for j, i in enumerate(idx):
             unit = _vit_block(model.blocks[i], model.embed_dim)
             params = {"heads": f"stage{gi}.heads", "mlp_ratio": f"stage{gi}.mlp_ratio"}
-            net.add_unit(unit, stage=gi, index=j, params=params)
-    net.add_unit(_head_unit(model))
+            net.add_block(unit, f"stage{gi}", index=j, params=params)
+    net.add_block(_head_unit(model), "head")
+    net.default_gate_stage = "stage2" if len(_groups(model)) > 1 else "stage1"  # as DSViT
     return net
