@@ -36,7 +36,7 @@ from torch.utils.data import Subset
 from .._io import atomic_write_text
 from ..config import SliceSpace, SubnetConfig, load_space
 from ..data import ArrayDataset, epoch_sampler, load_dataset, make_loaders
-from ..errors import CheckpointError, SearchSpaceError, TrainingInterrupted
+from ..errors import CheckpointError, DsnetError, TrainingInterrupted
 from ..supernets import create_supernet
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import RUNTIME_FIELDS, TrainConfig
@@ -68,7 +68,7 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(spec)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SearchSpaceError(f"device {spec!r} requested but CUDA is not available; use cpu")
+        raise DsnetError(f"device {spec!r} requested but CUDA is not available; use --device cpu")
     return dev
 
 
@@ -175,7 +175,8 @@ def train_supernet(
     device = resolve_device(cfg.device)
     space = load_space(cfg.space)
     if resume:
-        ckpt = load_checkpoint(ckpt_path, space=space, map_location=device)
+        # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
+        ckpt = load_checkpoint(ckpt_path, space=space, map_location="cpu")
         _check_resume(ckpt, cfg, ckpt_path)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
