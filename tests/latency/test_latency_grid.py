@@ -19,13 +19,15 @@ def test_per_unit_enumeration_equals_exhaustive(name: str) -> None:
 def test_identical_blocks_share_one_signature() -> None:
     net = create_supernet("ds_mobilenet_v1_tiny")
     calls = net.block_calls(net.space.largest())
-    stage4 = [
-        c
-        for c in calls
-        if c.in_shape == (192, 4, 4) and dict(c.active) == {"in_ch": 192, "out_ch": 192}
-    ]
-    assert len(stage4) >= 2 and len({c.index for c in stage4}) == len(stage4)
-    assert len({signature_of(net, c) for c in stage4}) == 1
+    groups: dict[tuple, list] = {}
+    for c in calls:  # same kind, hparams, active sizes and input shape at different positions
+        groups.setdefault((c.kind, c.hparams, c.active, c.in_shape), []).append(c)
+    repeated = [g for g in groups.values() if len(g) >= 2]
+    assert repeated, "the largest tiny MobileNet should repeat a block within a stage"
+    for g in repeated:
+        assert len({c.index for c in g}) == len(g)
+        assert len({signature_of(net, c) for c in g}) == 1
+    assert len({signature_of(net, c) for c in calls}) == len(groups)
 
 
 def test_full_size_grids_enumerate_quickly() -> None:
