@@ -238,3 +238,17 @@ def test_slicified_supernets_route_with_a_gate(name):
         logits, chosen = DynamicNet(net, gate, routes).eval()(x)
         for i, k in enumerate(chosen.tolist()):  # an untrained gate leaves features unchanged
             assert _rel(logits[i : i + 1], net(x[i : i + 1], routes[k])) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0", "deit_tiny_patch16_224"])
+def test_latency_grid_signatures_cover_slicified_subnets(name):
+    from dsnet_automl.latency import grid_signatures, signature_of
+
+    net = slicify(name, verify=False)
+    sigs = set(grid_signatures(net))
+    for cfg in (
+        net.space.smallest(),
+        net.space.at_fraction(0.5),
+        net.space.sample(random.Random(1)),
+    ):
+        assert {signature_of(net, c) for c in net.block_calls(cfg)} <= sigs

@@ -94,7 +94,7 @@ class ResNetBlock(Unit):
         self.post = copy.deepcopy(block.act3 if bottleneck else block.act2)
         self.drop_path = copy.deepcopy(block.drop_path) if block.drop_path is not None else None
         self.downsample = copy.deepcopy(block.downsample)
-        self.__dict__["_meta_down"] = None
+        self.__dict__["_down_cache"] = {}
 
     def active_sizes(self, width: int | None = None) -> dict[str, Any]:
         return {"mid": self.max_mid if width is None else int(width)}
@@ -128,11 +128,15 @@ class ResNetBlock(Unit):
         )
 
     def _down_macs(self, in_shape: Shape) -> int:
+        """MACs of the (fixed) timm shortcut, counted once per input shape."""
         if self.downsample is None:
             return 0
-        if self.__dict__.get("_meta_down") is None:
-            self.__dict__["_meta_down"] = copy.deepcopy(self.downsample).to("meta").eval()
-        return module_macs(self.__dict__["_meta_down"], in_shape)[0]
+        cache = self.__dict__.setdefault("_down_cache", {})
+        key = tuple(int(s) for s in in_shape)
+        if key not in cache:
+            meta = copy.deepcopy(self.downsample).to("meta").eval()
+            cache[key] = module_macs(meta, key)[0]
+        return cache[key]
 
     def macs(self, in_shape: Shape, mid: int) -> tuple[int, Shape]:
         _, h, w = in_shape
@@ -162,7 +166,7 @@ class ResNetBlock(Unit):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_meta_down"] = None
+        state["_down_cache"] = {}
         return state
 
 
