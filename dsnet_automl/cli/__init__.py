@@ -18,6 +18,7 @@ __all__ = ["app", "console", "err_console", "main"]
 def _register() -> None:
     from . import profile, slicify, spaces, tables  # noqa: F401
     from . import gate, train  # noqa: F401
+    from . import search  # noqa: F401
 
 
 _register()

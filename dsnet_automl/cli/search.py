@@ -1,0 +1,168 @@
+"""``dsnet-automl search | dashboard | export | run``: hardware-aware search and its results."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import StudyError
+from ._app import app, console, handle_errors
+
+StudyArg = Annotated[
+    str | None,
+    typer.Argument(help="Study YAML (default: studies/demo.yaml)."),
+]
+
+
+def _front_table(s, title: str) -> Table:
+    from ..search import pareto_trials
+
+    tab = Table(title=title)
+    for col in ("trial", "val top-1", "latency ms", "source", "K", "routes share", "lambda"):
+        tab.add_column(col, justify="right")
+    for t in pareto_trials(s):
+        hist = t.user_attrs.get("route_hist") or []
+        n = max(1, sum(hist))
+        tab.add_row(
+            str(t.number),
+            f"{t.values[0]:.4f}",
+            f"{t.values[1]:.3f}",
+            t.user_attrs.get("latency_source", "?"),
+            str(len(hist)) if hist else "-",
+            " ".join(f"{h / n:.2f}" for h in hist) or "-",
+            f"{t.params['lam']:.3g}" if "lam" in t.params else "-",
+        )
+    return tab
+
+
+@app.command("search")
+@handle_errors
+def search_cmd(
+    study: StudyArg = None,
+    hw: Annotated[str | None, typer.Option(help="Target device profile (e.g. jetson).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Completed trials to reach.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel trials (Ray Tune if > 1).")] = None,
+    sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random.")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Existing Ray cluster (default: local Ray).")
+    ] = None,
+    max_latency_ms: Annotated[
+        float | None, typer.Option(help="Constraint: expected latency <= X ms.")
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="Optuna storage URL (default: run dir).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Export dir (default: <run dir>/export).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Search the routing space and gate/SGS hyperparameters for a device; resumable."""
+    from ..search import export_study, load_study, run_search
+
+    cfg = load_study(
+        study, hw=hw, trials=trials, workers=workers, sampler=sampler, max_latency_ms=max_latency_ms
+    )
+    console.print(
+        f"study [bold]{cfg.name}[/bold]: {cfg.space} on {cfg.data}, device {cfg.hw}, "
+        f"{cfg.trials} trials ({cfg.sampler}), DB {db or cfg.db_url}"
+    )
+    t0 = time.perf_counter()
+    try:
+        res = run_search(cfg, db=db, workers=workers, ray_address=ray_address, progress=progress)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; run the same command again to resume[/yellow]")
+        raise typer.Exit(130) from None
+    out = out or cfg.run_dir / "export"
+    index = export_study(res.study, res.static, out, hw=cfg.hw)
+    src = index["latency_source"]
+    console.print(_front_table(res.study, f"dynamic Pareto front on {cfg.hw} ({src} latency)"))
+    if res.static is not None:
+        console.print(_front_table(res.static, f"static baseline front on {cfg.hw} ({src})"))
+    console.print(
+        f"{len(index['bundles'])} bundles, trials.csv, pareto.png/html in {out}  "
+        f"({time.perf_counter() - t0:.0f} s); dashboard: dsnet-automl dashboard "
+        f"{study or 'studies/demo.yaml'}" + (f" --hw {hw}" if hw and hw != "jetson" else "")
+    )
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    study: StudyArg = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export directory.")] = Path("export"),
+    hw: Annotated[str | None, typer.Option(help="Device the study was run for.")] = None,
+    db: Annotated[str | None, typer.Option(help="Optuna storage URL.")] = None,
+) -> None:
+    """Export every Pareto-optimal trial of a study as a bundle (+ index, CSV, plots)."""
+    from ..search import STATIC_SUFFIX, export_study, load_study
+    from ..search.study import load_existing
+
+    cfg = load_study(study, hw=hw)
+    dyn = load_existing(cfg, db=db)
+    static = load_existing(cfg, db=db, suffix=STATIC_SUFFIX, missing_ok=True)
+    index = export_study(dyn, static, out, hw=cfg.hw)
+    console.print(f"{len(index['bundles'])} bundles ({index['latency_source']} latency) in {out}")
+
+
+@app.command("dashboard")
+@handle_errors
+def dashboard_cmd(
+    study: StudyArg = None,
+    hw: Annotated[str | None, typer.Option(help="Device the study was run for.")] = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8080,
+    db: Annotated[str | None, typer.Option(help="Optuna storage URL.")] = None,
+) -> None:
+    """Start optuna-dashboard on the study DB and print its URL (Ctrl-C stops it)."""
+    import shutil
+    import subprocess
+
+    from ..search import load_study
+
+    cfg = load_study(study, hw=hw)
+    url = db or cfg.db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise StudyError(f"no study DB {url!r} yet; run 'dsnet-automl search' first")
+    exe = shutil.which("optuna-dashboard")
+    if exe is None:
+        raise StudyError("optuna-dashboard is not installed; pip install optuna-dashboard")
+    console.print(f"optuna-dashboard on {url}: http://{host}:{port}/  (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run([exe, url, "--host", host, "--port", str(port)], check=False)
+
+
+@app.command("run")
+@handle_errors
+def run_cmd(
+    bundle: Annotated[Path, typer.Argument(help="An exported bundle dir (trial_NNNN).")],
+    data: Annotated[str, typer.Option(help="Dataset spec.")] = "digits-hard",
+    split: Annotated[str, typer.Option(help="val | test.")] = "test",
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+) -> None:
+    """Load a bundle, run routed inference on a dataset, print accuracy and route histogram."""
+    import torch
+
+    from ..data import load_dataset, make_loaders
+    from ..routing import DynamicNet
+    from ..training.gate import evaluate_dynamic
+
+    if split not in ("val", "test"):
+        raise StudyError(f"--split {split!r} is not one of: val, test")
+    dyn = DynamicNet.load(bundle)
+    splits = load_dataset(data, dyn.supernet.input_size, seed=0)
+    loaders = dict(
+        zip(("train", "val", "test"), make_loaders(splits, batch_size, seed=0), strict=False)
+    )
+    t0 = time.perf_counter()
+    res = evaluate_dynamic(dyn, val if split == "val" else test, torch.device("cpu"))
+    dt = time.perf_counter() - t0
+    n = max(1, res["n"])
+    console.print(
+        f"{bundle}: {split} top-1 {res['top1']:.4f} on {res['n']} samples ({dt:.2f} s); routes "
+        + " ".join(f"{k}:{h} ({h / n:.0%})" for k, h in enumerate(res["route_hist"]))
+        + f"; expected route cost {res['avg_cost']:.3f}"
+    )

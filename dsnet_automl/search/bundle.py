@@ -1,0 +1,122 @@
+"""Export a finished study: every Pareto-optimal dynamic trial as a bundle, an index, plots of
+the dynamic vs static fronts, and a CSV of all trials.
+
+Layout of ``OUT``::
+
+    index.yaml            study, device, latency source, one entry per bundle
+    trials.csv            every trial (dynamic and static), objectives, params, state, error
+    pareto.png/.html      dynamic vs static fronts
+    trial_NNNN/           one per Pareto trial
+        bundle.yaml       route space, gate hyperparameters, device, accuracy, expected latency
+                          (+ measured|predicted), route histogram, per-route latency
+        dynamic.yaml supernet.pt gate.pt   the DynamicNet bundle (DynamicNet.load)
+        export/           prefix/gate/route_k TorchScript + ONNX (export_dynamic)
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import yaml
+
+from .._io import atomic_write_text
+from ..errors import StudyError
+from .pareto import pareto_trials, plot_fronts, trials_frame
+
+__all__ = ["export_study"]
+
+
+def _source(trials: list[optuna.trial.FrozenTrial]) -> str:
+    srcs = {t.user_attrs.get("latency_source", "predicted") for t in trials}
+    return "measured" if srcs == {"measured"} else "predicted"
+
+
+def export_study(
+    dynamic: optuna.Study,
+    static: optuna.Study | None,
+    out_dir: str | Path,
+    *,
+    hw: str,
+    formats: tuple[str, ...] = ("torchscript", "onnx"),
+) -> dict[str, Any]:
+    """Write the export of ``dynamic`` (+ ``static`` baseline front) to ``out_dir``.
+
+    Returns:
+        the index dict (also written to ``index.yaml``).
+    """
+    from ..export import export_dynamic
+    from ..routing import DynamicNet
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    front = pareto_trials(dynamic)
+    if not front:
+        raise StudyError(
+            f"study {dynamic.study_name!r} has no completed trial to export; run "
+            "'dsnet-automl search' first"
+        )
+    source = _source(front)
+    entries = []
+    for t in front:
+        src = Path(t.user_attrs["bundle"])
+        dest = out / f"trial_{t.number:04d}"
+        if not (src / "dynamic.yaml").is_file():
+            raise StudyError(f"trial {t.number}: bundle {str(src)!r} is missing; re-run the search")
+        dest.mkdir(exist_ok=True)
+        for name in ("dynamic.yaml", "supernet.pt", "gate.pt"):
+            shutil.copy2(src / name, dest / name)
+        dyn = DynamicNet.load(dest)
+        with warnings.catch_warnings():  # torch.jit deprecation notices
+            warnings.simplefilter("ignore", FutureWarning)
+            exp = export_dynamic(dyn, dest / "export", formats=formats)
+        meta = {
+            "trial": t.number,
+            "device": hw,
+            "accuracy": round(t.values[0], 5),
+            "expected_latency_ms": round(t.values[1], 5),
+            "latency_source": t.user_attrs.get("latency_source", "predicted"),
+            "route_hist": t.user_attrs.get("route_hist"),
+            "route_latency_ms": t.user_attrs.get("route_latency_ms"),
+            "route_space": t.user_attrs.get("routes"),
+            "gate": {k: t.params[k] for k in ("hidden", "tau", "gate_lr", "gate_epochs")},
+            "sgs": {k: t.params[k] for k in ("lam", "target_frac")},
+            "routing": {k: t.params[k] for k in ("num_routes", "min_frac", "max_frac", "spacing")},
+            "files": [f"export/{f}" for f in exp.get("files", [])],
+        }
+        atomic_write_text(dest / "bundle.yaml", yaml.safe_dump(meta, sort_keys=False))
+        entries.append(
+            {k: meta[k] for k in ("trial", "accuracy", "expected_latency_ms", "latency_source")}
+            | {"bundle": dest.name}
+        )
+    frames = [trials_frame(dynamic, "dynamic")]
+    if static is not None and static.trials:
+        frames.append(trials_frame(static, "static"))
+    df = pd.concat(frames, ignore_index=True)
+    for col in df.columns:  # lists/dicts as JSON-ish text so the CSV stays one row per trial
+        if df[col].map(lambda v: isinstance(v, (list, dict))).any():
+            df[col] = df[col].map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip())
+    atomic_write_text(out / "trials.csv", df.to_csv(index=False))
+    plots = plot_fronts(dynamic, static, out, hw=hw, source=source)
+    index = {
+        "study": dynamic.study_name,
+        "device": hw,
+        "latency_source": source,
+        "bundles": entries,
+        "static_front": [
+            {
+                "trial": t.number,
+                "accuracy": t.values[0],
+                "latency_ms": t.values[1],
+                "config": t.user_attrs.get("config"),
+            }
+            for t in (pareto_trials(static) if static is not None else [])
+        ],
+        "files": ["trials.csv", *(p.name for p in plots)],
+    }
+    atomic_write_text(out / "index.yaml", yaml.safe_dump(index, sort_keys=False))
+    return index

@@ -1,0 +1,125 @@
+"""Pareto fronts of a study (accuracy up, latency down), 2-d hypervolume, and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from .._io import atomic_path, atomic_write_text
+
+__all__ = ["front_points", "hypervolume", "pareto_trials", "plot_fronts", "trials_frame"]
+
+
+def pareto_trials(s: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Pareto-optimal COMPLETE trials (feasible ones if a constraint is set), by latency."""
+    if not s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    return sorted(s.best_trials, key=lambda t: (t.values[1], -t.values[0]))
+
+
+def front_points(s: optuna.Study) -> list[tuple[float, float]]:
+    """``[(accuracy, latency_ms)]`` of the front, fastest first."""
+    return [(t.values[0], t.values[1]) for t in pareto_trials(s)]
+
+
+def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area dominated by ``points`` (max accuracy, min latency) and bounded by ``ref``
+    ``(accuracy_floor, latency_ceiling)``. Points outside the reference box add nothing."""
+    xs = sorted((lat, acc) for acc, lat in points if acc > ref[0] and lat < ref[1])
+    # best accuracy reachable within latency L is a step function; integrate it up to the ceiling
+    area, best = 0.0, ref[0]
+    for i, (lat, acc) in enumerate(xs):
+        best = max(best, acc)
+        nxt = xs[i + 1][0] if i + 1 < len(xs) else ref[1]
+        area += (nxt - lat) * (best - ref[0])
+    return area
+
+
+def trials_frame(s: optuna.Study, kind: str = "dynamic") -> pd.DataFrame:
+    """One row per trial: number, state, objectives, params, latency source, error."""
+    df = s.trials_dataframe(attrs=("number", "state", "values", "params", "user_attrs"))
+    df = df.rename(columns={"values_0": "accuracy", "values_1": "latency_ms"})
+    df.columns = [c.removeprefix("user_attrs_") for c in df.columns]
+    front = {t.number for t in pareto_trials(s)}
+    df.insert(0, "kind", kind)
+    df["pareto"] = df["number"].isin(front)
+    return df
+
+
+def plot_fronts(
+    dynamic: optuna.Study, static: optuna.Study | None, out_dir: str | Path, *, hw: str, source: str
+) -> list[Path]:
+    """``pareto.png`` (matplotlib, dynamic vs static fronts and all trials) and ``pareto.html``
+    (``optuna.visualization.plot_pareto_front`` of the dynamic study)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for s, name, color in ((dynamic, "dynamic", "C0"), (static, "static", "C1")):
+        if s is None:
+            continue
+        done = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        ax.scatter(
+            [t.values[1] for t in done], [t.values[0] for t in done], s=12, alpha=0.35, color=color
+        )
+        pts = front_points(s)
+        if pts:
+            ax.step(
+                [p[1] for p in pts],
+                [p[0] for p in pts],
+                where="post",
+                marker="o",
+                color=color,
+                label=f"{name} front ({len(pts)})",
+            )
+    ax.set_xlabel(f"expected latency on {hw} (ms, {source})")
+    ax.set_ylabel("val top-1")
+    ax.set_title(f"{dynamic.study_name}: dynamic vs static ({source} latency)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    png = out / "pareto.png"
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)
+    files = [png]
+    html = out / "pareto.html"
+    atomic_write_text(html, _html(dynamic, static, png, hw=hw, source=source))
+    files.append(html)
+    return files
+
+
+def _html(dynamic, static, png: Path, *, hw: str, source: str) -> str:
+    """Self-contained HTML: the plot (inline PNG) and the front tables. An interactive
+    ``optuna.visualization.plot_pareto_front`` page is used instead when plotly is installed."""
+    import base64
+
+    try:
+        import plotly  # noqa: F401
+
+        fig = optuna.visualization.plot_pareto_front(
+            dynamic, target_names=["accuracy", f"latency_ms ({source})"]
+        )
+        return fig.to_html(include_plotlyjs=True)
+    except ImportError:
+        pass
+    img = base64.b64encode(png.read_bytes()).decode()
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>{dynamic.study_name}</title></head><body>",
+        f"<h1>{dynamic.study_name}: Pareto fronts on {hw} (latency {source})</h1>",
+        f"<img src='data:image/png;base64,{img}'/>",
+    ]
+    for s, name in ((dynamic, "dynamic"), (static, "static")):
+        if s is None:
+            continue
+        rows = [
+            {"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1], **t.params}
+            for t in pareto_trials(s)
+        ]
+        parts += [f"<h2>{name} front</h2>", pd.DataFrame(rows).to_html(index=False)]
+    return "\n".join([*parts, "</body></html>"])

@@ -1,0 +1,228 @@
+"""The Optuna study: multi-objective (max accuracy, min expected latency), SQLite storage under
+the study's run directory, resumable, with pruning of hopeless trials.
+
+Resume rules (a re-run of the same command): COMPLETE and PRUNED trials are kept and count
+towards the budget; RUNNING trials (left by a killed run) are marked FAIL ``interrupted``; every
+failed trial is re-enqueued once with its parameters. A trial that raises is recorded FAIL with
+its error in ``user_attrs["error"]`` and the study goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import StudyError
+from .objective import TrialContext, run_trial
+from .space import TrialParams, suggest
+from .study_config import StudyConfig
+
+__all__ = [
+    "DIRECTIONS",
+    "budget_left",
+    "ensure_supernet",
+    "make_objective",
+    "make_sampler",
+    "open_study",
+    "requeue_unfinished",
+    "storage_for",
+]
+
+DIRECTIONS = ("maximize", "minimize")  # accuracy, latency_ms
+optuna.logging.set_verbosity(logging.WARNING)
+
+
+def ensure_supernet(study: StudyConfig, *, progress: bool = True) -> Path:
+    """The study's Stage I checkpoint; trained (or resumed) once under the run dir if absent."""
+    from ..training import TrainConfig, train_supernet
+
+    if study.checkpoint:
+        path = Path(study.checkpoint)
+        if not path.is_file():
+            raise StudyError(
+                f"study {study.name!r}: checkpoint {str(path)!r} not found; fix the path or "
+                "remove the field to train one on demand"
+            )
+        return path
+    out = Path(study.stage1_dir) if study.stage1_dir else study.run_dir / "stage1"
+    done, ckpt = out / "DONE", out / "checkpoint.pt"
+    if not done.exists():
+        try:
+            cfg = TrainConfig(
+                space=study.space,
+                data=study.data,
+                seed=study.seed,
+                device=study.device,
+                progress=progress,
+                **study.stage1,
+            )
+        except (TypeError, ValueError) as e:
+            msg = str(e).splitlines()
+            raise StudyError(f"study {study.name!r}: field 'stage1': {' '.join(msg[:3])}") from None
+        train_supernet(cfg, out, resume=ckpt.exists())
+        done.write_text("ok\n")
+    return ckpt
+
+
+def storage_for(study: StudyConfig, db: str | None = None) -> optuna.storages.RDBStorage:
+    url = db or study.db_url
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
+    return list(trial.system_attrs.get("constraints", [0.0]))
+
+
+def make_sampler(study: StudyConfig, seed: int) -> optuna.samplers.BaseSampler:
+    cons = _constraints if study.max_latency_ms else None
+    if study.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            population_size=study.population, seed=seed, constraints_func=cons
+        )
+    if study.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=cons, n_startup_trials=4)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def open_study(
+    study: StudyConfig, *, suffix: str = "", db: str | None = None, sampler=None
+) -> optuna.Study:
+    """Create or load (``load_if_exists``) the study ``<name><suffix>`` in the study DB."""
+    storage = storage_for(study, db)
+    name = study.name + suffix
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+        n = len(existing.trials)
+    except KeyError:
+        n = 0
+    # a fresh seed per session, so a resumed random/NSGA sampler does not redraw old points
+    s = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=list(DIRECTIONS),
+        sampler=sampler or make_sampler(study, study.seed + n),
+        load_if_exists=True,
+    )
+    if s.directions != [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]:
+        raise StudyError(f"study {name!r} in {storage.url} has other objectives; use another name")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        s.set_metric_names(["accuracy", "latency_ms"])
+    s.set_user_attr("config", json.loads(study.model_dump_json()))
+    return s
+
+
+def requeue_unfinished(s: optuna.Study) -> int:
+    """Mark stale RUNNING trials FAIL and re-enqueue each failed trial once. -> re-enqueued."""
+    storage = s._storage
+    for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "error", "interrupted")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    retried = set(s.user_attrs.get("requeued", []))
+    n = 0
+    for t in s.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if t.number in retried or "retry_of" in t.user_attrs or not t.params:
+            continue
+        s.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        retried.add(t.number)
+        n += 1
+    s.set_user_attr("requeued", sorted(retried))
+    return n
+
+
+def budget_left(s: optuna.Study, trials: int) -> int:
+    """Trials still to run: the budget minus COMPLETE and PRUNED ones."""
+    done = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return max(0, trials - len(done))
+
+
+def dominated(point: tuple[float, float], front: list[tuple[float, float]], margin: float) -> bool:
+    """True when some front point beats ``(acc, lat)`` by ``margin`` accuracy at lower latency."""
+    acc, lat = point
+    return any(a >= acc + margin and lt <= lat for a, lt in front)
+
+
+def current_front(s: optuna.Study) -> list[tuple[float, float]]:
+    return [(t.values[0], t.values[1]) for t in s.best_trials] if _has_complete(s) else []
+
+
+def _has_complete(s: optuna.Study) -> bool:
+    return bool(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def make_objective(
+    study: StudyConfig,
+    ctx: TrialContext,
+    *,
+    trial_fn: Callable[..., dict[str, Any]] = run_trial,
+) -> Callable[[optuna.Trial], tuple[float, float]]:
+    """The Optuna objective of the dynamic search (in-process runner)."""
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        params = suggest(trial, study.search)
+        trial_dir = study.run_dir / "trials" / f"{trial.number:04d}"
+        front = current_front(trial.study) if study.prune else []
+        seen: list[list[float]] = []
+
+        def report(epoch: int, acc: float, lat: float) -> None:
+            seen.append([epoch, acc, lat])
+            trial.set_user_attr("intermediate", seen)
+            last = epoch >= params.gate_epochs
+            if front and not last and dominated((acc, lat), front, 0.10):
+                raise optuna.TrialPruned(f"val top-1 {acc:.3f} at epoch {epoch}: hopeless")
+
+        try:
+            out = trial_fn(ctx, params, trial_dir, report=report)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            trial.set_user_attr("error", f"{type(e).__name__}: {str(e)[:300]}")
+            raise
+        record(trial, study, out)
+        return out["accuracy"], out["latency_ms"]
+
+    return objective
+
+
+def record(trial: Any, study: StudyConfig, out: dict[str, Any]) -> None:
+    """Store a trial's results as user attrs (+ the latency constraint)."""
+    for k in ("latency_source", "route_hist", "route_latency_ms", "routes", "bundle"):
+        if k in out:
+            trial.set_user_attr(k, out[k])
+    trial.set_user_attr("hw", study.hw)
+    if study.max_latency_ms and isinstance(trial, optuna.Trial):
+        trial.study._storage.set_trial_system_attr(
+            trial._trial_id, "constraints", [out["latency_ms"] - study.max_latency_ms]
+        )
+
+
+def params_of(trial: optuna.trial.FrozenTrial) -> TrialParams:
+    return TrialParams.from_dict(trial.params)
+
+
+def load_existing(
+    study: StudyConfig, *, db: str | None = None, suffix: str = "", missing_ok: bool = False
+) -> optuna.Study | None:
+    """Load a study that must exist (for export/dashboard)."""
+    url = db or study.db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        if missing_ok:
+            return None
+        raise StudyError(f"no study DB {url!r}; run 'dsnet-automl search' first")
+    try:
+        return optuna.load_study(study_name=study.name + suffix, storage=storage_for(study, db))
+    except KeyError:
+        if missing_ok:
+            return None
+        raise StudyError(
+            f"study {study.name + suffix!r} not found in {url}; run 'dsnet-automl search' first"
+        ) from None

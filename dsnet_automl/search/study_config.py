@@ -1,0 +1,174 @@
+"""Study configuration (``studies/*.yaml``): what a hardware-aware search runs on and over.
+
+A study names the supernet/space, the dataset, the target device, the Stage I recipe (run once
+per study and reused), the trial budget, the sampler, and the ranges of every searched
+parameter. Errors are one line naming the file, the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import StudyError
+
+__all__ = ["DEFAULT_STUDY", "Ranges", "StudyConfig", "load_study"]
+
+DEFAULT_STUDY = "studies/demo.yaml"
+Sampler = Literal["nsga2", "tpe", "random"]
+
+
+class Ranges(BaseModel):
+    """Inclusive ranges of the searched parameters (``[lo, hi]``; equal bounds fix a value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_routes: tuple[int, int] = (2, 4)
+    min_frac: tuple[float, float] = (0.0, 0.5)
+    max_frac: tuple[float, float] = (0.6, 1.0)
+    spacing: tuple[float, float] = (0.5, 2.0)
+    lam: tuple[float, float] = (0.01, 3.0)
+    target_frac: tuple[float, float] = (0.2, 1.0)
+    gate_lr: tuple[float, float] = (1e-3, 1e-2)
+    tau: tuple[float, float] = (0.5, 2.0)
+    gate_epochs: tuple[int, int] = (1, 2)
+    hidden: tuple[int, ...] = (16, 32, 64)
+
+    @model_validator(mode="after")
+    def _check(self) -> Ranges:
+        for name in (
+            "num_routes",
+            "min_frac",
+            "max_frac",
+            "spacing",
+            "lam",
+            "target_frac",
+            "gate_lr",
+            "tau",
+            "gate_epochs",
+        ):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}: [{lo}, {hi}] must have lo <= hi")
+        if self.num_routes[0] < 2:
+            raise ValueError(f"num_routes: {list(self.num_routes)} must be >= 2")
+        if not (self.min_frac[0] >= 0 and self.max_frac[1] <= 1):
+            raise ValueError("min_frac/max_frac must lie in [0, 1]")
+        if self.min_frac[1] > self.max_frac[0]:
+            raise ValueError(
+                f"min_frac upper bound {self.min_frac[1]} must be <= max_frac lower bound "
+                f"{self.max_frac[0]}"
+            )
+        if self.gate_lr[0] <= 0 or self.tau[0] <= 0 or self.spacing[0] <= 0:
+            raise ValueError("gate_lr, tau and spacing must be > 0")
+        if self.gate_epochs[0] < 1 or not self.hidden or min(self.hidden) < 1:
+            raise ValueError("gate_epochs must be >= 1 and hidden a non-empty list of ints >= 1")
+        return self
+
+
+class StudyConfig(BaseModel):
+    """One hardware-aware search study."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    space: str = Field("ds_mobilenet_v1_tiny", description="supernet name or slice-space YAML")
+    data: str = "digits-hard"
+    hw: str = Field("jetson", description="device profile name/alias")
+    checkpoint: str | None = Field(
+        None, description="Stage I checkpoint; trained once under the run dir when absent"
+    )
+    stage1: dict[str, Any] = Field(
+        default_factory=dict, description="TrainConfig overrides for the on-demand Stage I"
+    )
+    trials: int = Field(12, ge=1, description="completed trials to reach")
+    static_trials: int = Field(12, ge=0, description="static-baseline trials (0: none)")
+    sampler: Sampler = "nsga2"
+    population: int = Field(6, ge=2, description="NSGA-II population size")
+    workers: int = Field(1, ge=1)
+    max_latency_ms: float | None = Field(None, gt=0)
+    latency_db: str = "sqlite:///hw_profiles/latency.db"
+    gate_batch_size: int = Field(64, ge=1)
+    prune: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    runs_dir: str = "studies/runs"
+    stage1_dir: str | None = Field(None, description="Stage I dir (default: <run dir>/stage1)")
+    search: Ranges = Field(default_factory=Ranges)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
+
+
+def _fmt(err: dict[str, Any]) -> tuple[str, str]:
+    field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return field, "unknown field"
+    if err["type"] == "literal_error":
+        return field, f"value {err.get('input')!r}: {msg}"
+    return field, f"value {err.get('input')!r}: {msg}" if "input" in err else msg
+
+
+def load_study(spec: str | Path | None = None, **overrides: Any) -> StudyConfig:
+    """Read and validate a study YAML; ``overrides`` (None values skipped) replace fields.
+
+    Raises:
+        StudyError: missing file, bad YAML, unknown field or bad value (one line).
+    """
+    path = Path(spec or DEFAULT_STUDY)
+    if not path.is_file():
+        raise StudyError(
+            f"study file {str(path)!r} not found; pass a study YAML (see studies/demo.yaml)"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" line {line + 1}" if line is not None else ""
+        raise StudyError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise StudyError(f"{path}: a study must be a mapping of fields, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "hw" in overrides and overrides["hw"] != data.get("hw", "jetson"):
+        # another device is another study; Stage I is shared
+        base = Path(data.get("runs_dir", "studies/runs")) / str(data["name"])
+        data.setdefault("stage1_dir", str(base / "stage1"))
+        data["name"] = f"{data['name']}-{overrides['hw']}"
+    data.update(overrides)
+    try:
+        cfg = StudyConfig.model_validate(data)
+    except ValidationError as e:
+        field, msg = _fmt(e.errors()[0])
+        model = Ranges if field.startswith("search.") else StudyConfig
+        allowed = ", ".join(model.model_fields) if msg == "unknown field" else ""
+        raise StudyError(
+            f"{path}: field {field!r}: {msg}" + (f" (allowed: {allowed})" if allowed else "")
+        ) from None
+    check_targets(cfg, str(path))
+    return cfg
+
+
+def check_targets(cfg: StudyConfig, source: str = "study") -> None:
+    """Fail early (one line) on an unknown space or device."""
+    from ..config import load_space
+    from ..errors import DsnetError
+    from ..latency import load_profile
+
+    for field, fn in (
+        ("space", lambda: load_space(cfg.space)),
+        ("hw", lambda: load_profile(cfg.hw)),
+    ):
+        try:
+            fn()
+        except DsnetError as e:
+            raise StudyError(f"{source}: field {field!r}: {e}") from None
