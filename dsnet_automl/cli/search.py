@@ -154,9 +154,7 @@ def run_cmd(
         raise StudyError(f"--split {split!r} is not one of: val, test")
     dyn = DynamicNet.load(bundle)
     splits = load_dataset(data, dyn.supernet.input_size, seed=0)
-    loaders = dict(
-        zip(("train", "val", "test"), make_loaders(splits, batch_size, seed=0), strict=False)
-    )
+    _, val, test = make_loaders(splits, batch_size, seed=0)
     t0 = time.perf_counter()
     res = evaluate_dynamic(dyn, val if split == "val" else test, torch.device("cpu"))
     dt = time.perf_counter() - t0
