@@ -2,12 +2,15 @@
 
 from .config import RouteSpace, SliceSpace, SubnetConfig, load_space
 from .errors import DsnetError, SearchSpaceError
+from .routing import DynamicNet
+from .slicify import slicify
 from .supernets import Supernet, create_supernet, default_space, list_supernets
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DsnetError",
+    "DynamicNet",
     "RouteSpace",
     "SearchSpaceError",
     "SliceSpace",
@@ -17,5 +20,6 @@ __all__ = [
     "create_supernet",
     "default_space",
     "list_supernets",
+    "slicify",
     "load_space",
 ]

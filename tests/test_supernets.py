@@ -144,3 +144,14 @@ def test_narrowed_yaml_space_builds_a_smaller_supernet(tmp_path):
     p.write_text(narrow.to_yaml())
     net = create_supernet(str(p))
     assert net.space == narrow and net.units[-1].fc.max_in_features == 128
+
+
+def test_timm_spaces_build_through_create_supernet(tmp_path):
+    from dsnet_automl import slicify
+
+    net = slicify("resnet18")
+    p = tmp_path / "r18.yaml"
+    p.write_text(net.space.to_yaml())
+    again = create_supernet(str(p), num_classes=10)
+    assert again.name == "timm:resnet18" and again.num_classes == 10
+    assert again.space == net.space

@@ -85,6 +85,8 @@ def create_supernet(
     if isinstance(name, SliceSpace) or str(name).endswith((".yaml", ".yml")):
         space = load_space(name)
         name = space.supernet
+    if str(name).startswith("timm:"):
+        return _timm_supernet(str(name), num_classes, space)
     factory = _lookup(str(name))
     sp = load_space(space) if space is not None else default_space(str(name))
     if sp.supernet != name:
@@ -92,3 +94,19 @@ def create_supernet(
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     return factory(space=sp, **kwargs)
+
+
+def _timm_supernet(name: str, num_classes: int | None, space) -> Supernet:
+    """A slicified timm architecture (``timm:<arch>``), randomly initialised, e.g. to load a
+    checkpoint of a supernet made with :func:`dsnet_automl.slicify.slicify`."""
+    import timm
+
+    from ..config import load_space
+    from ..slicify import slicify
+
+    arch = name.removeprefix("timm:")
+    if not timm.is_model(arch):
+        raise SearchSpaceError(f"{name!r}: {arch!r} is not a timm model name")
+    kw = {} if num_classes is None else {"num_classes": num_classes}
+    model = timm.create_model(arch, pretrained=False, **kw)
+    return slicify(model, load_space(space) if space is not None else None, verify=False)
