@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=4)
     ap.add_argument("--gate-epochs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--sgs-balance", action="store_true", help="class-balanced SGS targets")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -149,11 +150,21 @@ def main() -> None:
         net = load_supernet(ckpt)
         dyn = DynamicNet.build(net, num_routes=args.routes)
         bundle = args.workdir / f"gate_lam{lam}"
-        cfg = GateTrainConfig(epochs=args.gate_epochs, lam=lam, progress=False, device="cpu")
+        cfg = GateTrainConfig(
+            epochs=args.gate_epochs,
+            lam=lam,
+            sgs_balance=args.sgs_balance,
+            progress=False,
+            device="cpu",
+        )
         train_gate(
             dyn, cfg, bundle, data="digits-hard", resume=(bundle / "gate_train.ckpt").exists()
         )
-        row = {"lambda": lam, **compare(dyn.eval(), x, y, args.repeats)}
+        row = {
+            "lambda": lam,
+            "sgs_balance": args.sgs_balance,
+            **compare(dyn.eval(), x, y, args.repeats),
+        }
         row["peak_mib_dynamic_b32"] = measure_peak(bundle, "dynamic", 32)
         row["peak_mib_full_b32"] = measure_peak(bundle, "full", 32)
         rows.append(row)

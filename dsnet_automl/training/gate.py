@@ -55,6 +55,11 @@ class GateTrainConfig(BaseModel):
         None, gt=0, description="cost normaliser (default: the largest route's cost)"
     )
     sgs_weight: float = Field(1.0, ge=0)
+    sgs_balance: bool = Field(
+        False,
+        description="weight the SGS CE by inverse target frequency in each batch, so the few "
+        "samples the smallest route gets wrong are not out-voted (fights gate collapse)",
+    )
     task_weight: float = Field(1.0, ge=0)
     seed: int = 0
     device: str = "auto"
@@ -86,7 +91,11 @@ def gate_loss(
     k = dyn.num_routes
     with torch.no_grad():
         sgs_t = sgs_targets(dyn.run_route(0, h), y, k)
-    loss_sgs = F.cross_entropy(logits, sgs_t)
+    weight = None
+    if cfg.sgs_balance:
+        freq = torch.bincount(sgs_t, minlength=k).to(logits.dtype)
+        weight = torch.where(freq > 0, len(sgs_t) / (2 * freq.clamp_min(1)), 0.0)
+    loss_sgs = F.cross_entropy(logits, sgs_t, weight=weight)
     loss = cfg.sgs_weight * loss_sgs
     stats = {"sgs": float(loss_sgs.detach())}
     if cfg.task_weight > 0:
