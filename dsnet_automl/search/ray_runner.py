@@ -1,0 +1,134 @@
+"""Ray Tune runner (the only module importing ray): trials as Ray Tune trials, Optuna as the
+searcher, N in parallel, each with its own torch thread budget.
+
+The searcher is :class:`ray.tune.search.optuna.OptunaSearch` on the *same* Optuna study and
+SQLite storage as the in-process runner (an ``optuna.storages.RDBStorage`` object, not a URL),
+multi-objective through ``metric=[accuracy, latency_ms], mode=[max, min]``; trials re-enqueued
+by a resume (``WAITING``) are picked up by its ``ask()``. A trial that raises is told FAIL with
+its error in ``user_attrs["error"]``; the study goes on. Local Ray by default
+(``ray.init(num_cpus=workers)``), ``address`` for an existing cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from .objective import TrialContext, run_trial
+from .space import TrialParams, suggest
+from .study import make_sampler, record, storage_for
+from .study_config import Ranges, StudyConfig
+
+__all__ = ["run_ray"]
+
+_ATTRS = ("latency_source", "route_hist", "route_latency_ms", "routes", "bundle")
+
+
+class _Searcher(OptunaSearch):
+    """OptunaSearch that stores each trial's side results and errors as Optuna user attrs."""
+
+    def __init__(self, *args: Any, study: StudyConfig, errors_dir: Path, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._cfg, self._errors_dir = study, errors_dir
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and trial_id not in self._completed_trials:
+            if error:
+                f = self._errors_dir / f"{trial_id}.txt"
+                msg = f.read_text().strip() if f.is_file() else "Ray trial crashed (no message)"
+                ot_trial.set_user_attr("error", msg[:300])
+                result = None  # a crash never counts as a COMPLETE trial
+            elif result:
+                record(ot_trial, self._cfg, result)
+                ot_trial.set_user_attr("ray_trial_id", trial_id)
+        return super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def _space(trial: optuna.Trial, ranges: Ranges) -> None:
+    suggest(trial, ranges)  # define-by-run: OptunaSearch captures the suggested values
+
+
+def _trainable(config: dict[str, Any], ctx: TrialContext, trials_dir: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    trial_id = tune.get_context().get_trial_id()
+    try:
+        params = TrialParams.from_dict(config)
+        out = run_trial(ctx, params, Path(trials_dir) / f"ray_{trial_id}")
+    except Exception as e:
+        err_dir = Path(trials_dir) / "errors"
+        err_dir.mkdir(parents=True, exist_ok=True)
+        (err_dir / f"{trial_id}.txt").write_text(
+            f"{type(e).__name__}: {str(e)[:300]}\n{traceback.format_exc(limit=3)}"
+        )
+        raise
+    tune.report({k: out[k] for k in ("accuracy", "latency_ms", *_ATTRS)})
+
+
+def run_ray(
+    study: StudyConfig,
+    ctx: TrialContext,
+    s: optuna.Study,
+    n_trials: int,
+    *,
+    workers: int,
+    address: str | None = None,
+    db: str | None = None,
+) -> None:
+    """Run ``n_trials`` trials of study ``s`` on Ray Tune with ``workers`` in parallel."""
+    trials_dir = (study.run_dir / "trials").resolve()
+    errors_dir = trials_dir / "errors"
+    errors_dir.mkdir(parents=True, exist_ok=True)
+    started = False
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        started = True
+    cpus = int(ray.cluster_resources().get("CPU", workers))
+    threads = max(1, cpus // workers) if not address else 1
+
+    searcher = _Searcher(
+        space=functools.partial(_space, ranges=study.search),
+        metric=["accuracy", "latency_ms"],
+        mode=["max", "min"],
+        sampler=make_sampler(study, study.seed + len(s.trials)),
+        study_name=s.study_name,
+        storage=storage_for(study, db),
+        study=study,
+        errors_dir=errors_dir,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, ctx=ctx, trials_dir=str(trials_dir), threads=threads),
+        {"cpu": threads},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=n_trials, max_concurrent_trials=workers
+        ),
+        run_config=tune.RunConfig(
+            name=f"{study.name}-ray",
+            storage_path=str((study.run_dir / "ray_results").resolve()),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+    try:
+        tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
