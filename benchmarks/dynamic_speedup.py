@@ -137,7 +137,12 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=4)
     ap.add_argument("--gate-epochs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--sgs-balance", action="store_true", help="class-balanced SGS targets")
+    ap.add_argument(
+        "--sgs-balance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="class-balanced SGS targets (default on)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

@@ -11,7 +11,12 @@ from dsnet_automl.cli import app
 from dsnet_automl.errors import CheckpointError
 from dsnet_automl.export import export_dynamic
 from dsnet_automl.routing import DynamicNet
-from dsnet_automl.training.gate import GateTrainConfig, sgs_targets, train_gate
+from dsnet_automl.training.gate import (
+    GateTrainConfig,
+    sgs_class_weights,
+    sgs_targets,
+    train_gate,
+)
 
 DATA = "synthetic:64"
 
@@ -31,6 +36,12 @@ def test_sgs_targets_smallest_if_right_else_largest():
     small_logits = torch.tensor([[5.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
     labels = torch.tensor([0, 0, 1])
     assert sgs_targets(small_logits, labels, 4).tolist() == [0, 3, 3]
+
+
+def test_sgs_balance_weights_the_rare_target_up():
+    w = sgs_class_weights(torch.tensor([0, 0, 0, 3]), 4)
+    assert torch.allclose(w, torch.tensor([4 / 6, 0.0, 0.0, 2.0]))
+    assert torch.allclose(sgs_class_weights(torch.tensor([0, 0]), 4), torch.tensor([1.0, 0, 0, 0]))
 
 
 def test_only_gate_parameters_change(tmp_path):

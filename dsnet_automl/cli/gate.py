@@ -65,6 +65,9 @@ def train_gate_cmd(
     data: Annotated[
         str | None, typer.Option(help="Dataset spec (default: the checkpoint's).")
     ] = None,
+    sgs_balance: Annotated[
+        bool, typer.Option(help="Class-balance the SGS targets (keeps the gate from collapsing).")
+    ] = True,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/gate_train.ckpt.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
@@ -81,7 +84,14 @@ def train_gate_cmd(
         net, _route_space(net, routes, gate_stage), gate_stage=gate_stage, tau=tau
     )
     cfg = GateTrainConfig(
-        epochs=epochs, lr=lr, tau=tau, lam=lam, target_cost=target_cost, seed=seed, device=device
+        epochs=epochs,
+        lr=lr,
+        tau=tau,
+        lam=lam,
+        target_cost=target_cost,
+        sgs_balance=sgs_balance,
+        seed=seed,
+        device=device,
     )
     res = train_gate(dyn, cfg, out, data=spec, resume=resume)
     table = Table(
