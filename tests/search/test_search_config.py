@@ -1,0 +1,90 @@
+"""Study YAML validation, routing space and hypervolume (no training)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from dsnet_automl.cli import app
+from dsnet_automl.errors import StudyError
+from dsnet_automl.search import TrialParams, hypervolume, load_study, routing_space
+from dsnet_automl.supernets import create_supernet
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("name: x\ntrials: [oops", "not valid YAML"),
+        ("name: x\ntrails: 3\n", "field 'trails': unknown field (allowed: name,"),
+        ("name: x\nsampler: cmaes\n", "field 'sampler': value 'cmaes'"),
+        ("name: x\ntrials: 0\n", "field 'trials': value 0"),
+        ("name: x\nsearch: {num_routes: [1, 3]}\n", "num_routes"),
+        (
+            "name: x\nsearch: {widths: [1, 3]}\n",
+            "field 'search.widths': unknown field (allowed: num_routes",
+        ),
+        (
+            "name: x\nhw: toaster\n",
+            "field 'hw': unknown hardware profile 'toaster'; known profiles:",
+        ),
+        ("name: x\nspace: ds_nonsense\n", "field 'space':"),
+    ],
+)
+def test_bad_study_one_line_error(tmp_path, text, needle):
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    with pytest.raises(StudyError) as e:
+        load_study(p)
+    msg = str(e.value)
+    assert needle in msg and "\n" not in msg and str(p) in msg
+    # the CLI prints the same one line and exits 1, no traceback
+    res = CliRunner().invoke(app, ["search", str(p)])
+    assert res.exit_code == 1
+    assert needle.split(":")[0] in res.output and "Traceback" not in res.output
+
+
+def test_unknown_device_flag_and_missing_file(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: x\n")
+    res = CliRunner().invoke(app, ["search", str(p), "--hw", "toaster"])
+    assert res.exit_code == 1 and "unknown hardware profile 'toaster'" in res.output
+    res = CliRunner().invoke(app, ["search", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 1 and "not found" in res.output
+
+
+def test_hw_override_makes_its_own_study_sharing_stage1(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: demo\nhw: jetson\n")
+    cfg = load_study(p, hw="host-cpu")
+    assert cfg.name == "demo-host-cpu" and cfg.stage1_dir.endswith("demo/stage1")
+    assert load_study(p, hw="jetson").name == "demo"
+
+
+def test_routing_space_spacing_prefix_and_latency_order():
+    net = create_supernet("ds_mobilenet_v1_tiny")
+    p = TrialParams(4, 0.0, 1.0, 1.0, 1.0, 0.5, 1e-3, 1.0, 1, 16)
+    rs = routing_space(net, p, net.macs)
+    assert len(rs) == 4 and rs[0] == net.space.config(
+        {d: c[0] for d, c in net.space.dims if d.split(".")[0] in ("stage4", "stage5")}
+    )
+    assert rs[-1] == net.space.largest()
+    # dims before the gate stage are shared (largest) by every route
+    for cfg in rs:
+        for d in ("stem.width", "stage1.width", "stage2.width", "stage3.width"):
+            assert cfg[d] == net.space.capacity(d)
+    assert list(rs.costs) == sorted(rs.costs)
+    # spacing > 1 pulls the middle routes towards the small end
+    lo = routing_space(net, TrialParams(4, 0.0, 1.0, 2.0, 1.0, 0.5, 1e-3, 1.0, 1, 16), net.macs)
+    assert len(lo) == 4 and lo.costs[1] < rs.costs[1] and lo.costs[2] < rs.costs[2]
+    # routes that coincide on the grid are merged
+    hi = routing_space(net, TrialParams(4, 0.0, 1.0, 4.0, 1.0, 0.5, 1e-3, 1.0, 1, 16), net.macs)
+    assert len(hi) == 3
+
+
+def test_hypervolume_matches_hand_computed_area():
+    ref = (0.0, 10.0)
+    assert hypervolume([(0.5, 2.0)], ref) == pytest.approx(0.5 * 8)
+    # two steps: 0.5 from 2..6, 0.9 from 6..10; a dominated point adds nothing
+    pts = [(0.5, 2.0), (0.9, 6.0), (0.4, 8.0)]
+    assert hypervolume(pts, ref) == pytest.approx(0.5 * 4 + 0.9 * 4)
+    assert hypervolume([(0.9, 12.0)], ref) == 0.0

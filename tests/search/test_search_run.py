@@ -1,0 +1,175 @@
+"""End-to-end search on a tiny supernet: trials, failures, resume after a kill, export, bundles,
+a real optuna-dashboard process and the Ray Tune runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from dsnet_automl.cli import app
+from dsnet_automl.routing import DynamicNet
+from dsnet_automl.search import export_study, load_study, run_search, run_trial
+from dsnet_automl.search.study import load_existing
+
+
+def _study(path: Path) -> optuna.Study:
+    cfg = load_study(path)
+    return optuna.load_study(study_name=cfg.name, storage=cfg.db_url)
+
+
+def _complete(s: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return s.get_trials(states=(TrialState.COMPLETE,))
+
+
+def test_search_export_run_and_failed_trial(make_study, tmp_path):
+    path = make_study("fail", trials=3)
+    cfg = load_study(path)
+    calls = []
+
+    def flaky(ctx, params, trial_dir, report=None):
+        calls.append(params)
+        if len(calls) == 2:
+            raise RuntimeError("boom in trial two")
+        return run_trial(ctx, params, trial_dir, report=report)
+
+    res = run_search(cfg, progress=False, trial_fn=flaky)
+    trials = res.study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].user_attrs["error"] == "RuntimeError: boom in trial two"
+    for t in _complete(res.study):
+        # objectives are the gate's val accuracy and the share-weighted route latencies
+        hist, lat = t.user_attrs["route_hist"], t.user_attrs["route_latency_ms"]
+        assert t.values[1] == pytest.approx(
+            sum(h * c for h, c in zip(hist, lat, strict=False)) / sum(hist)
+        )
+        assert 0.0 <= t.values[0] <= 1.0 and t.user_attrs["latency_source"] == "predicted"
+    assert len(_complete(res.static)) == 3
+
+    # re-run: the failed trial is retried once with its parameters, completed ones are kept
+    first = [(t.number, t.values) for t in _complete(res.study)]
+    res2 = run_search(cfg.model_copy(update={"trials": 3}), progress=False)
+    t2 = res2.study.trials
+    assert [t.number for t in _complete(res2.study)] == [0, 2, 3]
+    assert t2[3].user_attrs["retry_of"] == 1 and t2[3].params == trials[1].params
+    assert [(t.number, t.values) for t in t2[:3] if t.state == TrialState.COMPLETE] == first
+
+    out = tmp_path / "export"
+    index = export_study(res2.study, res2.static, out, hw="jetson")
+    assert index["latency_source"] == "predicted" and index["bundles"]
+    assert (out / "pareto.png").stat().st_size > 1000 and (out / "pareto.html").is_file()
+    csv = pd.read_csv(out / "trials.csv")
+    assert len(csv) == len(res2.study.trials) + len(res2.static.trials)
+    assert set(csv["kind"]) == {"dynamic", "static"}
+    b = out / index["bundles"][0]["bundle"]
+    meta = yaml.safe_load((b / "bundle.yaml").read_text())
+    assert meta["latency_source"] == "predicted" and meta["device"] == "jetson"
+    assert meta["expected_latency_ms"] == pytest.approx(index["bundles"][0]["expected_latency_ms"])
+    assert (b / "export" / "route_0.onnx").is_file() and (b / "export" / "gate.ts").is_file()
+    dyn = DynamicNet.load(b)
+    assert len(dyn.route_space) == len(meta["route_latency_ms"])
+    r = CliRunner().invoke(app, ["run", str(b), "--data", "synthetic:64", "--split", "val"])
+    assert r.exit_code == 0, r.output
+    assert f"val top-1 {meta['accuracy']:.4f}" in r.output  # same gate, same val split
+    r = CliRunner().invoke(app, ["export", str(path), "--out", str(tmp_path / "e2")])
+    assert r.exit_code == 0 and (tmp_path / "e2" / "index.yaml").is_file(), r.output
+
+
+def test_kill_midway_and_resume(make_study):
+    path = make_study("kill", trials=3, static_trials=0)
+    exe = Path(sys.executable).parent / "dsnet-automl"
+    log = path.with_suffix(".log").open("w")
+    proc = subprocess.Popen([exe, "search", str(path), "--no-progress"], stdout=log, stderr=log)
+    db = Path(load_study(path).db_url.removeprefix("sqlite:///"))
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if db.is_file():  # read-only peek: never race the search on creating the schema
+                try:
+                    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                        q = "SELECT count(*) FROM trials WHERE state = 'COMPLETE'"
+                        if con.execute(q).fetchone()[0]:
+                            break
+                except sqlite3.OperationalError:
+                    pass
+            if proc.poll() is not None:
+                pytest.fail(f"search exited early: {path.with_suffix('.log').read_text()[-500:]}")
+            time.sleep(0.2)
+        else:
+            pytest.fail("no trial completed within 120 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = {t.number: (t.params, t.values) for t in _complete(_study(path))}
+    assert 1 <= len(before) < 3
+    run_search(load_study(path), progress=False)
+    s = _study(path)
+    after = _complete(s)
+    assert len(after) == 3  # the budget, not more
+    for n, (_params, values) in before.items():  # nothing lost, nothing re-run
+        assert s.trials[n].state == TrialState.COMPLETE and s.trials[n].values == values
+    assert len({json.dumps(t.params, sort_keys=True) for t in after}) == 3
+    for t in s.get_trials(states=(TrialState.FAIL,)):  # the killed one, retried with its params
+        assert t.user_attrs["error"] == "interrupted"
+        assert any(r.user_attrs.get("retry_of") == t.number for r in after)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_study_db_opens_in_optuna_dashboard(make_study):
+    path = make_study("dash", trials=1, static_trials=0)
+    cfg = load_study(path)
+    run_search(cfg, progress=False)
+    assert load_existing(cfg) is not None
+    port = _free_port()
+    exe = Path(sys.executable).parent / "optuna-dashboard"
+    proc = subprocess.Popen(
+        [str(exe), cfg.db_url, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline, body = time.time() + 60, None
+        while time.time() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.3)
+        assert body is not None, "optuna-dashboard did not answer"
+        studies = {s["study_name"]: s for s in body["study_summaries"]}
+        assert "dash" in studies
+        assert [d.lower() for d in studies["dash"]["directions"]] == ["maximize", "minimize"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_ray_runner_two_workers(make_study):
+    path = make_study("ray", trials=2, static_trials=0)
+    cfg = load_study(path)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    res = run_search(cfg, workers=2, progress=False)
+    done = _complete(res.study)
+    assert len(done) == 2
+    for t in done:
+        assert t.user_attrs["latency_source"] == "predicted" and "ray_trial_id" in t.user_attrs
+        assert (Path(t.user_attrs["bundle"]) / "dynamic.yaml").is_file()
