@@ -6,7 +6,8 @@ SQLite storage as the in-process runner (an ``optuna.storages.RDBStorage`` objec
 multi-objective through ``metric=[accuracy, latency_ms], mode=[max, min]``; trials re-enqueued
 by a resume (``WAITING``) are picked up by its ``ask()``. A trial that raises is told FAIL with
 its error in ``user_attrs["error"]``; the study goes on. Local Ray by default
-(``ray.init(num_cpus=workers)``), ``address`` for an existing cluster.
+(``ray.init(num_cpus=max(workers, cores))``: each of the N trials gets cores // N torch
+threads), ``address`` for an existing cluster.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def run_ray(
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ncpu = max(workers, os.cpu_count() or 1)
+            ray.init(num_cpus=ncpu, include_dashboard=False, log_to_driver=False)
         started = True
     cpus = int(ray.cluster_resources().get("CPU", workers))
     threads = max(1, cpus // workers) if not address else 1

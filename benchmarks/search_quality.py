@@ -1,0 +1,131 @@
+"""Search quality and throughput, measured side by side in one run.
+
+1. Same trial budget, same supernet, same device table: NSGA-II (Optuna) vs random search;
+   hypervolume of each front (val top-1 up, expected jetson latency down) with a FIXED reference
+   point: (accuracy 0, 1.05 x the largest sub-net's predicted latency).
+2. Ray Tune runner, 1 worker vs 2 workers, same number of trials: trials per minute (wall
+   clock of the whole Ray run, Ray start included).
+
+Run: ``flock /tmp/dsnet_cpu.lock python benchmarks/search_quality.py`` (prints a table + JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from dsnet_automl.search import (
+    StudyConfig,
+    TrialContext,
+    front_points,
+    hypervolume,
+    open_study,
+    run_search,
+)
+from dsnet_automl.search.study import ensure_supernet
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="digits-hard")
+    ap.add_argument("--trials", type=int, default=12, help="budget per sampler")
+    ap.add_argument("--ray-trials", type=int, default=4, help="trials per Ray run")
+    ap.add_argument("--stage1-epochs", type=int, default=3)
+    ap.add_argument("--checkpoint", default=None, help="reuse a Stage I checkpoint")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    root = Path(tempfile.mkdtemp(prefix="search_quality_"))
+    base = StudyConfig(
+        name="bench",
+        data=args.data,
+        hw="jetson",
+        checkpoint=args.checkpoint,
+        stage1={"epochs": args.stage1_epochs},
+        trials=args.trials,
+        static_trials=0,
+        population=4,
+        runs_dir=str(root / "runs"),
+        latency_db=f"sqlite:///{root / 'lat.db'}",
+        seed=args.seed,
+        search={"gate_epochs": [1, 1]},
+    )
+    t0 = time.perf_counter()
+    ckpt = ensure_supernet(base, progress=False)
+    stage1_s = time.perf_counter() - t0
+    base = base.model_copy(update={"checkpoint": str(ckpt)})
+    ctx = TrialContext.create(base, ckpt)
+    lat_max = ctx.latency(ctx.supernet.space.largest())[0]
+    ref = (0.0, 1.05 * lat_max)
+    rows = {}
+    for sampler in ("nsga2", "random"):
+        cfg = base.model_copy(update={"name": f"bench-{sampler}", "sampler": sampler})
+        t = time.perf_counter()
+        res = run_search(cfg, progress=False)
+        pts = front_points(res.study)
+        rows[sampler] = {
+            "trials": len(res.study.trials),
+            "front": len(pts),
+            "hypervolume": hypervolume(pts, ref),
+            "best_top1": max(p[0] for p in pts),
+            "seconds": time.perf_counter() - t,
+        }
+    from dsnet_automl.search.ray_runner import run_ray
+
+    ray_rows = {}
+    for workers in (1, 2):
+        cfg = base.model_copy(update={"name": f"bench-ray{workers}", "sampler": "random"})
+        s = open_study(cfg)
+        t = time.perf_counter()
+        run_ray(cfg, ctx, s, args.ray_trials, workers=workers)
+        dt = time.perf_counter() - t
+        done = sum(tr.state.name == "COMPLETE" for tr in s.get_trials(deepcopy=False))
+        ray_rows[workers] = {"trials": done, "seconds": dt, "trials_per_min": 60 * done / dt}
+    out = {
+        "data": args.data,
+        "device": "jetson (predicted latency table)",
+        "stage1_seconds": stage1_s,
+        "reference_point": {"accuracy": ref[0], "latency_ms": ref[1]},
+        "samplers": rows,
+        "hv_ratio_nsga2_over_random": rows["nsga2"]["hypervolume"]
+        / max(1e-12, rows["random"]["hypervolume"]),
+        "ray": ray_rows,
+        "ray_speedup_2_vs_1": ray_rows[2]["trials_per_min"] / ray_rows[1]["trials_per_min"],
+        "cpus": os.cpu_count(),
+    }
+    tab = Table(title=f"search quality ({args.trials} trials each, {args.data}, jetson predicted)")
+    for c in ("run", "trials", "front", "hypervolume", "best top-1", "seconds", "trials/min"):
+        tab.add_column(c, justify="right")
+    for k, r in rows.items():
+        tab.add_row(
+            k,
+            str(r["trials"]),
+            str(r["front"]),
+            f"{r['hypervolume']:.4f}",
+            f"{r['best_top1']:.3f}",
+            f"{r['seconds']:.0f}",
+            "",
+        )
+    for w, r in ray_rows.items():
+        tab.add_row(
+            f"ray {w} worker(s)",
+            str(r["trials"]),
+            "",
+            "",
+            "",
+            f"{r['seconds']:.0f}",
+            f"{r['trials_per_min']:.2f}",
+        )
+    Console().print(tab)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
