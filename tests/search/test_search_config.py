@@ -88,3 +88,11 @@ def test_hypervolume_matches_hand_computed_area():
     pts = [(0.5, 2.0), (0.9, 6.0), (0.4, 8.0)]
     assert hypervolume(pts, ref) == pytest.approx(0.5 * 4 + 0.9 * 4)
     assert hypervolume([(0.9, 12.0)], ref) == 0.0
+
+
+def test_dashboard_and_export_without_db_say_run_search_first(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(f"name: x\nruns_dir: {tmp_path / 'runs'}\n")
+    for cmd in (["dashboard", str(p)], ["export", str(p), "--out", str(tmp_path / "e")]):
+        res = CliRunner().invoke(app, cmd)
+        assert res.exit_code == 1 and "run 'dsnet-automl search' first" in res.output
