@@ -136,7 +136,7 @@ def test_cli_train_eval_export(stage1_checkpoint, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert (out / "dynamic.yaml").is_file() and "val top-1" in r.output
-    r = runner.invoke(app, ["eval-dynamic", str(out), "--batch-sizes", "1,4"])
+    r = runner.invoke(app, ["eval-dynamic", str(out), "--batch-sizes", "1,4", "--repeats", "2"])
     assert r.exit_code == 0, r.output
     assert (out / "eval" / "accuracy_vs_macs.png").stat().st_size > 1000
     import pandas as pd

@@ -118,6 +118,7 @@ def eval_dynamic_cmd(
     data: Annotated[str | None, typer.Option(help="Dataset spec (default: the bundle's).")] = None,
     split: Annotated[str, typer.Option(help="val | test.")] = "test",
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes to time.")] = "1,32",
+    repeats: Annotated[int, typer.Option(min=1, help="Timing repeats per measurement.")] = 20,
     mode: Annotated[
         str, typer.Option(help="sliced | extracted (routes as static sub-nets).")
     ] = "sliced",
@@ -144,7 +145,12 @@ def eval_dynamic_cmd(
     diff = getattr(ds, "difficulty", None)
     torch.set_num_threads(torch.get_num_threads())
     rep = evaluate_dynamic_vs_static(
-        dyn, x, y, difficulty=diff, batch_sizes=[int(b) for b in batch_sizes.split(",")]
+        dyn,
+        x,
+        y,
+        difficulty=diff,
+        batch_sizes=[int(b) for b in batch_sizes.split(",")],
+        repeats=repeats,
     )
     df = rep.table()
     out = out or bundle / "eval"
