@@ -1,6 +1,6 @@
 """Search quality and throughput, measured side by side in one run.
 
-1. Same trial budget, same supernet, same device table: NSGA-II (Optuna) vs random search;
+1. Same trial budget, same supernet, same device table: NSGA-II and TPE (Optuna) vs random;
    hypervolume of each front (val top-1 up, expected jetson latency down) with a FIXED reference
    point: (accuracy 0, 1.05 x the largest sub-net's predicted latency).
 2. Ray Tune runner, 1 worker vs 2 workers, same number of trials: trials per minute (wall
@@ -65,7 +65,7 @@ def main() -> None:
     lat_max = ctx.latency(ctx.supernet.space.largest())[0]
     ref = (0.0, 1.05 * lat_max)
     rows = {}
-    for sampler in ("nsga2", "random"):
+    for sampler in ("nsga2", "tpe", "random"):
         cfg = base.model_copy(update={"name": f"bench-{sampler}", "sampler": sampler})
         t = time.perf_counter()
         res = run_search(cfg, progress=False)
@@ -94,8 +94,10 @@ def main() -> None:
         "stage1_seconds": stage1_s,
         "reference_point": {"accuracy": ref[0], "latency_ms": ref[1]},
         "samplers": rows,
-        "hv_ratio_nsga2_over_random": rows["nsga2"]["hypervolume"]
-        / max(1e-12, rows["random"]["hypervolume"]),
+        "hv_ratio_over_random": {
+            k: rows[k]["hypervolume"] / max(1e-12, rows["random"]["hypervolume"])
+            for k in ("nsga2", "tpe")
+        },
         "ray": ray_rows,
         "ray_speedup_2_vs_1": ray_rows[2]["trials_per_min"] / ray_rows[1]["trials_per_min"],
         "cpus": os.cpu_count(),
