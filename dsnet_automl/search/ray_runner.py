@@ -13,6 +13,7 @@ threads), ``address`` for an existing cluster.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import traceback
 from pathlib import Path
@@ -49,7 +50,7 @@ class _Searcher(OptunaSearch):
                 ot_trial.set_user_attr("error", msg[:300])
                 result = None  # a crash never counts as a COMPLETE trial
             elif result:
-                record(ot_trial, self._cfg, result)
+                record(ot_trial, self._cfg, {**result, **json.loads(result.get("payload", "{}"))})
                 ot_trial.set_user_attr("ray_trial_id", trial_id)
         return super().on_trial_complete(trial_id, result=result, error=error)
 
@@ -73,7 +74,9 @@ def _trainable(config: dict[str, Any], ctx: TrialContext, trials_dir: str, threa
             f"{type(e).__name__}: {str(e)[:300]}\n{traceback.format_exc(limit=3)}"
         )
         raise
-    tune.report({k: out[k] for k in ("accuracy", "latency_ms", *_ATTRS)})
+    # lists/dicts travel as one JSON string (Tune's loggers only take scalars)
+    payload = json.dumps({k: out[k] for k in _ATTRS})
+    tune.report({"accuracy": out["accuracy"], "latency_ms": out["latency_ms"], "payload": payload})
 
 
 def run_ray(
@@ -93,7 +96,6 @@ def run_ray(
     started = False
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
