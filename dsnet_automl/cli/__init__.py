@@ -16,9 +16,15 @@ __all__ = ["app", "console", "err_console", "main"]
 
 
 def _register() -> None:
-    from . import profile, slicify, spaces, tables  # noqa: F401
-    from . import gate, train  # noqa: F401
-    from . import search  # noqa: F401
+    from . import (  # noqa: F401  # noqa: F401
+        gate,
+        profile,
+        search,  # noqa: F401
+        slicify,
+        spaces,
+        tables,
+        train,
+    )
 
 
 _register()
