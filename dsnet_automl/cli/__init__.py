@@ -16,15 +16,7 @@ __all__ = ["app", "console", "err_console", "main"]
 
 
 def _register() -> None:
-    from . import (  # noqa: F401  # noqa: F401
-        gate,
-        profile,
-        search,  # noqa: F401
-        slicify,
-        spaces,
-        tables,
-        train,
-    )
+    from . import gate, profile, search, slicify, spaces, tables, train  # noqa: F401
 
 
 _register()
