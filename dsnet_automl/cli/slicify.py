@@ -6,17 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from .._io import atomic_write_text
 from ._app import app, console, handle_errors
-
-
-def _fmt(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= div:
-            return f"{n / div:.2f}{unit}"
-    return str(int(n))
+from .spaces import print_space
 
 
 @app.command("slicify")
@@ -40,18 +33,7 @@ def slicify_cmd(
 
     net = slicify(model, space=space)
     sp = net.space
-    table = Table(title=f"{sp.supernet}  ({sp.size:,} sub-nets, input {list(sp.input_size)})")
-    table.add_column("dimension")
-    table.add_column("values")
-    for dim, choices in sp.dims:
-        table.add_row(dim, ", ".join(str(c) for c in choices))
-    console.print(table)
-    cost = Table(title="cost per sample")
-    for col in ("sub-net", "MACs", "params"):
-        cost.add_column(col)
-    for label, cfg in (("smallest", sp.smallest()), ("largest", sp.largest())):
-        cost.add_row(label, _fmt(net.macs(cfg)), _fmt(net.params(cfg)))
-    console.print(cost)
+    print_space(net)
     if out is not None:
         header = (
             f"slice grid of {sp.supernet}; edit it, then "

@@ -55,7 +55,12 @@ def show_cmd(
 ) -> None:
     """Show every dimension's values and the MACs/params of the smallest and largest sub-net."""
     space = load_space(name)
-    net = create_supernet(space.supernet, space=space)
+    print_space(create_supernet(space.supernet, space=space))
+
+
+def print_space(net) -> None:
+    """Rich tables of a supernet's grid and the MACs/params of its smallest and largest sub-net."""
+    space = net.space
     table = Table(
         title=f"{space.supernet}  ({space.size:,} sub-nets, input {list(space.input_size)})"
     )
