@@ -8,8 +8,6 @@ accuracy vs MACs (static routes as a curve, the dynamic net as a point).
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,24 +16,16 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .latency.profiler import measure
 from .routing import DynamicNet
 
 __all__ = ["DynamicReport", "evaluate_dynamic_vs_static", "plot_accuracy_vs_macs", "time_ms"]
 
 
 def time_ms(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    """Median wall-clock milliseconds of ``fn()`` (CUDA synchronised)."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts)
+    """Median wall-clock milliseconds of ``fn()`` (the latency profiler's timer)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else None
+    return measure(fn, warmup=warmup, repeats=repeats, sync=sync).median_ms
 
 
 class DynamicReport(dict):

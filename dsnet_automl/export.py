@@ -32,11 +32,10 @@ class _GateModule(nn.Module):
 
 
 def _parts(dyn: DynamicNet) -> dict[str, nn.Module]:
-    units = dyn.supernet.units
-    parts = {"prefix": nn.Sequential(*(units[s.unit].extract(**s.kwargs) for s in dyn.prefix))}
-    parts["gate"] = _GateModule(dyn.gate)
+    net = dyn.supernet
+    parts = {"prefix": net.extract_steps(dyn.prefix), "gate": _GateModule(dyn.gate)}
     for k, suf in enumerate(dyn.suffixes):
-        parts[f"route_{k}"] = nn.Sequential(*(units[s.unit].extract(**s.kwargs) for s in suf))
+        parts[f"route_{k}"] = net.extract_steps(suf)
     return {k: v.eval() for k, v in parts.items()}
 
 

@@ -77,14 +77,8 @@ class DynamicNet(nn.Module):
         self.suffixes: list[tuple[Step, ...]] = [suf for _, suf in splits]
         self.mode: Mode = mode
         if mode == "extracted":
-            units = supernet.units
-            self.static_prefix = nn.Sequential(
-                *(units[s.unit].extract(**s.kwargs) for s in self.prefix)
-            )
-            self.static_routes = nn.ModuleList(
-                nn.Sequential(*(units[s.unit].extract(**s.kwargs) for s in suf))
-                for suf in self.suffixes
-            )
+            self.static_prefix = supernet.extract_steps(self.prefix)
+            self.static_routes = nn.ModuleList(supernet.extract_steps(s) for s in self.suffixes)
         elif mode != "sliced":
             raise SearchSpaceError(f"mode {mode!r} is not one of 'sliced', 'extracted'")
 

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..errors import DsnetError
 
-__all__ = ["app", "console", "err_console", "handle_errors"]
+__all__ = ["app", "console", "err_console", "fmt_count", "handle_errors"]
 
 app = typer.Typer(
     name="dsnet-automl",
@@ -40,3 +40,11 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def fmt_count(n: float) -> str:
+    """``1234567`` -> ``1.23M`` (MACs, params)."""
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))

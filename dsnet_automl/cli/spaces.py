@@ -11,20 +11,13 @@ from rich.table import Table
 from .._io import atomic_write_text
 from ..config import load_space
 from ..supernets import create_supernet, list_supernets
-from ._app import app, console, handle_errors
+from ._app import app, console, fmt_count, handle_errors
 
 spaces_app = typer.Typer(
     help="List, show and export slice grids (built-in supernets or search_spaces/*.yaml).",
     no_args_is_help=True,
 )
 app.add_typer(spaces_app, name="spaces")
-
-
-def _fmt(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= div:
-            return f"{n / div:.2f}{unit}"
-    return str(int(n))
 
 
 @spaces_app.command("list")
@@ -73,7 +66,7 @@ def print_space(net) -> None:
     for col in ("sub-net", "MACs", "params"):
         cost.add_column(col)
     for label, cfg in (("smallest", space.smallest()), ("largest", space.largest())):
-        cost.add_row(label, _fmt(net.macs(cfg)), _fmt(net.params(cfg)))
+        cost.add_row(label, fmt_count(net.macs(cfg)), fmt_count(net.params(cfg)))
     console.print(cost)
 
 

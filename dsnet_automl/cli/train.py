@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ._app import app, console, handle_errors
+from ._app import app, console, fmt_count, handle_errors
 
 _SCALAR_FIELDS = (
     "space",
@@ -29,13 +29,6 @@ _SCALAR_FIELDS = (
     "train_limit",
     "warmup_epochs",
 )
-
-
-def _fmt(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= div:
-            return f"{n / div:.2f}{unit}"
-    return str(int(n))
 
 
 def _label(config_json: str) -> str:
@@ -61,7 +54,7 @@ def _print_df(df, title: str) -> None:
             if c.startswith("top1"):
                 cells.append(f"{100 * v:.2f}%")
             elif c in ("macs", "params"):
-                cells.append(_fmt(v))
+                cells.append(fmt_count(v))
             else:
                 cells.append(_label(v) if c == "config" else str(v))
         table.add_row(*cells)

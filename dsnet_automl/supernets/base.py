@@ -178,8 +178,12 @@ class Supernet(nn.Module):
         It is independent of the supernet (editing one does not change the other) and gives
         the same outputs as ``net(x, cfg)`` in eval mode.
         """
-        static = nn.Sequential(*(self.units[s.unit].extract(**s.kwargs) for s in self.plan(cfg)))
-        return static.train(self.training)
+        return self.extract_steps(self.plan(cfg)).train(self.training)
+
+    @torch.no_grad()
+    def extract_steps(self, steps: tuple[Step, ...]) -> nn.Sequential:
+        """Plain static modules (dense copies) for a slice of a plan, e.g. a routed suffix."""
+        return nn.Sequential(*(self.units[s.unit].extract(**s.kwargs) for s in steps))
 
     def block_calls(
         self, cfg: SubnetConfig | None = None, input_size: tuple[int, int, int] | None = None
