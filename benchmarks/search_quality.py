@@ -1,17 +1,21 @@
 """Search quality and throughput, measured side by side in one run.
 
-1. Same trial budget, same supernet, same device table: NSGA-II and TPE (Optuna) vs random;
-   hypervolume of each front (val top-1 up, expected jetson latency down) with a FIXED reference
-   point: (accuracy 0, 1.05 x the largest sub-net's predicted latency).
+1. Same trial budget, same supernet, same device table: NSGA-II and TPE (Optuna), NNI's TPE and
+   naive-evolution tuners (``--sampler nni-*``: one scalarised reward, see
+   ``dsnet_automl.integrations.nni.scalarize``) vs random; hypervolume of each front (val top-1
+   up, expected jetson latency down) with a FIXED reference point: (accuracy 0, 1.05 x the
+   largest sub-net's predicted latency). NNI samplers are skipped when NNI is not installed.
 2. Ray Tune runner, 1 worker vs 2 workers, same number of trials: trials per minute (wall
    clock of the whole Ray run, Ray start included).
 
-Run: ``flock /tmp/dsnet_cpu.lock python benchmarks/search_quality.py`` (prints a table + JSON).
+Run: ``flock /tmp/dsnet_cpu.lock python benchmarks/search_quality.py`` (prints a table, writes
+``benchmarks/results/search_quality.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import tempfile
@@ -31,6 +35,8 @@ from dsnet_automl.search import (
 )
 from dsnet_automl.search.study import ensure_supernet
 
+SAMPLERS = ("nsga2", "tpe", "nni-tpe", "nni-evolution", "random")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,7 +46,16 @@ def main() -> None:
     ap.add_argument("--stage1-epochs", type=int, default=3)
     ap.add_argument("--checkpoint", default=None, help="reuse a Stage I checkpoint")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--samplers", default=",".join(SAMPLERS), help=f"comma list from {','.join(SAMPLERS)}"
+    )
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray throughput runs")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/search_quality.json"))
     args = ap.parse_args()
+    samplers = [s for s in args.samplers.split(",") if s]
+    if any(s.startswith("nni-") for s in samplers) and importlib.util.find_spec("nni") is None:
+        print("NNI not installed (pip install -e '.[nni]'): skipping the nni-* samplers")
+        samplers = [s for s in samplers if not s.startswith("nni-")]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     root = Path(tempfile.mkdtemp(prefix="search_quality_"))
     base = StudyConfig(
@@ -65,7 +80,7 @@ def main() -> None:
     lat_max = ctx.latency(ctx.supernet.space.largest())[0]
     ref = (0.0, 1.05 * lat_max)
     rows = {}
-    for sampler in ("nsga2", "tpe", "random"):
+    for sampler in samplers:
         cfg = base.model_copy(update={"name": f"bench-{sampler}", "sampler": sampler})
         t = time.perf_counter()
         res = run_search(cfg, progress=False)
@@ -77,10 +92,10 @@ def main() -> None:
             "best_top1": max(p[0] for p in pts),
             "seconds": time.perf_counter() - t,
         }
-    from dsnet_automl.search.ray_runner import run_ray
-
     ray_rows = {}
-    for workers in (1, 2):
+    for workers in () if args.no_ray else (1, 2):
+        from dsnet_automl.search.ray_runner import run_ray
+
         cfg = base.model_copy(update={"name": f"bench-ray{workers}", "sampler": "random"})
         s = open_study(cfg)
         t = time.perf_counter()
@@ -96,10 +111,13 @@ def main() -> None:
         "samplers": rows,
         "hv_ratio_over_random": {
             k: rows[k]["hypervolume"] / max(1e-12, rows["random"]["hypervolume"])
-            for k in ("nsga2", "tpe")
+            for k in rows
+            if "random" in rows
         },
         "ray": ray_rows,
-        "ray_speedup_2_vs_1": ray_rows[2]["trials_per_min"] / ray_rows[1]["trials_per_min"],
+        "ray_speedup_2_vs_1": ray_rows[2]["trials_per_min"] / ray_rows[1]["trials_per_min"]
+        if ray_rows
+        else None,
         "cpus": os.cpu_count(),
     }
     tab = Table(title=f"search quality ({args.trials} trials each, {args.data}, jetson predicted)")
@@ -126,7 +144,9 @@ def main() -> None:
             f"{r['trials_per_min']:.2f}",
         )
     Console().print(tab)
-    print(json.dumps(out, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ __all__ = [
     "DataError",
     "DsnetError",
     "LatencyTableError",
+    "MissingExtraError",
     "SearchSpaceError",
     "StudyError",
     "TrainingInterrupted",
@@ -36,6 +37,10 @@ class CheckpointError(DsnetError, ValueError):
 
 class LatencyTableError(DsnetError, ValueError):
     """A latency table, device profile or latency database is missing, malformed or outdated."""
+
+
+class MissingExtraError(DsnetError, ImportError):
+    """An optional integration (e.g. NNI) is used but its extra is not installed."""
 
 
 class StudyError(DsnetError, ValueError):

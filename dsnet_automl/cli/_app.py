@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import DsnetError
 
@@ -36,7 +37,9 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except DsnetError as e:
-            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            # escaped: messages quote things like "[nni]" that rich would eat as markup
+            msg = escape(str(e))
+            err_console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -70,13 +72,34 @@ def print_space(net) -> None:
     console.print(cost)
 
 
+class ExportFormat(StrEnum):
+    yaml = "yaml"
+    nni = "nni"
+
+
 @spaces_app.command("export")
 @handle_errors
 def export_cmd(
     name: Annotated[str, typer.Argument(help="Supernet name or slice-space YAML path.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="YAML file to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="yaml: editable grid (e.g. to narrow it for a search); nni: NNI search-space "
+            'JSON ({"dim": {"_type": "choice", "_value": [...]}}), NNI not needed.',
+        ),
+    ] = ExportFormat.yaml,
 ) -> None:
-    """Write a slice grid as editable YAML (e.g. to narrow it for a search)."""
+    """Write a slice grid as editable YAML or as an NNI search space (JSON)."""
     space = load_space(name)
-    atomic_write_text(out, space.to_yaml(header=f"slice grid of {space.supernet}"))
+    if format is ExportFormat.nni:
+        from ..integrations.nni import to_nni_search_space
+
+        spec = to_nni_search_space(space)
+        rows = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in spec.items()]
+        atomic_write_text(out, "{\n" + ",\n".join(rows) + "\n}\n")  # one dimension a line
+    else:
+        atomic_write_text(out, space.to_yaml(header=f"slice grid of {space.supernet}"))
     console.print(f"wrote {out}")

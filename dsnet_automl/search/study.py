@@ -84,6 +84,16 @@ def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
 
 def make_sampler(study: StudyConfig, seed: int) -> optuna.samplers.BaseSampler:
     cons = _constraints if study.max_latency_ms else None
+    if study.sampler.startswith("nni-"):
+        # NNI's tuner proposes, Optuna records; (accuracy, latency) scalarised, see NNISampler
+        from ..integrations.nni import NNISampler
+
+        return NNISampler(
+            study.sampler.removeprefix("nni-"),
+            seed=seed,
+            population=study.population,
+            max_latency_ms=study.max_latency_ms,
+        )
     if study.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(
             population_size=study.population, seed=seed, constraints_func=cons

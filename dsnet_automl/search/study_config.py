@@ -11,14 +11,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import StudyError
 
 __all__ = ["DEFAULT_STUDY", "Ranges", "StudyConfig", "load_study"]
 
 DEFAULT_STUDY = "studies/demo.yaml"
-Sampler = Literal["nsga2", "tpe", "random"]
+Sampler = Literal["nsga2", "tpe", "random", "nni-tpe", "nni-evolution"]
 
 
 class Ranges(BaseModel):
@@ -99,6 +106,17 @@ class StudyConfig(BaseModel):
     stage1_dir: str | None = Field(None, description="Stage I dir (default: <run dir>/stage1)")
     search: Ranges = Field(default_factory=Ranges)
 
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def _known_unavailable(cls, value: Any) -> Any:
+        """Explain, rather than list the allowed names, for a sampler we know but cannot run."""
+        from ..integrations._nni_sampler import UNAVAILABLE
+
+        name = str(value).removeprefix("nni-")
+        if str(value).startswith("nni-") and name in UNAVAILABLE:
+            raise ValueError(f"{value} is not available: {UNAVAILABLE[name]}")
+        return value
+
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
@@ -159,14 +177,21 @@ def load_study(spec: str | Path | None = None, **overrides: Any) -> StudyConfig:
 
 
 def check_targets(cfg: StudyConfig, source: str = "study") -> None:
-    """Fail early (one line) on an unknown space or device."""
+    """Fail early (one line) on an unknown space or device, or an NNI sampler without NNI."""
     from ..config import load_space
     from ..errors import DsnetError
     from ..latency import load_profile
 
+    def sampler() -> None:
+        if cfg.sampler.startswith("nni-"):
+            from ..integrations.nni import require_nni
+
+            require_nni()
+
     for field, fn in (
         ("space", lambda: load_space(cfg.space)),
         ("hw", lambda: load_profile(cfg.hw)),
+        ("sampler", sampler),
     ):
         try:
             fn()
