@@ -100,16 +100,31 @@ class EpochBatchSampler(Sampler[list[int]]):
         shuffle: permute (train) or keep order (eval).
         seed: base seed of the permutation.
         drop_last: drop a final short batch (train) so every step sees ``batch_size`` samples.
+        shard: ``(rank, world)`` of a data-parallel run: ``batch_size`` is the global batch and
+            rank ``r`` gets rows ``[r*B/W, (r+1)*B/W)`` of each (needs ``drop_last`` or
+            ``n % batch_size == 0`` so every shard has the same size).
     """
 
     def __init__(
-        self, n: int, batch_size: int, *, shuffle: bool, seed: int = 0, drop_last: bool = False
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
+        rank, world = shard
+        if batch_size % world or not 0 <= rank < world:
+            raise ValueError(f"shard {shard} does not split batch_size={batch_size} evenly")
         self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
         self.seed, self.drop_last = seed, drop_last
         self.epoch, self.start = 0, 0
+        per = batch_size // world
+        self.rows = slice(rank * per, (rank + 1) * per) if world > 1 else slice(None)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch's permutation and skip its first ``start_batch`` batches."""
@@ -126,7 +141,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         else:
             order = list(range(self.n))
         for b in range(self.start, len(self)):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield order[b * self.batch_size : (b + 1) * self.batch_size][self.rows]
 
 
 def make_loader(
@@ -138,11 +153,12 @@ def make_loader(
     drop_last: bool = False,
     num_workers: int = 0,
     pin_memory: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> DataLoader:
     """A ``DataLoader`` driven by an :class:`EpochBatchSampler` (``loader.batch_sampler`` or,
     for batched in-memory datasets, ``loader.sampler``); call its ``set_epoch`` each epoch."""
     sampler = EpochBatchSampler(
-        len(ds), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last
+        len(ds), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, shard=shard
     )
     kw = {"num_workers": num_workers, "pin_memory": pin_memory}
     if num_workers > 0:
@@ -170,8 +186,12 @@ def make_loaders(
     num_workers: int = 0,
     pin_memory: bool = False,
     eval_batch_size: int | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
-    """Train (shuffled per epoch, full batches only), val and test (in order) loaders."""
+    """Train (shuffled per epoch, full batches only), val and test (in order) loaders.
+
+    ``shard = (rank, world)`` splits each global train batch between data-parallel ranks;
+    val and test are never sharded (rank 0 evaluates)."""
     eb = eval_batch_size or max(batch_size, 256)
     kw = {"num_workers": num_workers, "pin_memory": pin_memory}
     n_train = len(splits.train)
@@ -181,6 +201,7 @@ def make_loaders(
         shuffle=True,
         seed=seed,
         drop_last=n_train >= batch_size,
+        shard=shard,
         **kw,
     )
     val = make_loader(splits.val, eb, shuffle=False, **kw)

@@ -30,6 +30,7 @@ from torch import Tensor
 from ..config import SliceSpace, SubnetConfig
 from ..data import make_views
 from .config import TrainConfig
+from .distributed import Shard, allreduce_grads
 from .ema import EmaTeacher
 from .losses import label_smoothed_ce, mvco_targets, soft_ce
 
@@ -54,6 +55,9 @@ class SandwichStep:
         mvco: use two views and multi-view consistency targets.
         single: train only this config on labels (overrides the sandwich rule).
         flip_ok: the data allows horizontal flips in view augmentation.
+        shard: data-parallel place; ``x`` is then this rank's rows of the global batch and the
+            gradients are averaged over ranks before the optimizer step
+            (:mod:`.distributed`).
     """
 
     def __init__(
@@ -66,12 +70,14 @@ class SandwichStep:
         mvco: bool = False,
         single: SubnetConfig | None = None,
         flip_ok: bool = False,
+        shard: Shard | None = None,
     ) -> None:
         if cfg.distill == "ib" and single is None and teacher is None:
             raise ValueError("distill='ib' needs an EMA teacher")
         self.net, self.space, self.cfg = net, space, cfg
         self.teacher, self.mvco, self.single, self.flip_ok = teacher, mvco, single, flip_ok
         self.largest = space.largest()
+        self.shard = shard or Shard()
 
     def configs(self, rng: random.Random) -> list[SubnetConfig]:
         """The sub-nets of one step, in run order."""
@@ -83,10 +89,12 @@ class SandwichStep:
 
     def views(self, x: Tensor, gen: torch.Generator) -> Tensor:
         """(B, C, H, W) -> (V*B, C, H, W), V = 2 with MvCo else 1."""
+        b, world = x.shape[0], self.shard.world
+        part = (self.shard.rank * b, b * world) if world > 1 else None
         if self.mvco:
-            return torch.cat(make_views(x, gen, 2, flip=self.flip_ok))
+            return torch.cat(make_views(x, gen, 2, flip=self.flip_ok, part=part))
         if self.cfg.augment:
-            return make_views(x, gen, 1, flip=self.flip_ok)[0]
+            return make_views(x, gen, 1, flip=self.flip_ok, part=part)[0]
         return x
 
     def __call__(
@@ -119,7 +127,7 @@ class SandwichStep:
 
         net.train()
         optimizer.zero_grad(set_to_none=True)
-        total, first = 0.0, float("nan")
+        losses = []
         for i, sub in enumerate(configs):
             with autocast():
                 out = net(xv, sub)
@@ -130,9 +138,10 @@ class SandwichStep:
             if i == 0 and distill == "inplace":
                 soft = targets_from(out.detach())
             (scaler.scale(loss) if scaler is not None else loss).backward()
-            total += loss.item()
-            if i == 0:
-                first = loss.item()
+            losses.append(loss.detach().float())
+        # one collective per step: gradients and the losses averaged over data-parallel ranks
+        loss_vec = allreduce_grads(net.parameters(), torch.stack(losses), self.shard).tolist()
+        total, first = sum(loss_vec), loss_vec[0]
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()

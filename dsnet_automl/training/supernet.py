@@ -11,6 +11,11 @@ generators seeded with ``(seed, s)``. With the model/teacher/optimizer/scheduler
 checkpoint, a resumed run (even from the middle of an epoch) repeats the uninterrupted run
 exactly on CPU. The first Ctrl-C/SIGTERM finishes the current step, checkpoints and raises
 :class:`~dsnet_automl.errors.TrainingInterrupted`; a second Ctrl-C aborts at once.
+
+Data-parallel: launched under an initialised ``torch.distributed`` group (Ray Train's
+``TorchTrainer``, ``torchrun``), the same function trains on each rank's slice of every global
+batch of ``batch_size`` and averages gradients once per step (:mod:`.distributed`); rank 0
+alone writes files, shows progress and evaluates. One trainer, not two.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from ..errors import CheckpointError, DsnetError, TrainingInterrupted
 from ..supernets import create_supernet
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import RUNTIME_FIELDS, TrainConfig
+from .distributed import Shard, broadcast_state
 from .ema import EmaTeacher
 from .evaluate import accuracy, evaluate_configs
 from .optim import build_optimizer
@@ -63,9 +69,13 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def resolve_device(spec: str) -> torch.device:
+def resolve_device(spec: str, shard: Shard | None = None) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; data-parallel ranks on CUDA take their
+    local rank's GPU."""
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and shard is not None and shard.world > 1:
+        spec = f"cuda:{shard.local_rank % max(1, torch.cuda.device_count())}"
     dev = torch.device(spec)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DsnetError(f"device {spec!r} requested but CUDA is not available; use --device cpu")
@@ -149,8 +159,8 @@ def train_supernet(
         cfg: the run's configuration.
         out_dir: where checkpoint and metrics go.
         resume: continue from ``out_dir/checkpoint.pt`` (required if it exists, error if not).
-        report: called after every epoch with that epoch's metrics dict (e.g. Ray Tune's
-            ``tune.report``).
+        report: called after every epoch, on every rank, with that epoch's metrics dict once
+            the epoch's checkpoint is written (e.g. Ray Tune's ``tune.report``).
         max_steps: stop (with a checkpoint) once this many optimizer steps are done in total.
 
     Raises:
@@ -159,6 +169,7 @@ def train_supernet(
         TrainingInterrupted: stopped by SIGTERM/Ctrl-C (after writing the checkpoint).
     """
     t_start = time.perf_counter()
+    shard = Shard.current()
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     ckpt = None
@@ -172,7 +183,8 @@ def train_supernet(
             f"{str(out)!r} already holds a checkpoint; pass --resume to continue it or choose "
             "another --out directory"
         )
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, shard)
+    shard.local_batch(cfg.batch_size)  # fail early on a batch the ranks cannot split
     space = load_space(cfg.space)
     if resume:
         # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
@@ -200,6 +212,7 @@ def train_supernet(
         seed=cfg.seed,
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
+        shard=(shard.rank, shard.world),
     )
     steps_per_epoch = len(train_loader)
     optimizer, scheduler = build_optimizer(net, cfg, steps_per_epoch)
@@ -211,7 +224,14 @@ def train_supernet(
         else nullcontext
     )
     step = SandwichStep(
-        net, space, cfg, teacher=teacher, mvco=mvco, single=single, flip_ok=data.flip_ok
+        net,
+        space,
+        cfg,
+        teacher=teacher,
+        mvco=mvco,
+        single=single,
+        flip_ok=data.flip_ok,
+        shard=shard,
     )
 
     epoch, step_in_epoch, global_step, history = 0, 0, 0, []
@@ -227,10 +247,16 @@ def train_supernet(
         global_step = int(ckpt["global_step"])
         history = list(ckpt.get("history", []))
         restore_rng(ckpt["rng"])
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    broadcast_state(net, shard)  # ranks start from rank 0's weights, whatever their seed
+    if teacher is not None:
+        broadcast_state(teacher.module, shard)
+    if shard.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
 
     def save() -> None:
+        if not shard.main:
+            return
         save_checkpoint(
             ckpt_path,
             {
@@ -270,7 +296,7 @@ def train_supernet(
         TextColumn("{task.fields[sps]:.0f} samples/s"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        disable=not cfg.progress,
+        disable=not (cfg.progress and shard.main),
         transient=False,
     )
     total_steps = cfg.epochs * steps_per_epoch
@@ -316,7 +342,7 @@ def train_supernet(
                 seen += len(y)
                 loss_sum += stats.loss_largest
                 n_loss += 1
-                sps = seen / max(1e-9, time.perf_counter() - t_epoch)
+                sps = shard.world * seen / max(1e-9, time.perf_counter() - t_epoch)
                 progress.update(task, advance=1, loss=loss_sum / n_loss, sps=sps, epoch=epoch + 1)
                 if flag.signum is not None or (max_steps is not None and global_step >= max_steps):
                     save()
@@ -333,17 +359,19 @@ def train_supernet(
                 "step": global_step,
                 "loss": loss_sum / max(1, n_loss),
                 "lr": optimizer.param_groups[0]["lr"],
-                "samples_per_s": seen / max(1e-9, time.perf_counter() - t_epoch),
+                "samples_per_s": shard.world * seen / max(1e-9, time.perf_counter() - t_epoch),
             }
-            if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            due = cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
+            if due and shard.main:
                 for name, sub in (("smallest", space.smallest()), ("largest", space.largest())):
                     metrics[f"val_top1_{name}"] = accuracy(net, val_loader, sub, device=device)[0]
             epoch += 1
             step_in_epoch = 0
             history.append(metrics)
             save()
-            pd.DataFrame(history).to_csv(out / "metrics.csv", index=False)
-            if cfg.progress:
+            if shard.main:
+                pd.DataFrame(history).to_csv(out / "metrics.csv", index=False)
+            if cfg.progress and shard.main:
                 progress.console.print(
                     "  ".join(
                         f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
@@ -357,6 +385,9 @@ def train_supernet(
                     f"stopped by signal {flag.signum} after epoch {epoch}; checkpoint "
                     f"{ckpt_path}; continue with --resume"
                 )
+    result.seconds = time.perf_counter() - t_start
+    if not shard.main:
+        return result
     configs = list(dict.fromkeys(space.at_fraction(f) for f in (0.0, 0.5, 1.0)))
     diff = getattr(data.test, "difficulty", None)
     test = evaluate_configs(net, test_loader, configs, device=device, difficulty=diff)
