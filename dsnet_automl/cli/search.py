@@ -47,9 +47,21 @@ def search_cmd(
     hw: Annotated[str | None, typer.Option(help="Target device profile (e.g. jetson).")] = None,
     trials: Annotated[int | None, typer.Option(help="Completed trials to reach.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel trials (Ray Tune if > 1).")] = None,
-    sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random.")] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(help="nsga2 | tpe | random | nni-tpe | nni-evolution (nni-*: [nni] extra)."),
+    ] = None,
     ray_address: Annotated[
-        str | None, typer.Option(help="Existing Ray cluster (default: local Ray).")
+        str | None,
+        typer.Option(help="Ray cluster: auto | ray://host:10001 (default: local Ray)."),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float | None, typer.Option(help="Ray: CPUs per trial (default: cores / workers).")
+    ] = None,
+    gpus_per_trial: Annotated[float | None, typer.Option(help="Ray: GPUs per trial.")] = None,
+    storage_path: Annotated[
+        str | None,
+        typer.Option(help="Ray results: a shared path or s3://... (default: run dir)."),
     ] = None,
     max_latency_ms: Annotated[
         float | None, typer.Option(help="Constraint: expected latency <= X ms.")
@@ -64,7 +76,14 @@ def search_cmd(
     from ..search import export_study, load_study, run_search
 
     cfg = load_study(
-        study, hw=hw, trials=trials, workers=workers, sampler=sampler, max_latency_ms=max_latency_ms
+        study,
+        hw=hw,
+        trials=trials,
+        workers=workers,
+        sampler=sampler,
+        max_latency_ms=max_latency_ms,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
     )
     console.print(
         f"study [bold]{cfg.name}[/bold]: {cfg.space} on {cfg.data}, device {cfg.hw}, "
@@ -72,7 +91,14 @@ def search_cmd(
     )
     t0 = time.perf_counter()
     try:
-        res = run_search(cfg, db=db, workers=workers, ray_address=ray_address, progress=progress)
+        res = run_search(
+            cfg,
+            db=db,
+            workers=workers,
+            ray_address=ray_address,
+            storage_path=storage_path,
+            progress=progress,
+        )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; run the same command again to resume[/yellow]")
         raise typer.Exit(130) from None

@@ -101,37 +101,183 @@ def train_cmd(
     config: Annotated[
         Path | None, typer.Option(help="TrainConfig YAML (flags override it).")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/checkpoint.pt.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue OUT/checkpoint.pt (with --tune: the interrupted sweep)."
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Ray Tune sweep over lr, weight decay, sandwich N, EMA decay, MvCo (ASHA "
+            "early stopping, failed trials retried from their checkpoints); the best trial's "
+            "checkpoint goes to OUT/best/.",
+            rich_help_panel="Ray",
+        ),
+    ] = False,
+    samples: Annotated[
+        int, typer.Option(min=1, help="Trials of the sweep.", rich_help_panel="Ray")
+    ] = 4,
+    concurrent: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Trials at once (default: as many as fit).", rich_help_panel="Ray"
+        ),
+    ] = None,
+    workers_per_trial: Annotated[
+        int,
+        typer.Option(
+            "--dp-workers",
+            min=1,
+            help="Data-parallel workers (per trial with --tune) on Ray Train's TorchTrainer; "
+            "gloo on CPU, nccl on GPU. --batch-size is the global batch.",
+            rich_help_panel="Ray",
+        ),
+    ] = 1,
+    cpus_per_worker: Annotated[
+        float, typer.Option(help="CPUs per worker (= torch threads).", rich_help_panel="Ray")
+    ] = 1.0,
+    gpus_per_worker: Annotated[
+        float, typer.Option(help="GPUs per worker.", rich_help_panel="Ray")
+    ] = 0.0,
+    max_failures: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Retries of a failed trial from its last checkpoint.",
+            rich_help_panel="Ray",
+        ),
+    ] = 2,
+    asha: Annotated[
+        bool,
+        typer.Option("--asha/--no-asha", help="ASHA early stopping.", rich_help_panel="Ray"),
+    ] = True,
+    tune_space: Annotated[
+        Path | None,
+        typer.Option(help="YAML of the tuned ranges (see TuneSpace).", rich_help_panel="Ray"),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster: auto | ray://host:10001 (default: local Ray).",
+            rich_help_panel="Ray",
+        ),
+    ] = None,
+    storage_path: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray results/checkpoints: a path shared by all nodes or s3://... "
+            "(default OUT/ray).",
+            rich_help_panel="Ray",
+        ),
+    ] = None,
 ) -> None:
     """Stage I: train a supernet (sandwich rule + in-place bootstrapping), checkpoint every
-    epoch, print test top-1 of the smallest/middle/largest sub-nets."""
-    import yaml
+    epoch, print test top-1 of the smallest/middle/largest sub-nets. With --tune, sweep its
+    hyperparameters on Ray Tune instead."""
 
-    from ..training import CHECKPOINT_NAME, TrainConfig, load_checkpoint, train_supernet
+    from ..training import train_supernet
 
     local = locals()
     given: dict[str, Any] = {k: local[k] for k in _SCALAR_FIELDS if local[k] is not None}
-    base: dict[str, Any] = {}
-    if resume and (out / CHECKPOINT_NAME).is_file():
-        base = load_checkpoint(out / CHECKPOINT_NAME)["config"]
-    elif config is not None:
-        if not config.is_file():
-            from ..errors import DsnetError
+    if tune:
+        _tune(
+            out,
+            config,
+            given,
+            resume=resume,
+            samples=samples,
+            concurrent=concurrent,
+            workers_per_trial=workers_per_trial,
+            cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker,
+            max_failures=max_failures,
+            asha=asha,
+            tune_space=tune_space,
+            ray_address=ray_address,
+            storage_path=storage_path,
+        )
+        return
+    base = _base_config(out, config, from_checkpoint=resume and workers_per_trial == 1)
+    if workers_per_trial > 1:
+        from ..training.ray_stage1 import TuneOptions, train_data_parallel
 
-            raise DsnetError(f"--config {str(config)!r} does not exist")
-        base = yaml.safe_load(config.read_text()) or {}
-    try:
-        cfg = TrainConfig.model_validate({**base, **given, "progress": progress})
-    except ValueError as e:
-        from ..errors import DsnetError
-
-        first = str(e).splitlines()
-        raise DsnetError(f"invalid training option: {' '.join(first[1:3]) or first[0]}") from None
+        cfg = _train_config({**base, **given, "progress": False})
+        opts = TuneOptions(
+            workers_per_trial=workers_per_trial,
+            cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker,
+            max_failures=max_failures,
+            address=ray_address,
+            storage_path=storage_path,
+        )
+        console.print(f"data-parallel Stage I: {workers_per_trial} Ray Train workers")
+        ckpt = train_data_parallel(cfg, out, options=opts)
+        console.print(f"checkpoint: {ckpt} (run the same command again to continue it)")
+        return
+    cfg = _train_config({**base, **given, "progress": progress})
     res = train_supernet(cfg, out, resume=resume)
     if res.test is not None:
         _print_df(res.test, f"test top-1 after {cfg.epochs} epochs ({res.seconds:.0f} s)")
     console.print(f"checkpoint: {res.checkpoint}")
+
+
+def _base_config(out: Path, config: Path | None, *, from_checkpoint: bool) -> dict[str, Any]:
+    """Settings under the flags: the checkpoint's (resume) or the --config YAML's."""
+    import yaml
+
+    from ..errors import DsnetError
+    from ..training import CHECKPOINT_NAME, load_checkpoint
+
+    if from_checkpoint and (out / CHECKPOINT_NAME).is_file():
+        return load_checkpoint(out / CHECKPOINT_NAME)["config"]
+    if config is None:
+        return {}
+    if not config.is_file():
+        raise DsnetError(f"--config {str(config)!r} does not exist")
+    return yaml.safe_load(config.read_text()) or {}
+
+
+def _train_config(values: dict[str, Any]):
+    from ..errors import DsnetError
+    from ..training import TrainConfig
+
+    try:
+        return TrainConfig.model_validate(values)
+    except ValueError as e:
+        first = str(e).splitlines()
+        raise DsnetError(f"invalid training option: {' '.join(first[1:3]) or first[0]}") from None
+
+
+def _tune(out: Path, config: Path | None, given: dict[str, Any], **kw: Any) -> None:
+    """``train-supernet --tune``: the Ray Tune sweep, then the trials table and the best."""
+    from ..training.ray_stage1 import METRIC, TuneOptions, TuneSpace, tune_supernet
+
+    base = _base_config(out, config, from_checkpoint=False)
+    cfg = _train_config({**base, **given, "progress": False})
+    space = TuneSpace.from_yaml(kw.pop("tune_space")) if kw.get("tune_space") else TuneSpace()
+    kw.pop("tune_space", None)
+    resume = kw.pop("resume")
+    opts = TuneOptions(address=kw.pop("ray_address"), **kw)
+    console.print(
+        f"Ray Tune: {opts.samples} trials x {opts.workers_per_trial} worker(s), "
+        f"ASHA {'on' if opts.asha else 'off'}, results in {opts.storage_path or out / 'ray'}"
+    )
+    res = tune_supernet(cfg, out, space=space, options=opts, resume=resume)
+    table = Table(title=f"Stage I sweep ({res.seconds:.0f} s): {METRIC} per trial")
+    cols = [c for c in res.trials.columns if c not in ("path", "resumed_from_epoch")]
+    for c in cols:
+        table.add_column(c)
+    for _, row in res.trials.iterrows():
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row[cols]))
+    console.print(table)
+    console.print(
+        f"best {METRIC} {res.best_metrics[METRIC]:.4f}: checkpoint {res.best_checkpoint} "
+        f"(config {out / 'best.yaml'}); continue an interrupted sweep with --tune --resume"
+    )
 
 
 @app.command("calibrate")

@@ -5,9 +5,11 @@ The searcher is :class:`ray.tune.search.optuna.OptunaSearch` on the *same* Optun
 SQLite storage as the in-process runner (an ``optuna.storages.RDBStorage`` object, not a URL),
 multi-objective through ``metric=[accuracy, latency_ms], mode=[max, min]``; trials re-enqueued
 by a resume (``WAITING``) are picked up by its ``ask()``. A trial that raises is told FAIL with
-its error in ``user_attrs["error"]``; the study goes on. Local Ray by default
-(``ray.init(num_cpus=max(workers, cores))``: each of the N trials gets cores // N torch
-threads), ``address`` for an existing cluster.
+its error in ``user_attrs["error"]``; the study goes on. Local Ray by default (each of the N
+trials gets cores // N torch threads), ``address`` for an existing cluster; per-trial CPUs/GPUs
+from the study (``cpus_per_trial``, ``gpus_per_trial``). A trial whose worker process dies is
+retried ``max_failures`` times by Tune under the same trial id, so its gate training resumes
+from the checkpoint in its trial directory (on a cluster, put ``runs_dir`` on a shared mount).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import ray
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from ..ray_session import ray_session, storage_uri
 from .objective import TrialContext, run_trial
 from .space import TrialParams, suggest
 from .study import make_sampler, record, storage_for
@@ -88,22 +91,29 @@ def run_ray(
     workers: int,
     address: str | None = None,
     db: str | None = None,
+    storage_path: str | None = None,
 ) -> None:
     """Run ``n_trials`` trials of study ``s`` on Ray Tune with ``workers`` in parallel."""
+    with ray_session(address, num_cpus=max(workers, os.cpu_count() or 1)):
+        _run(study, ctx, s, n_trials, workers=workers, db=db, storage_path=storage_path)
+
+
+def _run(
+    study: StudyConfig,
+    ctx: TrialContext,
+    s: optuna.Study,
+    n_trials: int,
+    *,
+    workers: int,
+    db: str | None,
+    storage_path: str | None,
+) -> None:
     trials_dir = (study.run_dir / "trials").resolve()
     errors_dir = trials_dir / "errors"
     errors_dir.mkdir(parents=True, exist_ok=True)
-    started = False
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ncpu = max(workers, os.cpu_count() or 1)
-            ray.init(num_cpus=ncpu, include_dashboard=False, log_to_driver=False)
-        started = True
-    cpus = int(ray.cluster_resources().get("CPU", workers))
-    threads = max(1, cpus // workers) if not address else 1
+    cpus = study.cpus_per_trial or max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
+    threads = max(1, int(cpus))
+    resources = {"cpu": cpus} | ({"gpu": study.gpus_per_trial} if study.gpus_per_trial else {})
 
     searcher = _Searcher(
         space=functools.partial(_space, ranges=study.search),
@@ -117,7 +127,7 @@ def run_ray(
     )
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, ctx=ctx, trials_dir=str(trials_dir), threads=threads),
-        {"cpu": threads},
+        resources,
     )
     tuner = tune.Tuner(
         trainable,
@@ -126,13 +136,9 @@ def run_ray(
         ),
         run_config=tune.RunConfig(
             name=f"{study.name}-ray",
-            storage_path=str((study.run_dir / "ray_results").resolve()),
+            storage_path=storage_uri(storage_path or study.run_dir / "ray_results"),
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            failure_config=tune.FailureConfig(max_failures=study.max_failures, fail_fast=False),
         ),
     )
-    try:
-        tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
+    tuner.fit()

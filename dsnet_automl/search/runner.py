@@ -49,6 +49,7 @@ def run_search(
     db: str | None = None,
     workers: int | None = None,
     ray_address: str | None = None,
+    storage_path: str | None = None,
     progress: bool = True,
     console: Console | None = None,
     trial_fn: Callable[..., dict[str, Any]] = run_trial,
@@ -71,7 +72,16 @@ def run_search(
     if left and (workers > 1 or ray_address):
         from .ray_runner import run_ray
 
-        run_ray(study, ctx, s, left, workers=workers, address=ray_address, db=db)
+        run_ray(
+            study,
+            ctx,
+            s,
+            left,
+            workers=workers,
+            address=ray_address,
+            db=db,
+            storage_path=storage_path,
+        )
     elif left:
         bar = Progress(
             TextColumn("[bold]trials"),

@@ -95,7 +95,14 @@ class StudyConfig(BaseModel):
     static_trials: int = Field(12, ge=0, description="static-baseline trials (0: none)")
     sampler: Sampler = "nsga2"
     population: int = Field(6, ge=2, description="NSGA-II population size")
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, description="trials in parallel (> 1: Ray Tune)")
+    cpus_per_trial: float | None = Field(
+        None, gt=0, description="Ray: CPUs (= torch threads) per trial; default cores/workers"
+    )
+    gpus_per_trial: float = Field(0.0, ge=0, description="Ray: GPUs per trial")
+    max_failures: int = Field(
+        1, ge=0, description="Ray: retries of a crashed trial (gate training resumes)"
+    )
     max_latency_ms: float | None = Field(None, gt=0)
     latency_db: str = "sqlite:///hw_profiles/latency.db"
     gate_batch_size: int = Field(64, ge=1)

@@ -1,6 +1,6 @@
-"""Stage I on Ray Tune: a hyperparameter sweep of supernet training, each trial optionally
-data-parallel through Ray Train's ``TorchTrainer`` (the only module of ``training/`` that
-imports ray).
+"""Stage I on Ray: a Ray Tune hyperparameter sweep of supernet training (each trial optionally
+data-parallel), and a single data-parallel run through Ray Train's ``TorchTrainer`` (the only
+module of ``training/`` that imports ray).
 
 Every trial runs :func:`~.supernet.train_supernet` (one trainer for every mode): its per-epoch
 ``report`` callback hands the epoch's metrics and the trainer's own checkpoint directory
@@ -37,10 +37,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .._io import atomic_write_text
-from ..errors import CheckpointError, DsnetError
+from ..errors import CheckpointError, DsnetError, TrainingInterrupted
 from .config import TrainConfig
+from .distributed import Shard
 
-__all__ = ["METRIC", "TuneOptions", "TuneResult", "TuneSpace", "tune_supernet"]
+__all__ = [
+    "METRIC",
+    "TuneOptions",
+    "TuneResult",
+    "TuneSpace",
+    "train_data_parallel",
+    "tune_supernet",
+]
 
 METRIC = "val_top1_mean"
 EXPERIMENT = "stage1_tune"
@@ -280,10 +288,23 @@ def _dp_worker(config: dict[str, Any]) -> None:
             ray.train.report,
             ray.train.Checkpoint,
             rank == 0,
-            stop_key=_stop_key(config["trial_id"]),
+            stop_key=_stop_key(config["trial_id"]) if config.get("trial_id") else None,
         )
     except _StopTrial:
         return  # stopped early by the scheduler: a normal end of the Train run
+
+
+def _scaling(o: TuneOptions):
+    import ray.train
+
+    resources = {"CPU": o.cpus_per_worker}
+    if o.gpus_per_worker:
+        resources["GPU"] = o.gpus_per_worker
+    return ray.train.ScalingConfig(
+        num_workers=o.workers_per_trial,
+        use_gpu=o.gpus_per_worker > 0,
+        resources_per_worker=resources,
+    )
 
 
 def _dp_trial(
@@ -299,9 +320,6 @@ def _dp_trial(
     ctx = tune.get_context()
     _note_start(ctx.get_trial_dir())
     cfg = _trial_config(base, config)
-    resources = {"CPU": o.cpus_per_worker}
-    if o.gpus_per_worker:
-        resources["GPU"] = o.gpus_per_worker
     trainer = TorchTrainer(
         _dp_worker,
         train_loop_config={
@@ -309,11 +327,7 @@ def _dp_trial(
             "threads": o.threads,
             "trial_id": ctx.get_trial_id(),
         },
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=o.workers_per_trial,
-            use_gpu=o.gpus_per_worker > 0,
-            resources_per_worker=resources,
-        ),
+        scaling_config=_scaling(o),
         run_config=ray.train.RunConfig(
             # a stable name: a restarted trial's Train run resumes from its own checkpoints
             name=f"dp-{ctx.get_trial_id()}",
@@ -474,6 +488,14 @@ def tune_supernet(
             )
         grid = tuner.fit()
         table = _trials_table(grid, tuned)
+        finished = grid.num_terminated + grid.num_errors
+        if finished < len(grid) or (not resume and finished < opts.samples):
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "trials.csv", table.to_csv(index=False))
+            raise TrainingInterrupted(
+                f"Tune sweep interrupted with {grid.num_terminated} of {opts.samples} trials "
+                f"finished (state in {exp_path}); continue it with --tune --resume"
+            )
         ok = [r for r in grid if not r.error and (r.metrics or {}).get(METRIC) is not None]
         if not ok:
             errs = "; ".join(str(r.error).splitlines()[0][:200] for r in grid if r.error)
@@ -521,3 +543,47 @@ def _fixed(v: Any) -> bool:
     from ray.tune.search.sample import Domain
 
     return not isinstance(v, Domain)
+
+
+def train_data_parallel(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    options: TuneOptions | None = None,
+) -> Path:
+    """One Stage I run, data-parallel over ``options.workers_per_trial`` Ray Train workers.
+
+    Every epoch rank 0's checkpoint is persisted by Ray under ``storage_path`` (default
+    ``OUT/ray``); a crashed worker restarts the group from it (``max_failures``), and running
+    the same command again continues the same Train run. The final checkpoint, config and
+    metrics are copied to ``out_dir``. -> ``out_dir/checkpoint.pt``.
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from ..ray_session import ray_session, storage_uri
+    from .supernet import CHECKPOINT_NAME
+
+    o = options or TuneOptions(workers_per_trial=2)
+    Shard(0, o.workers_per_trial).local_batch(cfg.batch_size)
+    out = Path(out_dir)
+    storage = storage_uri(o.storage_path or out / "ray")
+    cfg = cfg.model_copy(update={"progress": False, "num_workers": 0})
+    with ray_session(o.address, num_cpus=os.cpu_count() or 1):
+        trainer = TorchTrainer(
+            _dp_worker,
+            train_loop_config={"cfg": cfg.model_dump(), "threads": o.threads, "trial_id": None},
+            scaling_config=_scaling(o),
+            run_config=ray.train.RunConfig(
+                name="stage1_dp" if o.name == EXPERIMENT else o.name,
+                storage_path=storage,
+                failure_config=ray.train.FailureConfig(max_failures=o.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            ),
+        )
+        result = trainer.fit()
+        if result.checkpoint is None:
+            raise DsnetError(f"data-parallel run {o.name!r} ended without a checkpoint")
+        out.mkdir(parents=True, exist_ok=True)
+        result.checkpoint.to_directory(str(out))
+    return out / CHECKPOINT_NAME
