@@ -63,6 +63,17 @@ def search_cmd(
         str | None,
         typer.Option(help="Ray results: a shared path or s3://... (default: run dir)."),
     ] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Stage I checkpoint to search on (e.g. OUT/best/checkpoint.pt of "
+            "'train-supernet --tune'); default: train one in the run dir."
+        ),
+    ] = None,
+    runs_dir: Annotated[
+        str | None,
+        typer.Option(help="Where study run dirs go (a shared mount on a multi-node cluster)."),
+    ] = None,
     max_latency_ms: Annotated[
         float | None, typer.Option(help="Constraint: expected latency <= X ms.")
     ] = None,
@@ -84,6 +95,8 @@ def search_cmd(
         max_latency_ms=max_latency_ms,
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
+        checkpoint=checkpoint,
+        runs_dir=runs_dir,
     )
     console.print(
         f"study [bold]{cfg.name}[/bold]: {cfg.space} on {cfg.data}, device {cfg.hw}, "
