@@ -40,6 +40,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(
+                # "local": a new instance even if a cluster runs on this machine
+                address="local",
                 num_cpus=num_cpus or os.cpu_count() or 1,
                 include_dashboard=False,
                 log_to_driver=False,

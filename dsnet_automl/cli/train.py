@@ -268,7 +268,7 @@ def _tune(out: Path, config: Path | None, given: dict[str, Any], **kw: Any) -> N
     )
     res = tune_supernet(cfg, out, space=space, options=opts, resume=resume)
     table = Table(title=f"Stage I sweep ({res.seconds:.0f} s): {METRIC} per trial")
-    cols = [c for c in res.trials.columns if c not in ("path", "resumed_from_epoch")]
+    cols = ["trial_id", "status", *space.param_space(), "epoch", METRIC]
     for c in cols:
         table.add_column(c)
     for _, row in res.trials.iterrows():
