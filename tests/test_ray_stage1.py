@@ -80,10 +80,10 @@ def test_two_workers_match_one_worker(tmp_path):
     DeiT-tiny has no BatchNorm, so the only difference is float summation order."""
     cfg = _base(space="ds_deit_small_tiny", epochs=2, batch_size=32, train_limit=192)
     one = train_supernet(cfg, tmp_path / "one")
-    ckpt = train_data_parallel(
+    res = train_data_parallel(
         cfg, tmp_path / "two", options=TuneOptions(workers_per_trial=2, max_failures=0)
     )
-    two = load_checkpoint(ckpt)
+    two = load_checkpoint(res.checkpoint)
     ref = [h["loss"] for h in one.history]
     got = [h["loss"] for h in two["history"]]
     assert len(got) == len(ref) == 2
@@ -197,3 +197,38 @@ def test_restore_continues_interrupted_sweep_without_redoing_trials(tmp_path):
     # the trial that had finished before the interrupt was not run again
     assert starts[first.name] == 1
     assert (out / "best" / "checkpoint.pt").is_file()
+
+
+def _kill_train_worker(storage: Path, done: threading.Event, killed: list[int]) -> None:
+    """SIGKILL one Ray Train worker process once the run has persisted a checkpoint."""
+    while not done.is_set() and not killed:
+        if any(storage.glob("*/checkpoint_*")):
+            ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
+            pids = [
+                int(line.split()[0]) for line in ps.stdout.splitlines() if "RayTrainWorker" in line
+            ]
+            if pids:
+                os.kill(max(pids), signal.SIGKILL)
+                killed.append(max(pids))
+                return
+        time.sleep(0.1)
+
+
+def test_killed_data_parallel_worker_restarts_group_from_checkpoint(tmp_path):
+    cfg = _base(epochs=4, train_limit=384)
+    done, killed = threading.Event(), []
+    t = threading.Thread(
+        target=_kill_train_worker, args=(tmp_path / "out" / "ray", done, killed), daemon=True
+    )
+    t.start()
+    try:
+        res = train_data_parallel(
+            cfg, tmp_path / "out", options=TuneOptions(workers_per_trial=2, max_failures=2)
+        )
+    finally:
+        done.set()
+        t.join()
+    assert killed, "no worker was killed (training ended before a checkpoint was seen)"
+    ckpt = load_checkpoint(res.checkpoint)
+    assert ckpt["epoch"] == 4 and len(ckpt["history"]) == 4
+    assert res.metrics["resumed_from_epoch"] >= 1  # the new worker group resumed, not restarted

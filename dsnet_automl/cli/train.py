@@ -215,8 +215,8 @@ def train_cmd(
             storage_path=storage_path,
         )
         console.print(f"data-parallel Stage I: {workers_per_trial} Ray Train workers")
-        ckpt = train_data_parallel(cfg, out, options=opts)
-        console.print(f"checkpoint: {ckpt} (run the same command again to continue it)")
+        res = train_data_parallel(cfg, out, options=opts)
+        console.print(f"checkpoint: {res.checkpoint} (run the same command again to continue it)")
         return
     cfg = _train_config({**base, **given, "progress": progress})
     res = train_supernet(cfg, out, resume=resume)

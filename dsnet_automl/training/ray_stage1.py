@@ -46,6 +46,7 @@ __all__ = [
     "TuneOptions",
     "TuneResult",
     "TuneSpace",
+    "DataParallelResult",
     "train_data_parallel",
     "tune_supernet",
 ]
@@ -545,18 +546,24 @@ def _fixed(v: Any) -> bool:
     return not isinstance(v, Domain)
 
 
+@dataclass
+class DataParallelResult:
+    checkpoint: Path
+    metrics: dict[str, Any]  # the last epoch's report (rank 0), incl. ``resumed_from_epoch``
+
+
 def train_data_parallel(
     cfg: TrainConfig,
     out_dir: str | Path,
     *,
     options: TuneOptions | None = None,
-) -> Path:
+) -> DataParallelResult:
     """One Stage I run, data-parallel over ``options.workers_per_trial`` Ray Train workers.
 
     Every epoch rank 0's checkpoint is persisted by Ray under ``storage_path`` (default
     ``OUT/ray``); a crashed worker restarts the group from it (``max_failures``), and running
     the same command again continues the same Train run. The final checkpoint, config and
-    metrics are copied to ``out_dir``. -> ``out_dir/checkpoint.pt``.
+    metrics are copied to ``out_dir``.
     """
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -586,4 +593,4 @@ def train_data_parallel(
             raise DsnetError(f"data-parallel run {o.name!r} ended without a checkpoint")
         out.mkdir(parents=True, exist_ok=True)
         result.checkpoint.to_directory(str(out))
-    return out / CHECKPOINT_NAME
+    return DataParallelResult(out / CHECKPOINT_NAME, dict(result.metrics or {}))
