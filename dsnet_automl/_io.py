@@ -1,15 +1,17 @@
-"""Small I/O helpers: atomic file writes (temp file in the same directory, then ``os.replace``)."""
+"""Small I/O helpers: atomic file writes (temp file in the same directory, then ``os.replace``)
+and the start log of a (re)started Ray trial."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "note_start"]
 
 
 @contextmanager
@@ -44,3 +46,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return _atomic_write(path, "wb", lambda f: f.write(data))
+
+
+def note_start(trial_dir: str | Path, *extra: object) -> None:
+    """Append ``PID TIME [extra...]`` to ``trial_dir/starts.log``: one line per (re)start of a
+    Ray trial, so operators (and tests) see retries and can find the trial's process."""
+    Path(trial_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(trial_dir) / "starts.log", "a") as f:
+        f.write(" ".join([str(os.getpid()), f"{time.time():.3f}", *map(str, extra)]) + "\n")

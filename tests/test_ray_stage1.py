@@ -7,6 +7,7 @@ start-up.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -99,7 +100,11 @@ def _killer(storage: Path, done: threading.Event, killed: list[int]) -> None:
     while not done.is_set() and not killed:
         for trial in storage.glob("*/*_trial_*"):
             starts = trial / "starts.log"
-            if starts.is_file() and any(trial.glob("checkpoint_*")):
+            # result.json gets a row once Tune has registered the epoch's checkpoint; a
+            # checkpoint directory alone may still be uploading (a kill then loses it, rightly)
+            result = trial / "result.json"
+            reported = result.is_file() and result.read_text().strip()
+            if starts.is_file() and reported and any(trial.glob("checkpoint_*")):
                 pid = int(starts.read_text().split()[0])
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -199,10 +204,22 @@ def test_restore_continues_interrupted_sweep_without_redoing_trials(tmp_path):
     assert (out / "best" / "checkpoint.pt").is_file()
 
 
+def _registered_checkpoint(storage: Path) -> bool:
+    """A Train run under ``storage`` has a checkpoint its controller registered (one whose
+    directory merely exists may still be uploading, and a kill then rightly loses it)."""
+    for snap in storage.glob("*/checkpoint_manager_snapshot.json"):
+        try:
+            if json.loads(snap.read_text()).get("latest_checkpoint_result"):
+                return True
+        except (OSError, ValueError):  # being rewritten
+            continue
+    return False
+
+
 def _kill_train_worker(storage: Path, done: threading.Event, killed: list[int]) -> None:
     """SIGKILL one Ray Train worker process once the run has persisted a checkpoint."""
     while not done.is_set() and not killed:
-        if any(storage.glob("*/checkpoint_*")):
+        if _registered_checkpoint(storage):
             ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
             pids = [
                 int(line.split()[0]) for line in ps.stdout.splitlines() if "RayTrainWorker" in line

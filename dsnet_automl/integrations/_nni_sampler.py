@@ -49,9 +49,10 @@ __all__ = ["TUNERS", "NNISampler", "nni_spec"]
 
 TUNERS = ("tpe", "evolution")
 UNAVAILABLE = {
-    "anneal": "NNI's Anneal tuner runs on hyperopt, whose anneal code fails on numpy 2 "
-    "(hyperopt 0.2.7: int() of a 1-element array; NNI pins hyperopt 0.1.2, which fails the same "
-    "way); use nni-tpe or nni-evolution",
+    "anneal": "NNI's Anneal tuner (nni.algorithms.hpo.hyperopt_tuner) fails on numpy 2: "
+    "hyperopt 0.2.7's anneal calls int() on a 1-element array, NNI's receive_trial_result "
+    "compares an array with [] (both measured here), and hyperopt imports the removed "
+    "pkg_resources; use nni-tpe or nni-evolution",
 }
 
 

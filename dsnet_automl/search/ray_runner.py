@@ -26,6 +26,7 @@ import ray
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from .._io import note_start
 from ..ray_session import ray_session, storage_uri
 from .objective import TrialContext, run_trial
 from .space import TrialParams, suggest
@@ -35,6 +36,9 @@ from .study_config import Ranges, StudyConfig
 __all__ = ["run_ray"]
 
 _ATTRS = ("latency_source", "route_hist", "route_latency_ms", "routes", "bundle")
+# user attrs of a Ray trial besides record()'s: its Tune id, and the gate epoch its last
+# attempt resumed from (0: it ran in one go)
+_RAY_ATTRS = ("ray_trial_id", "resumed_from_epoch")
 
 
 class _Searcher(OptunaSearch):
@@ -53,8 +57,11 @@ class _Searcher(OptunaSearch):
                 ot_trial.set_user_attr("error", msg[:300])
                 result = None  # a crash never counts as a COMPLETE trial
             elif result:
-                record(ot_trial, self._cfg, {**result, **json.loads(result.get("payload", "{}"))})
-                ot_trial.set_user_attr("ray_trial_id", trial_id)
+                out = result | json.loads(result.get("payload", "{}"))
+                out["ray_trial_id"] = trial_id
+                record(ot_trial, self._cfg, out)
+                for k in _RAY_ATTRS:
+                    ot_trial.set_user_attr(k, out.get(k))
         return super().on_trial_complete(trial_id, result=result, error=error)
 
 
@@ -62,14 +69,30 @@ def _space(trial: optuna.Trial, ranges: Ranges) -> None:
     suggest(trial, ranges)  # define-by-run: OptunaSearch captures the suggested values
 
 
+def _gate_epochs_done(trial_dir: Path) -> int:
+    """Epochs in the gate checkpoint a crashed attempt of this trial left (0: none)."""
+    import torch
+
+    ckpt = trial_dir / "gate_train.ckpt"
+    if not ckpt.is_file():
+        return 0
+    try:
+        return int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:  # noqa: BLE001 - unreadable: train_gate reports it with the path
+        return 0
+
+
 def _trainable(config: dict[str, Any], ctx: TrialContext, trials_dir: str, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     trial_id = tune.get_context().get_trial_id()
+    trial_dir = Path(trials_dir) / f"ray_{trial_id}"
+    resumed = _gate_epochs_done(trial_dir)  # > 0: a retry (max_failures) continues from here
+    note_start(trial_dir, resumed)
     try:
         params = TrialParams.from_dict(config)
-        out = run_trial(ctx, params, Path(trials_dir) / f"ray_{trial_id}")
+        out = run_trial(ctx, params, trial_dir)
     except Exception as e:
         err_dir = Path(trials_dir) / "errors"
         err_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +101,7 @@ def _trainable(config: dict[str, Any], ctx: TrialContext, trials_dir: str, threa
         )
         raise
     # lists/dicts travel as one JSON string (Tune's loggers only take scalars)
-    payload = json.dumps({k: out[k] for k in _ATTRS})
+    payload = json.dumps({k: out[k] for k in _ATTRS} | {"resumed_from_epoch": resumed})
     tune.report({"accuracy": out["accuracy"], "latency_ms": out["latency_ms"], "payload": payload})
 
 

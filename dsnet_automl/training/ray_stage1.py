@@ -36,7 +36,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, note_start
 from ..errors import CheckpointError, DsnetError, TrainingInterrupted
 from .config import TrainConfig
 from .distributed import Shard
@@ -252,12 +252,6 @@ def _trial_config(base: dict[str, Any], config: dict[str, Any]) -> TrainConfig:
     )
 
 
-def _note_start(trial_dir: str) -> None:
-    """One line per (re)start of a trial, with its PID (lets operators and tests find it)."""
-    with open(Path(trial_dir) / "starts.log", "a") as f:
-        f.write(f"{os.getpid()} {time.time():.3f}\n")
-
-
 def _local_trial(config: dict[str, Any], *, base: dict[str, Any], threads: int) -> None:
     """A Tune function trainable: one process trains the trial."""
     import torch
@@ -265,7 +259,7 @@ def _local_trial(config: dict[str, Any], *, base: dict[str, Any], threads: int) 
 
     torch.set_num_threads(threads)
     ctx = tune.get_context()
-    _note_start(ctx.get_trial_dir())
+    note_start(ctx.get_trial_dir())
     cfg = _trial_config(base, config)
     work = _work_dir(f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}")
     _train(cfg, work, tune.get_checkpoint(), tune.report, tune.Checkpoint, main=True)
@@ -319,7 +313,7 @@ def _dp_trial(
 
     o = TuneOptions.model_validate(opts)
     ctx = tune.get_context()
-    _note_start(ctx.get_trial_dir())
+    note_start(ctx.get_trial_dir())
     cfg = _trial_config(base, config)
     trainer = TorchTrainer(
         _dp_worker,

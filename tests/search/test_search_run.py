@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -174,3 +176,55 @@ def test_ray_runner_two_workers(make_study):
     for t in done:
         assert t.user_attrs["latency_source"] == "predicted" and "ray_trial_id" in t.user_attrs
         assert (Path(t.user_attrs["bundle"]) / "dynamic.yaml").is_file()
+
+
+def _kill_gate_trial(trials: Path, done: threading.Event, killed: list[int]) -> None:
+    """SIGKILL the first Ray search trial whose gate training has checkpointed an epoch."""
+    while not done.is_set() and not killed:
+        for ckpt in trials.glob("ray_*/gate_train.ckpt"):
+            starts = ckpt.parent / "starts.log"
+            if starts.is_file() and starts.read_text().strip():
+                pid = int(starts.read_text().split()[0])
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed.append(pid)
+                return
+        time.sleep(0.05)
+
+
+def test_ray_search_killed_trial_resumes_its_gate_training(make_study):
+    """A Ray trial process killed mid gate training is retried (max_failures) and continues
+    from its gate checkpoint; the study ends with every trial complete."""
+    path = make_study(
+        "raykill",
+        trials=2,
+        static_trials=0,
+        max_failures=2,
+        search={"gate_epochs": [8, 8], "hidden": [16]},
+    )
+    cfg = load_study(path)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    done, killed = threading.Event(), []
+    t = threading.Thread(
+        target=_kill_gate_trial, args=(cfg.run_dir / "trials", done, killed), daemon=True
+    )
+    t.start()
+    try:
+        res = run_search(cfg, workers=2, progress=False)
+    finally:
+        done.set()
+        t.join()
+    assert killed, "no trial was killed (gate training ended before a checkpoint was seen)"
+    trials = _complete(res.study)
+    assert len(trials) == 2 and len(res.study.trials) == 2  # no extra, no failed trial
+    starts = {t.number: (Path(t.user_attrs["bundle"]) / "starts.log").read_text() for t in trials}
+    restarted = [t for t in trials if len(starts[t.number].splitlines()) == 2]
+    assert len(restarted) == 1
+    (r,) = restarted
+    assert r.user_attrs["resumed_from_epoch"] >= 1  # continued, not started over
+    history = torch.load(
+        Path(r.user_attrs["bundle"]) / "gate_train.ckpt", map_location="cpu", weights_only=True
+    )["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 9))  # no epoch lost or run twice
