@@ -469,9 +469,10 @@ def tune_supernet(
                     max_concurrent_trials=concurrent,
                     scheduler=scheduler,
                     search_alg=searcher,
-                    # a fresh actor per trial: a finished Train run's placement group is
-                    # released when its driver (the trial actor) exits
-                    reuse_actors=False,
+                    # single-process trials reuse their actor (no new process, no re-import
+                    # of torch/timm per trial); a data-parallel trial needs a fresh one: a
+                    # finished Train run's placement group is released when its driver exits
+                    reuse_actors=opts.workers_per_trial == 1,
                 ),
                 run_config=tune.RunConfig(
                     name=opts.name,
