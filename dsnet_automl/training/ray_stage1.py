@@ -1,6 +1,7 @@
-"""Stage I on Ray: a Ray Tune hyperparameter sweep of supernet training (each trial optionally
-data-parallel), and a single data-parallel run through Ray Train's ``TorchTrainer`` (the only
-module of ``training/`` that imports ray).
+"""Stage I on Ray, the driver side: a Ray Tune hyperparameter sweep of supernet training (each
+trial optionally data-parallel), and a single data-parallel run through Ray Train's
+``TorchTrainer``. With :mod:`.ray_trials` (what runs inside trials and workers) the only modules
+of ``training/`` that import ray; :mod:`.tune_options` holds the sweep's settings.
 
 Every trial runs :func:`~.supernet.train_supernet` (one trainer for every mode): its per-epoch
 ``report`` callback hands the epoch's metrics and the trainer's own checkpoint directory
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +34,13 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .._io import atomic_write_text, note_start
+from .._io import atomic_write_text
 from ..errors import CheckpointError, DsnetError, TrainingInterrupted
 from .config import TrainConfig
 from .distributed import Shard
+from .ray_trials import dp_trial, dp_worker, graceful_asha, local_trial, scaling, trial_config
+from .tune_options import EXPERIMENT, METRIC, TuneOptions, TuneSpace
 
 __all__ = [
     "METRIC",
@@ -51,90 +52,8 @@ __all__ = [
     "tune_supernet",
 ]
 
-METRIC = "val_top1_mean"
-EXPERIMENT = "stage1_tune"
+
 _DRIVER_CPU = 0.01  # logical CPU of a data-parallel trial's driver (Ray needs > 0)
-
-
-class TuneSpace(BaseModel):
-    """Stage I hyperparameters a Tune run samples (others come from the base TrainConfig).
-
-    Ranges are ``[lo, hi]`` sampled log-uniformly; lists are categorical choices. A field set
-    to ``null`` is not tuned (the base config's value is used).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    lr: tuple[float, float] | None = (0.02, 0.4)
-    weight_decay: tuple[float, float] | None = (1e-5, 1e-3)
-    num_random: list[int] | None = Field(default_factory=lambda: [1, 2, 3])
-    ema_decay: list[float] | None = Field(default_factory=lambda: [0.99, 0.997, 0.999])
-    mvco: list[bool] | None = Field(default_factory=lambda: [False, True])
-    epochs: list[int] | None = Field(
-        None, description="epoch budgets to choose from (default: the base config's epochs)"
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> TuneSpace:
-        for name in ("lr", "weight_decay"):
-            r = getattr(self, name)
-            if r is not None and not 0 < r[0] <= r[1]:
-                raise ValueError(f"{name}: {list(r)} must be [lo, hi] with 0 < lo <= hi")
-        for name in ("num_random", "ema_decay", "mvco", "epochs"):
-            v = getattr(self, name)
-            if v is not None and not v:
-                raise ValueError(f"{name}: an empty list; give at least one value or null")
-        return self
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TuneSpace:
-        p = Path(path)
-        if not p.is_file():
-            raise DsnetError(f"--tune-space {str(p)!r} does not exist")
-        try:
-            return cls.model_validate(yaml.safe_load(p.read_text()) or {})
-        except (yaml.YAMLError, ValueError) as e:
-            first = " ".join(str(e).splitlines()[:3])
-            allowed = ", ".join(cls.model_fields)
-            raise DsnetError(f"{p}: {first} (fields: {allowed})") from None
-
-    def param_space(self) -> dict[str, Any]:
-        from ray import tune
-
-        out: dict[str, Any] = {}
-        for name in ("lr", "weight_decay"):
-            r = getattr(self, name)
-            if r is not None:
-                out[name] = tune.loguniform(*r) if r[0] < r[1] else r[0]
-        for name in ("num_random", "ema_decay", "mvco", "epochs"):
-            v = getattr(self, name)
-            if v is not None:
-                out[name] = tune.choice(list(v)) if len(v) > 1 else v[0]
-        return out
-
-
-class TuneOptions(BaseModel):
-    """How the sweep runs on Ray."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    samples: int = Field(4, ge=1, description="trials to run")
-    concurrent: int | None = Field(None, ge=1, description="trials at once (default: fit)")
-    workers_per_trial: int = Field(1, ge=1, description=">1: data-parallel TorchTrainer")
-    cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
-    max_failures: int = Field(2, ge=0, description="retries of a failed trial from checkpoint")
-    asha: bool = True
-    grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial can be stopped")
-    reduction_factor: int = Field(2, ge=2)
-    address: str | None = Field(None, description="Ray cluster (None: local Ray)")
-    storage_path: str | None = Field(None, description="Ray results (default: OUT/ray)")
-    name: str = EXPERIMENT
-    seed: int = 0
-
-    @property
-    def threads(self) -> int:
-        return max(1, int(self.cpus_per_worker))
 
 
 @dataclass
@@ -145,197 +64,6 @@ class TuneResult:
     trials: pd.DataFrame
     seconds: float
     experiment_path: str
-
-
-# --------------------------------------------------------------------------- trial side
-
-
-def _work_dir(tag: str) -> Path:
-    d = Path(tempfile.gettempdir()) / "dsnet_automl_stage1" / tag
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def _restore_into(ckpt: Any, work: Path) -> int | None:
-    """Copy Ray's checkpoint (if any) into ``work``; -> the epoch it holds, None if none.
-
-    A checkpoint left in ``work`` by a crashed attempt but never reported to Ray is dropped:
-    Ray's copy is the authority.
-    """
-    from .supernet import CHECKPOINT_NAME
-
-    local = work / CHECKPOINT_NAME
-    if ckpt is None:
-        local.unlink(missing_ok=True)
-        return None
-    with ckpt.as_directory() as d:
-        shutil.copy2(Path(d) / CHECKPOINT_NAME, local)
-    import torch
-
-    return int(torch.load(local, map_location="cpu", weights_only=True)["epoch"])
-
-
-class _StopTrial(Exception):
-    """Raised from the report callback to end a data-parallel trial the scheduler stopped."""
-
-
-def _train(
-    cfg: TrainConfig,
-    work: Path,
-    ckpt: Any,
-    report_fn,
-    checkpoint_cls,
-    main: bool,
-    stop_key: str | None = None,
-):
-    """Run/resume ``train_supernet`` in ``work``, reporting every epoch through ``report_fn``;
-    with ``stop_key``, end (all ranks at the same epoch) once the scheduler flags it."""
-    from .supernet import train_supernet
-
-    resumed = _restore_into(ckpt, work)
-
-    def report(metrics: dict[str, Any]) -> None:
-        if "val_top1_smallest" in metrics and "val_top1_largest" in metrics:
-            metrics[METRIC] = (metrics["val_top1_smallest"] + metrics["val_top1_largest"]) / 2
-        metrics["resumed_from_epoch"] = -1 if resumed is None else resumed
-        metrics["pid"] = os.getpid()
-        report_fn(metrics, checkpoint=checkpoint_cls.from_directory(str(work)) if main else None)
-        if stop_key is not None and _stop_requested(stop_key, main):
-            raise _StopTrial
-
-    return train_supernet(cfg, work, resume=resumed is not None, report=report)
-
-
-def _stop_requested(key: str, main: bool) -> bool:
-    """Rank 0 reads the scheduler's flag; every rank gets rank 0's answer (same epoch)."""
-    import torch
-    import torch.distributed as dist
-    from ray.experimental import internal_kv
-
-    flag = torch.tensor([float(main and internal_kv._internal_kv_get(key) is not None)])
-    if dist.is_initialized():
-        dist.broadcast(flag, src=0)
-    return bool(flag.item())
-
-
-def _stop_key(trial_id: str) -> str:
-    return f"dsnet_automl/stop/{trial_id}"
-
-
-def _graceful_asha(**kw: Any):
-    """ASHA for data-parallel trials: a STOP decision becomes a flag the trial's Train workers
-    read after their next report (then they all return), not a kill.
-
-    Why: a Tune trial driving a ``TorchTrainer`` is blocked in ``fit()`` and cannot stop
-    gracefully; Tune then kills it after ``TUNE_FORCE_TRIAL_CLEANUP_S`` (600 s) and, measured
-    here with Ray 2.60, the killed run's worker placement group was not released, so the next
-    trial never got its CPUs. The cost: a stopped trial runs one more epoch (the decision
-    arrives after its workers have moved on).
-    """
-    from ray.experimental import internal_kv
-    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
-
-    class GracefulASHA(ASHAScheduler):
-        def on_trial_result(self, tune_controller, trial, result):
-            action = super().on_trial_result(tune_controller, trial, result)
-            if action == TrialScheduler.STOP:
-                internal_kv._internal_kv_put(_stop_key(trial.trial_id), b"1")
-                return TrialScheduler.CONTINUE
-            return action
-
-    return GracefulASHA(**kw)
-
-
-def _trial_config(base: dict[str, Any], config: dict[str, Any]) -> TrainConfig:
-    return TrainConfig.model_validate(
-        {**base, **config, "progress": False, "eval_every": 1, "num_workers": 0}
-    )
-
-
-def _local_trial(config: dict[str, Any], *, base: dict[str, Any], threads: int) -> None:
-    """A Tune function trainable: one process trains the trial."""
-    import torch
-    from ray import tune
-
-    torch.set_num_threads(threads)
-    ctx = tune.get_context()
-    note_start(ctx.get_trial_dir())
-    cfg = _trial_config(base, config)
-    work = _work_dir(f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}")
-    _train(cfg, work, tune.get_checkpoint(), tune.report, tune.Checkpoint, main=True)
-
-
-def _dp_worker(config: dict[str, Any]) -> None:
-    """A Ray Train worker of a data-parallel trial (process group set up by TorchTrainer)."""
-    import ray.train
-    import torch
-
-    torch.set_num_threads(config["threads"])
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    cfg = TrainConfig.model_validate(config["cfg"])
-    work = _work_dir(f"{ctx.get_experiment_name()}-rank{rank}")
-    try:
-        _train(
-            cfg,
-            work,
-            ray.train.get_checkpoint(),
-            ray.train.report,
-            ray.train.Checkpoint,
-            rank == 0,
-            stop_key=_stop_key(config["trial_id"]) if config.get("trial_id") else None,
-        )
-    except _StopTrial:
-        return  # stopped early by the scheduler: a normal end of the Train run
-
-
-def _scaling(o: TuneOptions):
-    import ray.train
-
-    resources = {"CPU": o.cpus_per_worker}
-    if o.gpus_per_worker:
-        resources["GPU"] = o.gpus_per_worker
-    return ray.train.ScalingConfig(
-        num_workers=o.workers_per_trial,
-        use_gpu=o.gpus_per_worker > 0,
-        resources_per_worker=resources,
-    )
-
-
-def _dp_trial(
-    config: dict[str, Any], *, base: dict[str, Any], opts: dict[str, Any], storage: str
-) -> None:
-    """A Tune function trainable driving one data-parallel ``TorchTrainer`` run."""
-    import ray.train
-    from ray import tune
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    o = TuneOptions.model_validate(opts)
-    ctx = tune.get_context()
-    note_start(ctx.get_trial_dir())
-    cfg = _trial_config(base, config)
-    trainer = TorchTrainer(
-        _dp_worker,
-        train_loop_config={
-            "cfg": cfg.model_dump(),
-            "threads": o.threads,
-            "trial_id": ctx.get_trial_id(),
-        },
-        scaling_config=_scaling(o),
-        run_config=ray.train.RunConfig(
-            # a stable name: a restarted trial's Train run resumes from its own checkpoints
-            name=f"dp-{ctx.get_trial_id()}",
-            storage_path=f"{storage.rstrip('/')}/{o.name}_train_runs",
-            callbacks=[TuneReportCallback()],
-            failure_config=ray.train.FailureConfig(max_failures=o.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-        ),
-    )
-    trainer.fit()
-
-
-# --------------------------------------------------------------------------- driver side
 
 
 def _checkpoint_of(result: Any) -> Any:
@@ -406,14 +134,14 @@ def tune_supernet(
                 f"{opts.workers_per_trial}; the batch size is global, use a multiple"
             )
         trainable = tune.with_parameters(
-            _dp_trial, base=base_dict, opts=opts.model_dump(), storage=storage
+            dp_trial, base=base_dict, opts=opts.model_dump(), storage=storage
         )
         # the trial itself only drives (sleeps in fit()); its Train workers hold the CPUs/GPUs
         trainable = tune.with_resources(trainable, {"cpu": _DRIVER_CPU})
         per_trial = opts.workers_per_trial * opts.cpus_per_worker
 
     else:
-        trainable = tune.with_parameters(_local_trial, base=base_dict, threads=opts.threads)
+        trainable = tune.with_parameters(local_trial, base=base_dict, threads=opts.threads)
         res = {"cpu": opts.cpus_per_worker}
         if opts.gpus_per_worker:
             res["gpu"] = opts.gpus_per_worker
@@ -443,7 +171,7 @@ def tune_supernet(
             cpus = ray.cluster_resources().get("CPU", 1) - spare
             concurrent = opts.concurrent or max(1, int(cpus // per_trial))
             max_epochs = max(space.epochs or [base.epochs])
-            asha = _graceful_asha if opts.workers_per_trial > 1 else ASHAScheduler
+            asha = graceful_asha if opts.workers_per_trial > 1 else ASHAScheduler
             scheduler = (
                 asha(
                     time_attr="epoch",
@@ -505,7 +233,7 @@ def tune_supernet(
             shutil.rmtree(best_dir)
         out.mkdir(parents=True, exist_ok=True)
         ckpt.to_directory(str(best_dir))
-    best_cfg = _trial_config(base_dict, {k: best.config[k] for k in tuned if k in best.config})
+    best_cfg = trial_config(base_dict, {k: best.config[k] for k in tuned if k in best.config})
     best_metrics = {
         k: v for k, v in best.metrics.items() if isinstance(v, int | float | str | bool)
     }
@@ -573,9 +301,9 @@ def train_data_parallel(
     cfg = cfg.model_copy(update={"progress": False, "num_workers": 0})
     with ray_session(o.address, num_cpus=os.cpu_count() or 1):
         trainer = TorchTrainer(
-            _dp_worker,
+            dp_worker,
             train_loop_config={"cfg": cfg.model_dump(), "threads": o.threads, "trial_id": None},
-            scaling_config=_scaling(o),
+            scaling_config=scaling(o),
             run_config=ray.train.RunConfig(
                 name="stage1_dp" if o.name == EXPERIMENT else o.name,
                 storage_path=storage,

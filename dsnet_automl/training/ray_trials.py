@@ -1,0 +1,203 @@
+"""The trial side of Stage I on Ray: what runs inside a Tune trial (one process) or inside each
+Ray Train worker of a data-parallel trial. Every path runs :func:`~.supernet.train_supernet`,
+reporting each epoch with the trainer's own checkpoint directory; a restarted trial copies Ray's
+latest checkpoint back and resumes exactly (see :mod:`.ray_stage1`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .._io import note_start
+from .config import TrainConfig
+from .tune_options import METRIC, TuneOptions
+
+__all__ = ["dp_trial", "dp_worker", "graceful_asha", "local_trial", "scaling", "trial_config"]
+
+
+def _work_dir(tag: str) -> Path:
+    d = Path(tempfile.gettempdir()) / "dsnet_automl_stage1" / tag
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _restore_into(ckpt: Any, work: Path) -> int | None:
+    """Copy Ray's checkpoint (if any) into ``work``; -> the epoch it holds, None if none.
+
+    A checkpoint left in ``work`` by a crashed attempt but never reported to Ray is dropped:
+    Ray's copy is the authority.
+    """
+    from .supernet import CHECKPOINT_NAME
+
+    local = work / CHECKPOINT_NAME
+    if ckpt is None:
+        local.unlink(missing_ok=True)
+        return None
+    with ckpt.as_directory() as d:
+        shutil.copy2(Path(d) / CHECKPOINT_NAME, local)
+    import torch
+
+    return int(torch.load(local, map_location="cpu", weights_only=True)["epoch"])
+
+
+class _StopTrial(Exception):
+    """Raised from the report callback to end a data-parallel trial the scheduler stopped."""
+
+
+def _train(
+    cfg: TrainConfig,
+    work: Path,
+    ckpt: Any,
+    report_fn,
+    checkpoint_cls,
+    main: bool,
+    stop_key: str | None = None,
+):
+    """Run/resume ``train_supernet`` in ``work``, reporting every epoch through ``report_fn``;
+    with ``stop_key``, end (all ranks at the same epoch) once the scheduler flags it."""
+    from .supernet import train_supernet
+
+    resumed = _restore_into(ckpt, work)
+
+    def report(metrics: dict[str, Any]) -> None:
+        if "val_top1_smallest" in metrics and "val_top1_largest" in metrics:
+            metrics[METRIC] = (metrics["val_top1_smallest"] + metrics["val_top1_largest"]) / 2
+        metrics["resumed_from_epoch"] = -1 if resumed is None else resumed
+        metrics["pid"] = os.getpid()
+        report_fn(metrics, checkpoint=checkpoint_cls.from_directory(str(work)) if main else None)
+        if stop_key is not None and _stop_requested(stop_key, main):
+            raise _StopTrial
+
+    return train_supernet(cfg, work, resume=resumed is not None, report=report)
+
+
+def _stop_requested(key: str, main: bool) -> bool:
+    """Rank 0 reads the scheduler's flag; every rank gets rank 0's answer (same epoch)."""
+    import torch
+    import torch.distributed as dist
+    from ray.experimental import internal_kv
+
+    flag = torch.tensor([float(main and internal_kv._internal_kv_get(key) is not None)])
+    if dist.is_initialized():
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def _stop_key(trial_id: str) -> str:
+    return f"dsnet_automl/stop/{trial_id}"
+
+
+def graceful_asha(**kw: Any):
+    """ASHA for data-parallel trials: a STOP decision becomes a flag the trial's Train workers
+    read after their next report (then they all return), not a kill.
+
+    Why: a Tune trial driving a ``TorchTrainer`` is blocked in ``fit()`` and cannot stop
+    gracefully; Tune then kills it after ``TUNE_FORCE_TRIAL_CLEANUP_S`` (600 s) and, measured
+    here with Ray 2.60, the killed run's worker placement group was not released, so the next
+    trial never got its CPUs. The cost: a stopped trial runs one more epoch (the decision
+    arrives after its workers have moved on).
+    """
+    from ray.experimental import internal_kv
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class GracefulASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            action = super().on_trial_result(tune_controller, trial, result)
+            if action == TrialScheduler.STOP:
+                internal_kv._internal_kv_put(_stop_key(trial.trial_id), b"1")
+                return TrialScheduler.CONTINUE
+            return action
+
+    return GracefulASHA(**kw)
+
+
+def trial_config(base: dict[str, Any], config: dict[str, Any]) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {**base, **config, "progress": False, "eval_every": 1, "num_workers": 0}
+    )
+
+
+def local_trial(config: dict[str, Any], *, base: dict[str, Any], threads: int) -> None:
+    """A Tune function trainable: one process trains the trial."""
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(threads)
+    ctx = tune.get_context()
+    note_start(ctx.get_trial_dir())
+    cfg = trial_config(base, config)
+    work = _work_dir(f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}")
+    _train(cfg, work, tune.get_checkpoint(), tune.report, tune.Checkpoint, main=True)
+
+
+def dp_worker(config: dict[str, Any]) -> None:
+    """A Ray Train worker of a data-parallel trial (process group set up by TorchTrainer)."""
+    import ray.train
+    import torch
+
+    torch.set_num_threads(config["threads"])
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    cfg = TrainConfig.model_validate(config["cfg"])
+    work = _work_dir(f"{ctx.get_experiment_name()}-rank{rank}")
+    try:
+        _train(
+            cfg,
+            work,
+            ray.train.get_checkpoint(),
+            ray.train.report,
+            ray.train.Checkpoint,
+            rank == 0,
+            stop_key=_stop_key(config["trial_id"]) if config.get("trial_id") else None,
+        )
+    except _StopTrial:
+        return  # stopped early by the scheduler: a normal end of the Train run
+
+
+def scaling(o: TuneOptions):
+    import ray.train
+
+    resources = {"CPU": o.cpus_per_worker}
+    if o.gpus_per_worker:
+        resources["GPU"] = o.gpus_per_worker
+    return ray.train.ScalingConfig(
+        num_workers=o.workers_per_trial,
+        use_gpu=o.gpus_per_worker > 0,
+        resources_per_worker=resources,
+    )
+
+
+def dp_trial(
+    config: dict[str, Any], *, base: dict[str, Any], opts: dict[str, Any], storage: str
+) -> None:
+    """A Tune function trainable driving one data-parallel ``TorchTrainer`` run."""
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    o = TuneOptions.model_validate(opts)
+    ctx = tune.get_context()
+    note_start(ctx.get_trial_dir())
+    cfg = trial_config(base, config)
+    trainer = TorchTrainer(
+        dp_worker,
+        train_loop_config={
+            "cfg": cfg.model_dump(),
+            "threads": o.threads,
+            "trial_id": ctx.get_trial_id(),
+        },
+        scaling_config=scaling(o),
+        run_config=ray.train.RunConfig(
+            # a stable name: a restarted trial's Train run resumes from its own checkpoints
+            name=f"dp-{ctx.get_trial_id()}",
+            storage_path=f"{storage.rstrip('/')}/{o.name}_train_runs",
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=o.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    trainer.fit()
