@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -31,3 +36,36 @@ def randomize_norms(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 @pytest.fixture
 def rand_norms():
     return randomize_norms
+
+
+@pytest.fixture
+def kill_once():
+    """``with kill_once(find_pid) as killed:`` - a background thread polls ``find_pid()`` and
+    SIGKILLs the first PID it returns, once (``killed`` gets that PID); stopped on exit."""
+
+    @contextmanager
+    def run(find_pid: Callable[[], int | None], poll_s: float = 0.05) -> Iterator[list[int]]:
+        done, killed = threading.Event(), []
+
+        def loop() -> None:
+            while not done.is_set():
+                pid = find_pid()
+                if pid is not None:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:  # already gone: look again
+                        pass
+                    else:
+                        killed.append(pid)
+                        return
+                time.sleep(poll_s)
+
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        try:
+            yield killed
+        finally:
+            done.set()
+            t.join()
+
+    return run

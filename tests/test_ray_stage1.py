@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -95,41 +94,25 @@ def test_two_workers_match_one_worker(tmp_path):
             torch.testing.assert_close(v, a[k], rtol=1e-3, atol=1e-4)
 
 
-def _killer(storage: Path, done: threading.Event, killed: list[int]) -> None:
-    """Kill the first trial process that has persisted a checkpoint, once (SIGKILL)."""
-    while not done.is_set() and not killed:
-        for trial in storage.glob("*/*_trial_*"):
-            starts = trial / "starts.log"
-            # result.json gets a row once Tune has registered the epoch's checkpoint; a
-            # checkpoint directory alone may still be uploading (a kill then loses it, rightly)
-            result = trial / "result.json"
-            reported = result.is_file() and result.read_text().strip()
-            if starts.is_file() and reported and any(trial.glob("checkpoint_*")):
-                pid = int(starts.read_text().split()[0])
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                killed.append(pid)
-                return
-        time.sleep(0.1)
+def _trial_pid(storage: Path) -> int | None:
+    """The process of a Stage I trial whose first checkpoint Tune has registered (result.json
+    gets a row then; a checkpoint directory alone may still be uploading, and a kill then
+    rightly loses it)."""
+    for trial in storage.glob("*/*_trial_*"):
+        starts, result = trial / "starts.log", trial / "result.json"
+        if starts.is_file() and result.is_file() and result.read_text().strip():
+            return int(starts.read_text().split()[0])
+    return None
 
 
-def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path):
-    storage = tmp_path / "ray"
-    done, killed = threading.Event(), []
-    t = threading.Thread(target=_killer, args=(storage, done, killed), daemon=True)
-    t.start()
-    try:
+def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path, kill_once):
+    with kill_once(lambda: _trial_pid(tmp_path / "ray")) as killed:
         res = tune_supernet(
             _base(epochs=4, train_limit=384),
             tmp_path,
             space=_space(),
             options=TuneOptions(samples=2, asha=False, max_failures=2),
         )
-    finally:
-        done.set()
-        t.join()
     assert killed, "no trial was killed (training ended before a checkpoint was seen)"
     table = res.trials
     assert len(table) == 2 and set(table["status"]) == {"ok"}
@@ -216,35 +199,21 @@ def _registered_checkpoint(storage: Path) -> bool:
     return False
 
 
-def _kill_train_worker(storage: Path, done: threading.Event, killed: list[int]) -> None:
-    """SIGKILL one Ray Train worker process once the run has persisted a checkpoint."""
-    while not done.is_set() and not killed:
-        if _registered_checkpoint(storage):
-            ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
-            pids = [
-                int(line.split()[0]) for line in ps.stdout.splitlines() if "RayTrainWorker" in line
-            ]
-            if pids:
-                os.kill(max(pids), signal.SIGKILL)
-                killed.append(max(pids))
-                return
-        time.sleep(0.1)
+def _train_worker_pid(storage: Path) -> int | None:
+    """One Ray Train worker process, once the run has a registered checkpoint."""
+    if not _registered_checkpoint(storage):
+        return None
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True)
+    pids = [int(line.split()[0]) for line in ps.stdout.splitlines() if "RayTrainWorker" in line]
+    return max(pids) if pids else None
 
 
-def test_killed_data_parallel_worker_restarts_group_from_checkpoint(tmp_path):
+def test_killed_data_parallel_worker_restarts_group_from_checkpoint(tmp_path, kill_once):
     cfg = _base(epochs=4, train_limit=384)
-    done, killed = threading.Event(), []
-    t = threading.Thread(
-        target=_kill_train_worker, args=(tmp_path / "out" / "ray", done, killed), daemon=True
-    )
-    t.start()
-    try:
+    with kill_once(lambda: _train_worker_pid(tmp_path / "out" / "ray")) as killed:
         res = train_data_parallel(
             cfg, tmp_path / "out", options=TuneOptions(workers_per_trial=2, max_failures=2)
         )
-    finally:
-        done.set()
-        t.join()
     assert killed, "no worker was killed (training ended before a checkpoint was seen)"
     ckpt = load_checkpoint(res.checkpoint)
     assert ckpt["epoch"] == 4 and len(ckpt["history"]) == 4

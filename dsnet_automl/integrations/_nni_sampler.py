@@ -102,12 +102,11 @@ def _own_random(holder: dict[str, Any]) -> Iterator[None]:
         random.setstate(outer)
 
 
-class _Tpe:
-    def __init__(self, space: dict[str, Any], seed: int, *, startup_trials: int, **_: Any):
-        from nni.algorithms.hpo.tpe_tuner import TpeTuner
+class _Adapter:
+    """One NNI tuner (``self.tuner``) behind ask / tell / drop / replay; NNI's Tuner API for
+    the first three, per tuner for ``replay`` (feeding a trial it did not propose)."""
 
-        self.tuner = TpeTuner("maximize", seed=seed, tpe_args={"n_startup_jobs": startup_trials})
-        self.tuner.update_search_space(space)
+    tuner: Any
 
     def ask(self, pid: int) -> dict[str, Any]:
         return self.tuner.generate_parameters(pid)
@@ -119,10 +118,21 @@ class _Tpe:
         self.tuner.trial_end(pid, False)
 
     def replay(self, params: dict[str, Any], reward: float) -> None:
+        raise NotImplementedError
+
+
+class _Tpe(_Adapter):
+    def __init__(self, space: dict[str, Any], seed: int, *, startup_trials: int, **_: Any):
+        from nni.algorithms.hpo.tpe_tuner import TpeTuner
+
+        self.tuner = TpeTuner("maximize", seed=seed, tpe_args={"n_startup_jobs": startup_trials})
+        self.tuner.update_search_space(space)
+
+    def replay(self, params: dict[str, Any], reward: float) -> None:
         self.tuner.import_data([{"parameter": params, "value": reward}])
 
 
-class _Evolution:
+class _Evolution(_Adapter):
     """NNI's naive evolution; its first generation (``population`` random points) is seeded and
     replayed trials take the place of not-yet-evaluated random individuals (its own
     ``import_data`` is a no-op)."""
@@ -142,13 +152,7 @@ class _Evolution:
 
     def ask(self, pid: int) -> dict[str, Any]:
         with _own_random(self.rng):
-            return self.tuner.generate_parameters(pid)
-
-    def tell(self, pid: int, params: dict[str, Any], reward: float) -> None:
-        self.tuner.receive_trial_result(pid, params, reward)
-
-    def drop(self, pid: int) -> None:
-        self.tuner.trial_end(pid, False)
+            return super().ask(pid)
 
     def replay(self, params: dict[str, Any], reward: float) -> None:
         from nni.algorithms.hpo.evolution_tuner import Individual

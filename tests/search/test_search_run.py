@@ -10,7 +10,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -178,23 +177,16 @@ def test_ray_runner_two_workers(make_study):
         assert (Path(t.user_attrs["bundle"]) / "dynamic.yaml").is_file()
 
 
-def _kill_gate_trial(trials: Path, done: threading.Event, killed: list[int]) -> None:
-    """SIGKILL the first Ray search trial whose gate training has checkpointed an epoch."""
-    while not done.is_set() and not killed:
-        for ckpt in trials.glob("ray_*/gate_train.ckpt"):
-            starts = ckpt.parent / "starts.log"
-            if starts.is_file() and starts.read_text().strip():
-                pid = int(starts.read_text().split()[0])
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                killed.append(pid)
-                return
-        time.sleep(0.05)
+def _gate_trial_pid(trials: Path) -> int | None:
+    """The process of a Ray search trial whose gate training has checkpointed an epoch."""
+    for ckpt in trials.glob("ray_*/gate_train.ckpt"):
+        starts = ckpt.parent / "starts.log"
+        if starts.is_file() and starts.read_text().strip():
+            return int(starts.read_text().split()[0])
+    return None
 
 
-def test_ray_search_killed_trial_resumes_its_gate_training(make_study):
+def test_ray_search_killed_trial_resumes_its_gate_training(make_study, kill_once):
     """A Ray trial process killed mid gate training is retried (max_failures) and continues
     from its gate checkpoint; the study ends with every trial complete."""
     path = make_study(
@@ -206,16 +198,8 @@ def test_ray_search_killed_trial_resumes_its_gate_training(make_study):
     )
     cfg = load_study(path)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    done, killed = threading.Event(), []
-    t = threading.Thread(
-        target=_kill_gate_trial, args=(cfg.run_dir / "trials", done, killed), daemon=True
-    )
-    t.start()
-    try:
+    with kill_once(lambda: _gate_trial_pid(cfg.run_dir / "trials")) as killed:
         res = run_search(cfg, workers=2, progress=False)
-    finally:
-        done.set()
-        t.join()
     assert killed, "no trial was killed (gate training ended before a checkpoint was seen)"
     trials = _complete(res.study)
     assert len(trials) == 2 and len(res.study.trials) == 2  # no extra, no failed trial
