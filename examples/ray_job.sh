@@ -11,9 +11,11 @@
 #     pass --db postgresql://... to share it with other drivers.
 #
 # Usage: RAY_ADDRESS=http://HEAD:8265 SHARED=/mnt/shared/dsnet examples/ray_job.sh
-# Local try-out: `ray start --head --num-cpus 2` then
-#                RAY_ADDRESS=http://127.0.0.1:8265 SHARED=/tmp/dsnet_shared SAMPLES=2 \
-#                DP_WORKERS=1 GPUS=0 WORKERS=2 examples/ray_job.sh
+# Local try-out (needs the [cluster] extra for the Ray dashboard's job server):
+#   ray start --head --num-cpus 2
+#   RAY_ADDRESS=http://127.0.0.1:8265 SHARED=/tmp/dsnet_shared SAMPLES=2 EPOCHS=1 TRIALS=2 \
+#       DP_WORKERS=1 GPUS=0 WORKERS=2 examples/ray_job.sh
+#   ray stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,15 +26,17 @@ DP_WORKERS=${DP_WORKERS:-2}  # data-parallel workers per Stage I trial
 GPUS=${GPUS:-1}              # GPUs per Stage I worker (0 on CPU clusters)
 WORKERS=${WORKERS:-4}        # search trials in parallel
 HW=${HW:-jetson}
+EPOCHS=${EPOCHS:+--epochs $EPOCHS}  # Stage I epochs per trial (default: the trainer's)
+TRIALS=${TRIALS:+--trials $TRIALS}  # search trials (default: the study's)
 
 ray job submit --address "$RAY_ADDRESS" --working-dir . -- bash -c "
   set -e
   # a re-submitted job continues the interrupted sweep instead of starting over
   resume=''; [ -d $SHARED/ray/stage1_tune ] && resume=--resume
-  dsnet-automl train-supernet --out $SHARED/stage1 --tune \$resume --samples $SAMPLES \
+  dsnet-automl train-supernet --out $SHARED/stage1 --tune \$resume --samples $SAMPLES $EPOCHS \
       --dp-workers $DP_WORKERS --gpus-per-worker $GPUS --batch-size 64 \
       --ray-address auto --storage-path $SHARED/ray --no-progress
-  dsnet-automl search studies/demo.yaml --hw $HW --workers $WORKERS --ray-address auto \
+  dsnet-automl search studies/demo.yaml --hw $HW --workers $WORKERS $TRIALS --ray-address auto \
       --checkpoint $SHARED/stage1/best/checkpoint.pt --runs-dir $SHARED/studies \
       --storage-path $SHARED/ray --no-progress
 "

@@ -141,7 +141,9 @@ def tune_supernet(
         per_trial = opts.workers_per_trial * opts.cpus_per_worker
 
     else:
-        trainable = tune.with_parameters(local_trial, base=base_dict, threads=opts.threads)
+        trainable = tune.with_parameters(
+            local_trial, base=base_dict, threads=opts.threads, storage=storage
+        )
         res = {"cpu": opts.cpus_per_worker}
         if opts.gpus_per_worker:
             res["gpu"] = opts.gpus_per_worker

@@ -120,14 +120,28 @@ def trial_config(base: dict[str, Any], config: dict[str, Any]) -> TrainConfig:
     )
 
 
-def local_trial(config: dict[str, Any], *, base: dict[str, Any], threads: int) -> None:
+def _note_trial_start(ctx: Any, storage: str) -> None:
+    """``starts.log`` in the trial's directory under the experiment's storage (beside Tune's
+    ``result.json``). ``get_trial_dir()`` is the actor's local working dir, which for a reused
+    actor is a staging dir under ``/tmp/ray`` that Ray does not sync back; with remote storage
+    (``s3://``) the log stays there."""
+    local = Path(ctx.get_trial_dir())
+    if "://" in storage:
+        note_start(local)
+    else:
+        note_start(Path(storage) / ctx.get_experiment_name() / local.name)
+
+
+def local_trial(
+    config: dict[str, Any], *, base: dict[str, Any], threads: int, storage: str
+) -> None:
     """A Tune function trainable: one process trains the trial."""
     import torch
     from ray import tune
 
     torch.set_num_threads(threads)
     ctx = tune.get_context()
-    note_start(ctx.get_trial_dir())
+    _note_trial_start(ctx, storage)
     cfg = trial_config(base, config)
     work = _work_dir(f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}")
     _train(cfg, work, tune.get_checkpoint(), tune.report, tune.Checkpoint, main=True)
@@ -181,7 +195,7 @@ def dp_trial(
 
     o = TuneOptions.model_validate(opts)
     ctx = tune.get_context()
-    note_start(ctx.get_trial_dir())
+    _note_trial_start(ctx, storage)
     cfg = trial_config(base, config)
     trainer = TorchTrainer(
         dp_worker,
