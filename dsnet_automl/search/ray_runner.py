@@ -155,7 +155,12 @@ def _run(
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=n_trials, max_concurrent_trials=workers
+            search_alg=searcher,
+            num_samples=n_trials,
+            max_concurrent_trials=workers,
+            # a finished trial's actor runs the next one: no new process, no re-import of
+            # torch/timm, the shared TrialContext is deserialised once per actor
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=f"{study.name}-ray",
