@@ -11,10 +11,13 @@
 #     pass --db postgresql://... to share it with other drivers.
 #
 # Usage: RAY_ADDRESS=http://HEAD:8265 SHARED=/mnt/shared/dsnet examples/ray_job.sh
-# Local try-out (needs the [cluster] extra for the Ray dashboard's job server):
+# Ray 2.60 clusters use token authentication: the submitting shell needs RAY_AUTH_MODE=token
+# and the cluster's token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN).
+# Local try-out (needs the [cluster] extra for the Ray dashboard's job server; ~3 min on 2 CPUs,
+# re-submitting it resumes both stages in seconds):
 #   ray start --head --num-cpus 2
-#   RAY_ADDRESS=http://127.0.0.1:8265 SHARED=/tmp/dsnet_shared SAMPLES=2 EPOCHS=1 TRIALS=2 \
-#       DP_WORKERS=1 GPUS=0 WORKERS=2 examples/ray_job.sh
+#   RAY_AUTH_MODE=token RAY_ADDRESS=http://127.0.0.1:8265 SHARED=/tmp/dsnet_shared SAMPLES=2 \
+#       EPOCHS=1 TRIALS=2 DP_WORKERS=1 GPUS=0 WORKERS=2 examples/ray_job.sh
 #   ray stop
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -121,10 +121,13 @@ def search_cmd(
     console.print(_front_table(res.study, f"dynamic Pareto front on {cfg.hw} ({src} latency)"))
     if res.static is not None:
         console.print(_front_table(res.static, f"static baseline front on {cfg.hw} ({src})"))
+    where = (f" --hw {hw}" if hw and hw != "jetson" else "") + (
+        f" --runs-dir {runs_dir}" if runs_dir else ""
+    )
     console.print(
         f"{len(index['bundles'])} bundles, trials.csv, pareto.png/html in {out}  "
         f"({time.perf_counter() - t0:.0f} s); dashboard: dsnet-automl dashboard "
-        f"{study or 'studies/demo.yaml'}" + (f" --hw {hw}" if hw and hw != "jetson" else "")
+        f"{study or 'studies/demo.yaml'}{where}" + (f" --db {db}" if db else "")
     )
 
 
@@ -135,12 +138,15 @@ def export_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Export directory.")] = Path("export"),
     hw: Annotated[str | None, typer.Option(help="Device the study was run for.")] = None,
     db: Annotated[str | None, typer.Option(help="Optuna storage URL.")] = None,
+    runs_dir: Annotated[
+        str | None, typer.Option(help="Where the study's run dir is (as given to 'search').")
+    ] = None,
 ) -> None:
     """Export every Pareto-optimal trial of a study as a bundle (+ index, CSV, plots)."""
     from ..search import STATIC_SUFFIX, export_study, load_study
     from ..search.study import load_existing
 
-    cfg = load_study(study, hw=hw)
+    cfg = load_study(study, hw=hw, runs_dir=runs_dir)
     dyn = load_existing(cfg, db=db)
     static = load_existing(cfg, db=db, suffix=STATIC_SUFFIX, missing_ok=True)
     index = export_study(dyn, static, out, hw=cfg.hw)
@@ -155,6 +161,9 @@ def dashboard_cmd(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8080,
     db: Annotated[str | None, typer.Option(help="Optuna storage URL.")] = None,
+    runs_dir: Annotated[
+        str | None, typer.Option(help="Where the study's run dir is (as given to 'search').")
+    ] = None,
 ) -> None:
     """Start optuna-dashboard on the study DB and print its URL (Ctrl-C stops it)."""
     import shutil
@@ -162,7 +171,7 @@ def dashboard_cmd(
 
     from ..search import load_study
 
-    cfg = load_study(study, hw=hw)
+    cfg = load_study(study, hw=hw, runs_dir=runs_dir)
     url = db or cfg.db_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise StudyError(f"no study DB {url!r} yet; run 'dsnet-automl search' first")

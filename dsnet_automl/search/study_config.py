@@ -166,7 +166,8 @@ def load_study(spec: str | Path | None = None, **overrides: Any) -> StudyConfig:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "hw" in overrides and overrides["hw"] != data.get("hw", "jetson"):
         # another device is another study; Stage I is shared
-        base = Path(data.get("runs_dir", "studies/runs")) / str(data["name"])
+        runs = overrides.get("runs_dir", data.get("runs_dir", "studies/runs"))
+        base = Path(runs) / str(data["name"])
         data.setdefault("stage1_dir", str(base / "stage1"))
         data["name"] = f"{data['name']}-{overrides['hw']}"
     data.update(overrides)

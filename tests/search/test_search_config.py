@@ -96,3 +96,9 @@ def test_dashboard_and_export_without_db_say_run_search_first(tmp_path):
     for cmd in (["dashboard", str(p)], ["export", str(p), "--out", str(tmp_path / "e")]):
         res = CliRunner().invoke(app, cmd)
         assert res.exit_code == 1 and "run 'dsnet-automl search' first" in res.output
+    # --runs-dir (as given to `search` on a cluster) points both at that run dir's DB
+    other = tmp_path / "shared"
+    for cmd in (["dashboard", str(p)], ["export", str(p), "--out", str(tmp_path / "e")]):
+        res = CliRunner().invoke(app, [*cmd, "--runs-dir", str(other)])
+        assert res.exit_code == 1, res.output
+        assert str(other / "x" / "study.db") in res.output.replace("\n", "")
