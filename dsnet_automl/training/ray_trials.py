@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +20,24 @@ from .tune_options import METRIC, TuneOptions
 __all__ = ["dp_trial", "dp_worker", "graceful_asha", "local_trial", "scaling", "trial_config"]
 
 
-def _work_dir(tag: str) -> Path:
-    d = Path(tempfile.gettempdir()) / "dsnet_automl_stage1" / tag
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+@contextmanager
+def _work_dir(tag: str) -> Iterator[Path]:
+    """A fresh local directory for one attempt of a trial (rank), removed when it ends.
+
+    Nothing in it outlives the attempt: every epoch's checkpoint is uploaded to Ray's storage
+    inside ``report`` and a retry starts from Ray's copy, so two runs on one machine never
+    share a directory and finished trials leave no multi-GB checkpoints in ``/tmp``.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"dsnet_automl_stage1_{tag}_") as d:
+        yield Path(d)
 
 
 def _restore_into(ckpt: Any, work: Path) -> int | None:
-    """Copy Ray's checkpoint (if any) into ``work``; -> the epoch it holds, None if none.
-
-    A checkpoint left in ``work`` by a crashed attempt but never reported to Ray is dropped:
-    Ray's copy is the authority.
-    """
+    """Copy Ray's checkpoint (if any) into ``work``; -> the epoch it holds, None if none."""
     from .supernet import CHECKPOINT_NAME
 
     local = work / CHECKPOINT_NAME
     if ckpt is None:
-        local.unlink(missing_ok=True)
         return None
     with ckpt.as_directory() as d:
         shutil.copy2(Path(d) / CHECKPOINT_NAME, local)
@@ -143,8 +146,8 @@ def local_trial(
     ctx = tune.get_context()
     _note_trial_start(ctx, storage)
     cfg = trial_config(base, config)
-    work = _work_dir(f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}")
-    _train(cfg, work, tune.get_checkpoint(), tune.report, tune.Checkpoint, main=True)
+    with _work_dir(ctx.get_trial_id()) as work:
+        _train(cfg, work, tune.get_checkpoint(), tune.report, tune.Checkpoint, main=True)
 
 
 def dp_worker(config: dict[str, Any]) -> None:
@@ -156,19 +159,19 @@ def dp_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     cfg = TrainConfig.model_validate(config["cfg"])
-    work = _work_dir(f"{ctx.get_experiment_name()}-rank{rank}")
-    try:
-        _train(
-            cfg,
-            work,
-            ray.train.get_checkpoint(),
-            ray.train.report,
-            ray.train.Checkpoint,
-            rank == 0,
-            stop_key=_stop_key(config["trial_id"]) if config.get("trial_id") else None,
-        )
-    except _StopTrial:
-        return  # stopped early by the scheduler: a normal end of the Train run
+    with _work_dir(f"rank{rank}") as work:
+        try:
+            _train(
+                cfg,
+                work,
+                ray.train.get_checkpoint(),
+                ray.train.report,
+                ray.train.Checkpoint,
+                rank == 0,
+                stop_key=_stop_key(config["trial_id"]) if config.get("trial_id") else None,
+            )
+        except _StopTrial:
+            return  # stopped early by the scheduler: a normal end of the Train run
 
 
 def scaling(o: TuneOptions):
