@@ -1,0 +1,445 @@
+"""A persistent table of measured sub-net accuracies (SQLite via SQLAlchemy 2).
+
+Every measured top-1 is stored under ``(checkpoint_hash, data, data_seed, split, config_key)``
+so that no sub-net of one checkpoint is evaluated twice on the same split, across trials,
+processes and re-runs. ``checkpoint_hash`` is the file content's sha256 (a re-trained
+checkpoint at the same path gets new rows); ``data_seed`` is part of the key because it fixes
+the train/val/test split of every in-memory dataset.
+
+Evaluation is plain: the supernet in eval mode with its own per-width BN statistics (no
+recalibration, the statistics the dynamic net's routes run on too), ``net(x, cfg)`` under
+``torch.inference_mode`` in big batches over a split loaded once per process. Every config is
+committed as soon as it is measured, so an interrupted run keeps what it measured.
+
+Concurrent writers (Ray workers) are safe: WAL mode, a busy timeout, and a row another process
+inserted first is kept (``INSERT`` conflicts are ignored and the stored value is returned).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from torch import Tensor, nn
+
+from ..config import SubnetConfig
+from ..errors import CheckpointError, StudyError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AccuracyRow",
+    "AccuracyTable",
+    "checkpoint_hash",
+    "clear_split_cache",
+    "config_key",
+]
+
+SCHEMA_VERSION = 1
+_HASH_CHARS = 16
+_IN_CLAUSE = 400  # keys per SELECT ... IN (...), below SQLite's bound-parameter limit
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------- ORM
+class _Base(DeclarativeBase):
+    pass
+
+
+class AccuracySchemaVersion(_Base):
+    __tablename__ = "accuracy_schema_version"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class AccuracyRow(_Base):
+    """One measured top-1 of one sub-net of one checkpoint on one data split."""
+
+    __tablename__ = "subnet_accuracy"
+    __table_args__ = (
+        UniqueConstraint(
+            "checkpoint_hash", "data", "data_seed", "split", "config_key", name="uq_accuracy"
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_hash: Mapped[str] = mapped_column(String(64), index=True)
+    data: Mapped[str] = mapped_column(String(300))  # dataset spec, e.g. "digits-hard"
+    data_seed: Mapped[int] = mapped_column(Integer, default=0)
+    split: Mapped[str] = mapped_column(String(10))  # train | val | test
+    supernet: Mapped[str] = mapped_column(String(100))
+    config_key: Mapped[str] = mapped_column(Text)  # json of {dim: value}, sorted keys
+    top1: Mapped[float] = mapped_column(Float)
+    n_samples: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    device: Mapped[str] = mapped_column(String(30), default="cpu")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+def config_key(cfg: SubnetConfig) -> str:
+    """The stored key of a config: its :meth:`SubnetConfig.to_json` (sorted, canonical)."""
+    return cfg.to_json()
+
+
+# ---------------------------------------------------------------------------------- hashing
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def checkpoint_hash(path: str | Path) -> str:
+    """First 16 hex chars of the sha256 of a checkpoint file.
+
+    Cached per ``(resolved path, mtime_ns, size)``: a second call on an unchanged file costs one
+    ``stat``; a rewritten file is hashed again.
+
+    Raises:
+        CheckpointError: the file does not exist.
+    """
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+    except OSError:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not exist; train one with 'dsnet-automl train'"
+        ) from None
+    key = (str(p), st.st_mtime_ns, st.st_size)
+    h = _HASHES.get(key)
+    if h is None:
+        d = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                d.update(block)
+        h = _HASHES[key] = d.hexdigest()[:_HASH_CHARS]
+    return h
+
+
+# ---------------------------------------------------------------------------------- data
+_SPLITS = ("train", "val", "test")
+_SPLIT_CACHE: dict[tuple[str, tuple[int, int, int], int, str], tuple[Tensor, Tensor]] = {}
+
+
+def clear_split_cache() -> None:
+    """Forget the in-process cache of loaded split tensors."""
+    _SPLIT_CACHE.clear()
+
+
+def _split_tensors(
+    data: str, input_size: tuple[int, int, int], seed: int, split: str
+) -> tuple[Tensor, Tensor]:
+    """``(x (N, C, H, W) float, y (N,) long)`` of one split, loaded once per process."""
+    if split not in _SPLITS:
+        raise StudyError(f"accuracy table: split {split!r} is not one of {', '.join(_SPLITS)}")
+    key = (data, tuple(input_size), int(seed), split)
+    hit = _SPLIT_CACHE.get(key)
+    if hit is not None:
+        return hit
+    from ..data import ArrayDataset, load_dataset, make_loader
+
+    splits = load_dataset(data, input_size, seed=seed)
+    ds = getattr(splits, split)
+    if isinstance(ds, ArrayDataset):
+        x, y = ds.x, ds.y
+    else:  # image folders: gather once (a val/test split of a small dataset fits in memory)
+        xs, ys = zip(*make_loader(ds, 256, shuffle=False), strict=True)
+        x, y = torch.cat(xs), torch.cat(ys).long()
+    _SPLIT_CACHE[key] = (x, y)
+    return x, y
+
+
+@torch.inference_mode()
+def _top1(
+    net: nn.Module, x: Tensor, y: Tensor, cfg: SubnetConfig, batch_size: int, device: torch.device
+) -> float:
+    """Top-1 of ``net(., cfg)`` over ``x`` (N, C, H, W) with labels ``y`` (N,)."""
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        xb = x[i : i + batch_size].to(device, non_blocking=True)
+        yb = y[i : i + batch_size].to(device, non_blocking=True)
+        correct += int((net(xb, cfg).argmax(-1) == yb).sum())
+    return correct / max(1, len(y))
+
+
+# ---------------------------------------------------------------------------------- store
+class AccuracyTable:
+    """Measured sub-net accuracies in one database.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///runs/accuracy.db``; ``sqlite://`` is in-memory).
+        timeout_s: how long a writer waits for SQLite's lock.
+
+    The object pickles without its engine (re-created on first use), so Ray can ship it.
+    ``last_evaluated`` is the number of sub-nets the latest :meth:`evaluate` actually ran.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        self.url = str(url)
+        self.timeout_s = float(timeout_s)
+        self.last_evaluated = 0
+        self._engine: Engine | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_engine": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return f"AccuracyTable({self.url!r})"
+
+    # ------------------------------------------------------------------ engine
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._open()
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _open(self) -> Engine:
+        url = make_url(self.url)
+        sqlite = url.drivername.startswith("sqlite")
+        on_disk = sqlite and url.database not in (None, "", ":memory:")
+        if on_disk:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        kw: dict[str, Any] = {"connect_args": {"timeout": self.timeout_s}} if sqlite else {}
+        engine = create_engine(self.url, **kw)
+        if on_disk:
+
+            @event.listens_for(engine, "connect")
+            def _wal(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+        try:
+            _Base.metadata.create_all(engine)
+            with Session(engine) as s, s.begin():
+                row = s.get(AccuracySchemaVersion, 1)
+                if row is None:
+                    s.add(AccuracySchemaVersion(id=1, version=SCHEMA_VERSION))
+                elif row.version != SCHEMA_VERSION:
+                    raise StudyError(
+                        f"accuracy table {self.url} has schema version {row.version}, this "
+                        f"dsnet-automl reads {SCHEMA_VERSION}; pass another accuracy database "
+                        "(its rows can be re-measured)"
+                    )
+        except SQLAlchemyError as e:
+            engine.dispose()
+            raise self._error(e) from e
+        return engine
+
+    def _error(self, e: SQLAlchemyError) -> StudyError:
+        return StudyError(
+            f"accuracy table {self.url}: {type(e).__name__}: {getattr(e, 'orig', None) or e}; "
+            "if the file is corrupt, move it away (rows are re-measured on demand)"
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success, rolls back on error, wraps database errors in
+        :class:`StudyError` and closes."""
+        s = Session(self.engine, expire_on_commit=False)
+        try:
+            yield s
+            s.commit()
+        except SQLAlchemyError as e:
+            s.rollback()
+            raise self._error(e) from e
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    # ------------------------------------------------------------------ queries
+    @staticmethod
+    def _where(ckpt_hash: str, data: str, split: str, seed: int) -> tuple[Any, ...]:
+        return (
+            AccuracyRow.checkpoint_hash == ckpt_hash,
+            AccuracyRow.data == data,
+            AccuracyRow.data_seed == int(seed),
+            AccuracyRow.split == split,
+        )
+
+    def lookup(
+        self,
+        ckpt_hash: str,
+        data: str,
+        split: str,
+        configs: Iterable[SubnetConfig],
+        *,
+        seed: int = 0,
+    ) -> dict[SubnetConfig, float]:
+        """Stored top-1 of those ``configs`` that have a row (the others are absent)."""
+        by_key = {config_key(c): c for c in configs}
+        keys = list(by_key)
+        out: dict[SubnetConfig, float] = {}
+        with self.session() as s:
+            for i in range(0, len(keys), _IN_CLAUSE):
+                q = select(AccuracyRow.config_key, AccuracyRow.top1).where(
+                    *self._where(ckpt_hash, data, split, seed),
+                    AccuracyRow.config_key.in_(keys[i : i + _IN_CLAUSE]),
+                )
+                out.update((by_key[k], top1) for k, top1 in s.execute(q))
+        return out
+
+    def _put(self, row: AccuracyRow) -> float:
+        """Insert one row (own transaction); if another writer stored it first, keep theirs
+        and return its top-1."""
+        try:
+            with self.session() as s:
+                s.add(row)
+            return row.top1
+        except StudyError as e:
+            if not isinstance(e.__cause__, IntegrityError):
+                raise
+        with self.session() as s:
+            q = select(AccuracyRow.top1).where(
+                *self._where(row.checkpoint_hash, row.data, row.split, row.data_seed),
+                AccuracyRow.config_key == row.config_key,
+            )
+            return float(s.scalar(q))
+
+    def evaluate(
+        self,
+        net: nn.Module,
+        configs: Sequence[SubnetConfig],
+        *,
+        ckpt_hash: str,
+        data: str,
+        split: str = "val",
+        seed: int = 0,
+        batch_size: int = 512,
+        device: str | torch.device = "cpu",
+        progress: bool = False,
+    ) -> dict[SubnetConfig, float]:
+        """Top-1 of every config; only the configs without a row are run (and stored).
+
+        Args:
+            net: the supernet ``ckpt_hash`` was taken from (``net(x, cfg)``), any mode: it is
+                put in eval mode for the measurement and restored after.
+            configs: sub-nets of ``net.space``.
+            ckpt_hash: :func:`checkpoint_hash` of the checkpoint ``net`` was loaded from.
+            data: dataset spec (``dsnet_automl.data.load_dataset``).
+            split: ``train``, ``val`` or ``test``.
+            seed: data seed (fixes the split).
+            batch_size: evaluation batch size.
+            device: where the forward passes run.
+            progress: show a rich progress bar.
+
+        Returns:
+            ``{config: top1}`` for every config given, in their order.
+        """
+        configs = list(dict.fromkeys(configs))
+        have = self.lookup(ckpt_hash, data, split, configs, seed=seed)
+        todo = [c for c in configs if c not in have]
+        self.last_evaluated = 0
+        if todo:
+            from rich.progress import track
+
+            space = getattr(net, "space", None)
+            if space is not None:
+                for c in todo:
+                    space.validate(c)
+            dev = torch.device(device)
+            input_size = tuple(space.input_size) if space is not None else (3, 32, 32)
+            x, y = _split_tensors(data, input_size, seed, split)
+            if dev.type != "cpu":
+                x, y = x.to(dev), y.to(dev)
+            was_training = net.training
+            net.eval()
+            try:
+                for cfg in track(todo, description="accuracy", disable=not progress):
+                    t0 = time.perf_counter()
+                    top1 = _top1(net, x, y, cfg, batch_size, dev)
+                    row = AccuracyRow(
+                        checkpoint_hash=ckpt_hash,
+                        data=data,
+                        data_seed=int(seed),
+                        split=split,
+                        supernet=cfg.supernet,
+                        config_key=config_key(cfg),
+                        top1=top1,
+                        n_samples=len(y),
+                        seconds=time.perf_counter() - t0,
+                        device=str(dev),
+                    )
+                    have[cfg] = self._put(row)
+                    self.last_evaluated += 1
+            finally:
+                net.train(was_training)
+        return {c: have[c] for c in configs}
+
+    def to_frame(
+        self,
+        ckpt_hash: str | None = None,
+        data: str | None = None,
+        split: str | None = None,
+        *,
+        seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Stored rows (filtered by whichever of the arguments are given), one per sub-net:
+        ``checkpoint_hash, data, data_seed, split, supernet, config, top1, n_samples, seconds,
+        device, created`` and one column per slice dim."""
+        q = select(AccuracyRow).order_by(AccuracyRow.id)
+        for col, val in (
+            (AccuracyRow.checkpoint_hash, ckpt_hash),
+            (AccuracyRow.data, data),
+            (AccuracyRow.split, split),
+            (AccuracyRow.data_seed, seed),
+        ):
+            if val is not None:
+                q = q.where(col == val)
+        cols = [
+            "checkpoint_hash",
+            "data",
+            "data_seed",
+            "split",
+            "supernet",
+            "config",
+            "top1",
+            "n_samples",
+            "seconds",
+            "device",
+            "created",
+        ]
+        rows = []
+        with self.session() as s:
+            for r in s.scalars(q):
+                cfg = SubnetConfig.from_json(r.config_key)
+                rows.append(
+                    {
+                        **{c: getattr(r, c) for c in cols if c != "config"},
+                        "config": r.config_key,
+                        **cfg.as_dict(),
+                    }
+                )
+        return pd.DataFrame(rows, columns=None if rows else cols)
