@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from dsnet_automl import create_supernet
 from dsnet_automl.cli import app
-from dsnet_automl.errors import CheckpointError
+from dsnet_automl.config import RouteSpace
+from dsnet_automl.errors import CheckpointError, SearchSpaceError
 from dsnet_automl.export import export_dynamic
 from dsnet_automl.routing import DynamicNet
 from dsnet_automl.training.gate import (
@@ -76,6 +77,58 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert res.epochs_done == 2
     for k, v in full.gate.state_dict().items():
         assert torch.equal(v, resumed.gate.state_dict()[k]), k
+
+
+def one_route_dyn(seed: int = 0) -> DynamicNet:
+    torch.manual_seed(seed)
+    net = create_supernet("ds_mobilenet_v1_tiny").eval()
+    c = net.space.at_fraction(0.5)
+    return DynamicNet.build(net, RouteSpace((c,), costs=(float(net.macs(c)),)))
+
+
+ATTENTION = {"att1.weight", "att1.bias", "att2.weight", "att2.bias"}
+
+
+def test_one_route_trains_only_the_attention_head(tmp_path):
+    dyn = one_route_dyn()
+    gate_before = {k: v.clone() for k, v in dyn.gate.state_dict().items()}
+    res = train_gate(dyn, cfg(epochs=1), tmp_path, data=DATA)
+    assert res.epochs_done == 1 and res.history[-1]["route_hist"] == [16]
+    changed = {k for k, v in dyn.gate.state_dict().items() if not torch.equal(v, gate_before[k])}
+    assert changed == ATTENTION  # fc1/fc2: no gradient and no AdamW weight decay
+    back = DynamicNet.load(tmp_path)
+    assert back.num_routes == 1 and torch.equal(back.gate.att2.weight, dyn.gate.att2.weight)
+
+
+def test_one_route_resume_equals_uninterrupted(tmp_path):
+    full = one_route_dyn()
+    train_gate(full, cfg(), tmp_path / "full", data=DATA)
+    with pytest.raises(_Stop):
+        train_gate(one_route_dyn(), cfg(), tmp_path / "part", data=DATA, report=_raise_stop)
+    resumed = one_route_dyn()
+    res = train_gate(resumed, cfg(), tmp_path / "part", data=DATA, resume=True)
+    assert res.epochs_done == 2
+    for k, v in full.gate.state_dict().items():
+        assert torch.equal(v, resumed.gate.state_dict()[k]), k
+
+
+def test_one_route_refuses_slimming_training(tmp_path):
+    with pytest.raises(SearchSpaceError, match="needs >= 2 routes"):
+        train_gate(one_route_dyn(), cfg(train_slimming=True), tmp_path, data=DATA)
+
+
+def test_frozen_slimming_head_with_several_routes(tmp_path):
+    dyn = fresh_dyn()
+    gate_before = {k: v.clone() for k, v in dyn.gate.state_dict().items()}
+    train_gate(dyn, cfg(epochs=1, train_slimming=False), tmp_path, data=DATA)
+    changed = {k for k, v in dyn.gate.state_dict().items() if not torch.equal(v, gate_before[k])}
+    assert changed == ATTENTION
+    with pytest.raises(CheckpointError, match="other gate parameters"):
+        train_gate(fresh_dyn(), cfg(epochs=2), tmp_path, data=DATA, resume=True)
+
+
+def _raise_stop(row):
+    raise _Stop
 
 
 def test_resume_with_other_routes_is_refused(tmp_path):

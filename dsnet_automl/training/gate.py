@@ -12,6 +12,12 @@ Per batch, with the supernet and its BN statistics frozen (eval mode, no paramet
 - **cost penalty**: ``lambda * (E[cost] / target_cost)^2`` with ``E[cost] = softmax(logits) @
   route costs`` (MACs by default; latency on a device when the route space carries latency costs).
 
+With one route (K = 1: a static sub-net plus the attention head, the fair static baseline of a
+dynamic trial) the SGS CE and the cost penalty are constant, so only the attention head
+(``att1``, ``att2``) is handed to the optimizer and trained by the task CE; the slimming head
+(``fc1``, ``fc2``) stays bit-identical to its init (no AdamW weight decay either). See
+``GateTrainConfig.train_slimming``.
+
 Only gate weights train. Checkpoints (gate, optimizer, epoch, RNG) are written atomically each
 epoch and on SIGINT/SIGTERM; ``resume=True`` continues from the last one.
 """
@@ -34,7 +40,7 @@ from torch import Tensor
 from .._io import atomic_path
 from ..config import RouteSpace
 from ..data import epoch_sampler, load_dataset, make_loaders
-from ..errors import CheckpointError
+from ..errors import CheckpointError, SearchSpaceError
 from ..routing import DynamicNet
 from .checkpoint import capture_rng, restore_rng
 from .supernet import _signals, _StopFlag, resolve_device
@@ -71,6 +77,12 @@ class GateTrainConfig(BaseModel):
         "samples the smallest route gets wrong are not out-voted (fights gate collapse)",
     )
     task_weight: float = Field(1.0, ge=0)
+    train_slimming: bool | None = Field(
+        None,
+        description="train the slimming head (fc1/fc2) with SGS and the cost penalty; False "
+        "trains only the attention head (att1/att2) with the task CE. Default: True with >= 2 "
+        "routes, False with one route (its SGS CE and cost penalty are constant)",
+    )
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -98,20 +110,71 @@ def sgs_class_weights(targets: Tensor, num_routes: int) -> Tensor:
     return torch.where(freq > 0, len(targets) / (present * freq.clamp_min(1)), 0.0)
 
 
+def trains_slimming(dyn: DynamicNet, cfg: GateTrainConfig) -> bool:
+    """Whether Stage II trains the slimming head: ``cfg.train_slimming``, by default K >= 2.
+
+    Raises:
+        SearchSpaceError: ``train_slimming=True`` with one route (nothing to choose), or
+            nothing left to train (no slimming head training and no attention head).
+    """
+    k = dyn.num_routes
+    slim = cfg.train_slimming if cfg.train_slimming is not None else k > 1
+    if slim and k == 1:
+        raise SearchSpaceError(
+            "train_slimming=True needs >= 2 routes; with one route the slimming head has "
+            "nothing to choose. Leave train_slimming unset (None) or pass False"
+        )
+    if not slim and not dyn.gate.attention:
+        raise SearchSpaceError(
+            f"nothing to train: train_slimming is off (routes: {k}) and the gate has no "
+            "attention head; build the gate with attention=True or use >= 2 routes"
+        )
+    if not slim and cfg.task_weight == 0:
+        raise SearchSpaceError(
+            "nothing to train: train_slimming is off and task_weight=0, so no loss reaches "
+            "the attention head; set task_weight > 0"
+        )
+    return slim
+
+
+def gate_trainable(dyn: DynamicNet, slim: bool) -> list[Tensor]:
+    """The gate parameters Stage II optimises: all of them, or only the attention head's."""
+    if slim:
+        return list(dyn.gate.parameters())
+    return [p for n, p in dyn.gate.named_parameters() if n.startswith(("att1.", "att2."))]
+
+
 def gate_loss(
-    dyn: DynamicNet, x: Tensor, y: Tensor, costs: Tensor, cfg: GateTrainConfig, target: float
+    dyn: DynamicNet,
+    x: Tensor,
+    y: Tensor,
+    costs: Tensor,
+    cfg: GateTrainConfig,
+    target: float,
+    *,
+    slim: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Stage II loss of one batch (gate in train mode, supernet frozen)."""
+    """Stage II loss of one batch (gate in train mode, supernet frozen).
+
+    x: (B, *input_size), y: (B,) labels, costs: (K,) route costs. With ``slim=False`` only the
+    task CE is built, and through the attention head only (the route logits are detached; the
+    SGS CE, which would need an extra run of route 0, and the cost penalty are skipped; SGS
+    is reported as 0)."""
     with torch.no_grad():
         h0 = dyn.features(x)
     h, logits = dyn.gate(h0)
     k = dyn.num_routes
-    with torch.no_grad():
-        sgs_t = sgs_targets(dyn.run_route(0, h), y, k)
-    weight = sgs_class_weights(sgs_t, k).to(logits.dtype) if cfg.sgs_balance else None
-    loss_sgs = F.cross_entropy(logits, sgs_t, weight=weight)
-    loss = cfg.sgs_weight * loss_sgs
-    stats = {"sgs": float(loss_sgs.detach())}
+    loss = logits.new_zeros(())
+    if slim:
+        with torch.no_grad():
+            sgs_t = sgs_targets(dyn.run_route(0, h), y, k)
+        weight = sgs_class_weights(sgs_t, k).to(logits.dtype) if cfg.sgs_balance else None
+        loss_sgs = F.cross_entropy(logits, sgs_t, weight=weight)
+        loss = loss + cfg.sgs_weight * loss_sgs
+        stats = {"sgs": float(loss_sgs.detach())}
+    else:
+        logits = logits.detach()
+        stats = {"sgs": 0.0}
     if cfg.task_weight > 0:
         pick = dyn.gate.select(logits)  # (B, K) hard one-hot, soft gradient
         outs = torch.stack([dyn.run_route(r, h) for r in range(k)], 1)  # (B, K, classes)
@@ -119,9 +182,10 @@ def gate_loss(
         loss = loss + cfg.task_weight * loss_task
         stats["task"] = float(loss_task.detach())
     exp_cost = (logits.softmax(1) @ costs).mean()
-    loss_cost = cfg.lam * (exp_cost / target) ** 2
     stats["cost"] = float(exp_cost.detach())
-    return loss + loss_cost, stats
+    if slim:
+        loss = loss + cfg.lam * (exp_cost / target) ** 2
+    return loss, stats
 
 
 @torch.no_grad()
@@ -181,6 +245,7 @@ def train_gate(
     use it for intermediate values and pruning)."""
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "gate_train.ckpt"
+    slim = trains_slimming(dyn, cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     net = dyn.supernet.to(device).eval()
@@ -189,7 +254,7 @@ def train_gate(
     dyn.to(device)
     splits = load_dataset(data, net.input_size, seed=cfg.seed)
     train_loader, val_loader, _ = make_loaders(splits, cfg.batch_size, seed=cfg.seed)
-    opt = torch.optim.AdamW(dyn.gate.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(gate_trainable(dyn, slim), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     costs = torch.tensor(dyn.route_costs(), dtype=torch.float32, device=device)
     target = cfg.target_cost or float(costs[-1])
@@ -198,7 +263,14 @@ def train_gate(
     if resume and ckpt_path.exists():
         ck = load_checkpoint_stage2(ckpt_path, dyn.route_space)
         dyn.gate.load_state_dict(ck["gate"])
-        opt.load_state_dict(ck["optimizer"])
+        try:
+            opt.load_state_dict(ck["optimizer"])
+        except ValueError:
+            raise CheckpointError(
+                f"gate checkpoint {str(ckpt_path)!r} optimises other gate parameters "
+                f"(train_slimming now {slim}); use another --out directory or the same "
+                "train_slimming"
+            ) from None
         sched.load_state_dict(ck["scheduler"])
         start, history = int(ck["epoch"]), list(ck["history"])
         restore_rng(ck["rng"])
@@ -221,7 +293,7 @@ def train_gate(
             t0, tot, nb, cost_sum = time.perf_counter(), 0.0, 0, 0.0
             for x, y, *_ in train_loader:
                 x, y = x.to(device), y.to(device)
-                loss, st = gate_loss(dyn, x, y, costs, cfg, target)
+                loss, st = gate_loss(dyn, x, y, costs, cfg, target, slim=slim)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
