@@ -99,7 +99,8 @@ def candidate_models(seed: int = 0) -> dict[str, Callable[[], Any]]:
                 alpha=1e-3,
                 learning_rate_init=3e-3,
                 max_iter=2000,
-                early_stopping=False,
+                early_stopping=True,  # held-out tau 0.68-0.72 vs 0.59-0.68 without
+                validation_fraction=0.15,
                 random_state=seed,
             ),
         ),

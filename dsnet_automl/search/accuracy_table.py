@@ -344,8 +344,9 @@ class AccuracyTable:
         """Top-1 of every config; only the configs without a row are run (and stored).
 
         Args:
-            net: the supernet ``ckpt_hash`` was taken from (``net(x, cfg)``), any mode: it is
-                put in eval mode for the measurement and restored after.
+            net: the :class:`~dsnet_automl.supernets.Supernet` ``ckpt_hash`` was taken from
+                (``net(x, cfg)``, ``net.space``), any mode: it is put in eval mode for the
+                measurement and restored after.
             configs: sub-nets of ``net.space``.
             ckpt_hash: :func:`checkpoint_hash` of the checkpoint ``net`` was loaded from.
             data: dataset spec (``dsnet_automl.data.load_dataset``).
@@ -365,13 +366,10 @@ class AccuracyTable:
         if todo:
             from rich.progress import track
 
-            space = getattr(net, "space", None)
-            if space is not None:
-                for c in todo:
-                    space.validate(c)
+            for c in todo:
+                net.space.validate(c)
             dev = torch.device(device)
-            input_size = tuple(space.input_size) if space is not None else (3, 32, 32)
-            x, y = _split_tensors(data, input_size, seed, split)
+            x, y = _split_tensors(data, tuple(net.space.input_size), seed, split)
             if dev.type != "cpu":
                 x, y = x.to(dev), y.to(dev)
             was_training = net.training
