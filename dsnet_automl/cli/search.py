@@ -23,21 +23,30 @@ def _front_table(s, title: str) -> Table:
     from ..search import pareto_trials
 
     tab = Table(title=title)
-    for col in ("trial", "val top-1", "latency ms", "source", "K", "routes share", "lambda"):
+    for col in ("trial", "val", "test", "ms", "source", "routes share", "lambda"):
         tab.add_column(col, justify="right")
     for t in pareto_trials(s):
         hist = t.user_attrs.get("route_hist") or []
         n = max(1, sum(hist))
+        test = t.user_attrs.get("test_accuracy")
         tab.add_row(
             str(t.number),
             f"{t.values[0]:.4f}",
+            "-" if test is None else f"{test:.4f}",
             f"{t.values[1]:.3f}",
             t.user_attrs.get("latency_source", "?"),
-            str(len(hist)) if hist else "-",
             " ".join(f"{h / n:.2f}" for h in hist) or "-",
             f"{t.params['lam']:.3g}" if "lam" in t.params else "-",
         )
     return tab
+
+
+def _print_fronts(dynamic, static_att, static, hw: str, source: str) -> None:
+    from ..search import FRONT_LABELS
+
+    for s, label in zip((dynamic, static_att, static), FRONT_LABELS, strict=True):
+        if s is not None:
+            console.print(_front_table(s, f"{label} Pareto front on {hw} ({source} latency)"))
 
 
 @app.command("search")
@@ -116,11 +125,8 @@ def search_cmd(
         console.print("[yellow]interrupted; run the same command again to resume[/yellow]")
         raise typer.Exit(130) from None
     out = out or cfg.run_dir / "export"
-    index = export_study(res.study, res.static, out, hw=cfg.hw)
-    src = index["latency_source"]
-    console.print(_front_table(res.study, f"dynamic Pareto front on {cfg.hw} ({src} latency)"))
-    if res.static is not None:
-        console.print(_front_table(res.static, f"static baseline front on {cfg.hw} ({src})"))
+    index = export_study(res.study, res.static, out, hw=cfg.hw, static_att=res.static_att)
+    _print_fronts(res.study, res.static_att, res.static, cfg.hw, index["latency_source"])
     where = (f" --hw {hw}" if hw and hw != "jetson" else "") + (
         f" --runs-dir {runs_dir}" if runs_dir else ""
     )
@@ -143,13 +149,14 @@ def export_cmd(
     ] = None,
 ) -> None:
     """Export every Pareto-optimal trial of a study as a bundle (+ index, CSV, plots)."""
-    from ..search import STATIC_SUFFIX, export_study, load_study
+    from ..search import STATIC_ATT_SUFFIX, STATIC_SUFFIX, export_study, load_study
     from ..search.study import load_existing
 
     cfg = load_study(study, hw=hw, runs_dir=runs_dir)
     dyn = load_existing(cfg, db=db)
     static = load_existing(cfg, db=db, suffix=STATIC_SUFFIX, missing_ok=True)
-    index = export_study(dyn, static, out, hw=cfg.hw)
+    att = load_existing(cfg, db=db, suffix=STATIC_ATT_SUFFIX, missing_ok=True)
+    index = export_study(dyn, static, out, hw=cfg.hw, static_att=att)
     console.print(f"{len(index['bundles'])} bundles ({index['latency_source']} latency) in {out}")
 
 

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 from .bundle import export_study
 from .objective import TrialContext, run_trial, static_trial
-from .pareto import front_points, hypervolume, pareto_trials, plot_fronts, trials_frame
+from .pareto import (
+    FRONT_LABELS,
+    front_points,
+    hypervolume,
+    pareto_trials,
+    plot_fronts,
+    trials_frame,
+)
 from .runner import SearchResult, counts, run_search
 from .space import TrialParams, routing_space, suggest
-from .static import STATIC_SUFFIX, run_static
+from .static import STATIC_ATT_SUFFIX, STATIC_SUFFIX, run_static, run_static_attention
 from .study import budget_left, ensure_supernet, make_objective, open_study, requeue_unfinished
 from .study_config import DEFAULT_STUDY, Ranges, StudyConfig, load_study
 
 __all__ = [
     "DEFAULT_STUDY",
+    "FRONT_LABELS",
+    "STATIC_ATT_SUFFIX",
     "STATIC_SUFFIX",
     "Ranges",
     "SearchResult",
@@ -35,6 +44,7 @@ __all__ = [
     "routing_space",
     "run_search",
     "run_static",
+    "run_static_attention",
     "run_trial",
     "static_trial",
     "suggest",

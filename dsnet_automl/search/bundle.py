@@ -4,11 +4,13 @@ the dynamic vs static fronts, and a CSV of all trials.
 Layout of ``OUT``::
 
     index.yaml            study, device, latency source, one entry per bundle
-    trials.csv            every trial (dynamic and static), objectives, params, state, error
-    pareto.png/.html      dynamic vs static fronts
+    trials.csv            every trial (dynamic, static+attention, static): objectives (val),
+                          test top-1, params, state, error
+    pareto.png/.html      dynamic vs static+attention vs static fronts
     trial_NNNN/           one per Pareto trial
-        bundle.yaml       route space, gate hyperparameters, device, accuracy, expected latency
-                          (+ measured|predicted), route histogram, per-route latency
+        bundle.yaml       route space, gate hyperparameters, device, val and test top-1,
+                          expected latency (+ measured|predicted), route histogram, per-route
+                          latency
         dynamic.yaml supernet.pt gate.pt   the DynamicNet bundle (DynamicNet.load)
         export/           prefix/gate/route_k TorchScript + ONNX (export_dynamic)
 """
@@ -26,7 +28,8 @@ import yaml
 
 from .._io import atomic_write_text
 from ..errors import StudyError
-from .pareto import pareto_trials, plot_fronts, trials_frame
+from .pareto import FRONT_LABELS, pareto_trials, plot_fronts, trials_frame
+from .space import GATE_KEYS, SGS_KEYS, TrialParams
 
 __all__ = ["export_study"]
 
@@ -43,8 +46,10 @@ def export_study(
     *,
     hw: str,
     formats: tuple[str, ...] = ("torchscript", "onnx"),
+    static_att: optuna.Study | None = None,
 ) -> dict[str, Any]:
-    """Write the export of ``dynamic`` (+ ``static`` baseline front) to ``out_dir``.
+    """Write the export of ``dynamic`` (+ the ``static`` and ``static_att`` baseline fronts) to
+    ``out_dir``.
 
     Returns:
         the index dict (also written to ``index.yaml``).
@@ -78,45 +83,68 @@ def export_study(
             "trial": t.number,
             "device": hw,
             "accuracy": round(t.values[0], 5),
+            "test_accuracy": _round(t.user_attrs.get("test_accuracy")),
             "expected_latency_ms": round(t.values[1], 5),
             "latency_source": t.user_attrs.get("latency_source", "predicted"),
             "route_hist": t.user_attrs.get("route_hist"),
             "route_latency_ms": t.user_attrs.get("route_latency_ms"),
             "route_space": t.user_attrs.get("routes"),
-            "gate": {k: t.params[k] for k in ("hidden", "tau", "gate_lr", "gate_epochs")},
-            "sgs": {k: t.params[k] for k in ("lam", "target_frac")},
-            "routing": {k: t.params[k] for k in ("num_routes", "min_frac", "max_frac", "spacing")},
+            "gate": {k: t.params[k] for k in GATE_KEYS},
+            "sgs": {k: t.params[k] for k in SGS_KEYS},
+            "routing": TrialParams.from_dict(t.params).routing_params(),
             "files": [f"export/{f}" for f in exp.get("files", [])],
         }
         atomic_write_text(dest / "bundle.yaml", yaml.safe_dump(meta, sort_keys=False))
         entries.append(
-            {k: meta[k] for k in ("trial", "accuracy", "expected_latency_ms", "latency_source")}
+            {
+                k: meta[k]
+                for k in (
+                    "trial",
+                    "accuracy",
+                    "test_accuracy",
+                    "expected_latency_ms",
+                    "latency_source",
+                )
+            }
             | {"bundle": dest.name}
         )
-    frames = [trials_frame(dynamic, "dynamic")]
-    if static is not None and static.trials:
-        frames.append(trials_frame(static, "static"))
+    studies = (dynamic, static_att, static)
+    frames = [
+        trials_frame(s, label)
+        for s, label in zip(studies, FRONT_LABELS, strict=True)
+        if s is not None and s.trials
+    ]
     df = pd.concat(frames, ignore_index=True)
     for col in df.columns:  # lists/dicts as JSON-ish text so the CSV stays one row per trial
         if df[col].map(lambda v: isinstance(v, (list, dict))).any():
             df[col] = df[col].map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip())
     atomic_write_text(out / "trials.csv", df.to_csv(index=False))
-    plots = plot_fronts(dynamic, static, out, hw=hw, source=source)
+    plots = plot_fronts(dynamic, static, out, hw=hw, source=source, static_att=static_att)
     index = {
         "study": dynamic.study_name,
         "device": hw,
         "latency_source": source,
         "bundles": entries,
-        "static_front": [
-            {
-                "trial": t.number,
-                "accuracy": t.values[0],
-                "latency_ms": t.values[1],
-                "config": t.user_attrs.get("config"),
-            }
-            for t in (pareto_trials(static) if static is not None else [])
-        ],
+        "static_attention_front": _front_rows(static_att),
+        "static_front": _front_rows(static),
         "files": ["trials.csv", *(p.name for p in plots)],
     }
     atomic_write_text(out / "index.yaml", yaml.safe_dump(index, sort_keys=False))
     return index
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 5)
+
+
+def _front_rows(s: optuna.Study | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "trial": t.number,
+            "accuracy": t.values[0],
+            "test_accuracy": t.user_attrs.get("test_accuracy"),
+            "latency_ms": t.values[1],
+            "config": t.user_attrs.get("config"),
+        }
+        for t in (pareto_trials(s) if s is not None else [])
+    ]

@@ -6,11 +6,19 @@ validation samples the trained gate sends to route ``k`` and ``latency(route_k)`
 end-to-end latency of route ``k``'s sub-net (prefix included) from the device's latency table
 (``measured`` only when every block has evidence, else ``predicted``). The gate's own cost
 (a tiny SE-style head) is not included.
+
+Each trial also records its **test** top-1 (``test_accuracy``): trials are selected on val,
+reported on test. A trial whose routes and gate/SGS hyperparameters equal a finished trial's
+reuses that result (``reused_from``) instead of training again: NSGA-II children often copy
+every gene of a parent, and integer route positions make equal draws exact.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +26,14 @@ from typing import Any
 
 import torch
 
+from .._io import atomic_write_text
 from ..config import SubnetConfig
 from ..latency import LatencyPredictor, LatencyStore, load_profile
 from ..supernets.base import Supernet
-from .space import TrialParams, routing_space
+from .space import GATE_KEYS, SGS_KEYS, TrialParams, trial_routes
 from .study_config import StudyConfig
 
-__all__ = ["TrialContext", "run_trial", "static_trial"]
+__all__ = ["TrialContext", "eval_loader", "result_key", "run_trial", "static_trial"]
 
 
 @dataclass
@@ -35,6 +44,8 @@ class TrialContext:
     supernet: Supernet
     predictor: LatencyPredictor
     data: str
+    ckpt_hash: str = ""  # of the Stage I checkpoint: keys the accuracy table
+    route_menu: tuple[SubnetConfig, ...] | None = None  # front routing (set by the runner)
 
     @classmethod
     def create(cls, study: StudyConfig, checkpoint: str | Path) -> TrialContext:
@@ -48,7 +59,9 @@ class TrialContext:
         if not pred.table:  # no table yet: fill the predicted (roofline) one, labelled so
             predict_table(store, profile, net, batch_sizes=[1])
             pred.refresh()
-        return cls(study, net, pred, study.data)
+        from .accuracy_table import checkpoint_hash
+
+        return cls(study, net, pred, study.data, checkpoint_hash(checkpoint))
 
     def latency(self, cfg: SubnetConfig) -> tuple[float, str]:
         est = self.predictor.estimate(cfg)
@@ -70,13 +83,15 @@ def run_trial(
         ``route_latency_ms``, ``routes`` (route space dict) and ``bundle`` (the DynamicNet dir).
     """
     from ..routing import DynamicNet
-    from ..training.gate import GateTrainConfig, train_gate
+    from ..training.gate import GateTrainConfig, evaluate_dynamic, train_gate
 
     study = ctx.study
+    routes = trial_routes(ctx.supernet, params, lambda c: ctx.latency(c)[0], ctx.route_menu)
+    cache = Path(study.run_dir) / "trials" / "results" / f"{result_key(routes, params)}.json"
+    if cache.is_file():  # same routes, same gate/SGS hyperparameters: same result
+        return json.loads(cache.read_text()) | {"reused": True}
+    sources = {ctx.latency(c)[1] for c in routes}
     net = copy.deepcopy(ctx.supernet)  # trials never share mutable state (BN, grads)
-    lat = {c: ctx.latency(c) for c in _grid_routes(net, params, ctx)}
-    routes = routing_space(net, params, lambda c: lat[c][0])
-    sources = {lat[c][1] for c in routes}
     torch.manual_seed(study.seed)
     dyn = DynamicNet.build(net, routes, hidden=params.hidden, tau=params.tau)
     costs = list(routes.costs or ())
@@ -103,25 +118,67 @@ def run_trial(
     last = res.history[-1]
     hist = list(last["route_hist"])
     n = max(1, sum(hist))
-    return {
+    test = evaluate_dynamic(dyn, eval_loader(ctx, "test"), torch.device(cfg.device))
+    out = {
         "accuracy": float(last["val_top1"]),
+        "test_accuracy": float(test["top1"]),
         "latency_ms": float(sum(h / n * c for h, c in zip(hist, costs, strict=True))),
         "latency_source": "measured" if sources == {"measured"} else "predicted",
         "route_hist": hist,
+        "test_route_hist": list(test["route_hist"]),
         "route_latency_ms": costs,
         "routes": routes.to_dict(),
         "bundle": str(Path(trial_dir)),
     }
+    atomic_write_text(cache, json.dumps(out))
+    return out
 
 
-def _grid_routes(net: Supernet, params: TrialParams, ctx: TrialContext) -> list[SubnetConfig]:
-    return list(routing_space(net, params, lambda c: 0.0).configs)
+def result_key(routes, params: TrialParams) -> str:
+    """Hash of a trial's routes and gate/SGS hyperparameters (floats to 9 significant digits)."""
+    hp = {k: float(f"{getattr(params, k):.9g}") for k in (*GATE_KEYS, *SGS_KEYS)}
+    text = json.dumps({"routes": [c.to_dict() for c in routes], "hp": hp}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def static_trial(ctx: TrialContext, cfg: SubnetConfig, loader) -> dict[str, Any]:
-    """Static baseline point: val top-1 of the supernet at ``cfg`` and its latency."""
-    from ..training.evaluate import accuracy
+def eval_loader(ctx: TrialContext, split: str, batch_size: int = 256):
+    """The val/test loader of the study's data (built once per process)."""
+    return _loaders(ctx.data, tuple(ctx.supernet.input_size), ctx.study.seed, batch_size)[
+        {"val": 0, "test": 1}[split]
+    ]
+
+
+@functools.lru_cache(maxsize=4)
+def _loaders(data: str, input_size: tuple[int, ...], seed: int, batch_size: int):
+    from ..data import load_dataset, make_loaders
+
+    splits = load_dataset(data, input_size, seed=seed)
+    _, val, test = make_loaders(splits, batch_size, seed=seed)
+    return val, test
+
+
+def static_trial(ctx: TrialContext, cfg: SubnetConfig) -> dict[str, Any]:
+    """Static baseline point: val and test top-1 of the supernet at ``cfg`` (from the accuracy
+    table: measured once per checkpoint, reused) and its latency."""
+    from .accuracy_table import AccuracyTable
 
     ms, src = ctx.latency(cfg)
-    top1, _ = accuracy(ctx.supernet, loader, cfg, device=torch.device(ctx.study.device))
-    return {"accuracy": float(top1), "latency_ms": ms, "latency_source": src}
+    table = AccuracyTable(ctx.study.accuracy_url)
+    acc = {
+        split: table.evaluate(
+            ctx.supernet,
+            [cfg],
+            ckpt_hash=ctx.ckpt_hash,
+            data=ctx.data,
+            split=split,
+            seed=ctx.study.seed,
+            device=ctx.study.device,
+        )[cfg]
+        for split in ("val", "test")
+    }
+    return {
+        "accuracy": float(acc["val"]),
+        "test_accuracy": float(acc["test"]),
+        "latency_ms": ms,
+        "latency_source": src,
+    }

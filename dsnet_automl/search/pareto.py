@@ -10,7 +10,14 @@ from optuna.trial import TrialState
 
 from .._io import atomic_path, atomic_write_text
 
-__all__ = ["front_points", "hypervolume", "pareto_trials", "plot_fronts", "trials_frame"]
+__all__ = [
+    "FRONT_LABELS",
+    "front_points",
+    "hypervolume",
+    "pareto_trials",
+    "plot_fronts",
+    "trials_frame",
+]
 
 
 def pareto_trials(s: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -49,11 +56,21 @@ def trials_frame(s: optuna.Study, kind: str = "dynamic") -> pd.DataFrame:
     return df
 
 
+FRONT_LABELS = ("dynamic", "static+attention", "static")  # in plots, tables and trials.csv
+
+
 def plot_fronts(
-    dynamic: optuna.Study, static: optuna.Study | None, out_dir: str | Path, *, hw: str, source: str
+    dynamic: optuna.Study,
+    static: optuna.Study | None,
+    out_dir: str | Path,
+    *,
+    hw: str,
+    source: str,
+    static_att: optuna.Study | None = None,
 ) -> list[Path]:
-    """``pareto.png`` (matplotlib, dynamic vs static fronts and all trials) and ``pareto.html``
-    (``optuna.visualization.plot_pareto_front`` of the dynamic study)."""
+    """``pareto.png`` (matplotlib: the dynamic, static+attention and static fronts and all
+    trials) and ``pareto.html`` (``optuna.visualization.plot_pareto_front`` of the dynamic
+    study)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,7 +78,8 @@ def plot_fronts(
 
     out = Path(out_dir)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for s, name, color in ((dynamic, "dynamic", "C0"), (static, "static", "C1")):
+    studies = (dynamic, static_att, static)
+    for s, name, color in zip(studies, FRONT_LABELS, ("C0", "C2", "C1"), strict=True):
         if s is None:
             continue
         done = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -80,7 +98,7 @@ def plot_fronts(
             )
     ax.set_xlabel(f"expected latency on {hw} (ms, {source})")
     ax.set_ylabel("val top-1")
-    ax.set_title(f"{dynamic.study_name}: dynamic vs static ({source} latency)")
+    ax.set_title(f"{dynamic.study_name}: dynamic vs static fronts ({source} latency)")
     ax.grid(alpha=0.3)
     ax.legend()
     png = out / "pareto.png"
@@ -89,12 +107,12 @@ def plot_fronts(
     plt.close(fig)
     files = [png]
     html = out / "pareto.html"
-    atomic_write_text(html, _html(dynamic, static, png, hw=hw, source=source))
+    atomic_write_text(html, _html(dynamic, static_att, static, png, hw=hw, source=source))
     files.append(html)
     return files
 
 
-def _html(dynamic, static, png: Path, *, hw: str, source: str) -> str:
+def _html(dynamic, static_att, static, png: Path, *, hw: str, source: str) -> str:
     """Self-contained HTML: the plot (inline PNG) and the front tables. An interactive
     ``optuna.visualization.plot_pareto_front`` page is used instead when plotly is installed."""
     import base64
@@ -114,11 +132,17 @@ def _html(dynamic, static, png: Path, *, hw: str, source: str) -> str:
         f"<h1>{dynamic.study_name}: Pareto fronts on {hw} (latency {source})</h1>",
         f"<img src='data:image/png;base64,{img}'/>",
     ]
-    for s, name in ((dynamic, "dynamic"), (static, "static")):
+    for s, name in zip((dynamic, static_att, static), FRONT_LABELS, strict=True):
         if s is None:
             continue
         rows = [
-            {"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1], **t.params}
+            {
+                "trial": t.number,
+                "accuracy": t.values[0],
+                "test_accuracy": t.user_attrs.get("test_accuracy"),
+                "latency_ms": t.values[1],
+                **t.params,
+            }
             for t in pareto_trials(s)
         ]
         parts += [f"<h2>{name} front</h2>", pd.DataFrame(rows).to_html(index=False)]

@@ -30,12 +30,11 @@ from .._io import note_start
 from ..ray_session import ray_session, storage_uri
 from .objective import TrialContext, run_trial
 from .space import TrialParams, suggest
-from .study import make_sampler, record, storage_for
+from .study import RESULT_ATTRS, make_sampler, menu_size, record, storage_for
 from .study_config import Ranges, StudyConfig
 
 __all__ = ["run_ray"]
 
-_ATTRS = ("latency_source", "route_hist", "route_latency_ms", "routes", "bundle")
 # user attrs of a Ray trial besides record()'s: its Tune id, and the gate epoch its last
 # attempt resumed from (0: it ran in one go)
 _RAY_ATTRS = ("ray_trial_id", "resumed_from_epoch")
@@ -65,8 +64,8 @@ class _Searcher(OptunaSearch):
         return super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def _space(trial: optuna.Trial, ranges: Ranges) -> None:
-    suggest(trial, ranges)  # define-by-run: OptunaSearch captures the suggested values
+def _space(trial: optuna.Trial, ranges: Ranges, menu_size: int | None) -> None:
+    suggest(trial, ranges, menu_size=menu_size)  # define-by-run: OptunaSearch records values
 
 
 def _gate_epochs_done(trial_dir: Path) -> int:
@@ -101,7 +100,9 @@ def _trainable(config: dict[str, Any], ctx: TrialContext, trials_dir: str, threa
         )
         raise
     # lists/dicts travel as one JSON string (Tune's loggers only take scalars)
-    payload = json.dumps({k: out[k] for k in _ATTRS} | {"resumed_from_epoch": resumed})
+    payload = json.dumps(
+        {k: out[k] for k in RESULT_ATTRS if k in out} | {"resumed_from_epoch": resumed}
+    )
     tune.report({"accuracy": out["accuracy"], "latency_ms": out["latency_ms"], "payload": payload})
 
 
@@ -139,7 +140,7 @@ def _run(
     resources = {"cpu": cpus} | ({"gpu": study.gpus_per_trial} if study.gpus_per_trial else {})
 
     searcher = _Searcher(
-        space=functools.partial(_space, ranges=study.search),
+        space=functools.partial(_space, ranges=study.search, menu_size=menu_size(ctx)),
         metric=["accuracy", "latency_ms"],
         mode=["max", "min"],
         sampler=make_sampler(study, study.seed + len(s.trials)),

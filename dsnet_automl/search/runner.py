@@ -1,8 +1,11 @@
-"""In-process search runner: Stage I once, then the dynamic study with rich progress, then the
-static baseline. ``workers > 1`` or a Ray address hands the trials to :mod:`.ray_runner`."""
+"""In-process search runner: Stage I once; the accuracy table, predictor and predicted fronts
+(:mod:`.route_menu`); the dynamic study with rich progress; then the static baselines (bare and
+static+attention) and ``static_front.csv``. ``workers > 1`` or a Ray address hands the dynamic
+trials to :mod:`.ray_runner`."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .objective import TrialContext, run_trial
-from .static import run_static
+from .route_menu import Knowledge, learn, route_menu
+from .static import run_static, run_static_attention
+from .static_front import write_front_csv
 from .study import budget_left, ensure_supernet, make_objective, open_study, requeue_unfinished
 from .study_config import StudyConfig
 
@@ -27,6 +32,8 @@ class SearchResult:
     static: optuna.Study | None
     seconds: float
     requeued: int
+    static_att: optuna.Study | None = None
+    knowledge: Knowledge | None = None
 
 
 def counts(s: optuna.Study) -> dict[str, int]:
@@ -60,6 +67,21 @@ def run_search(
     ckpt = ensure_supernet(study, progress=progress)
     ctx = TrialContext.create(study, ckpt)
     s = open_study(study, db=db)
+    study = _resolve_routing(study, s, console)
+    know = None
+    if study.routing == "front" or study.static_trials:
+        with console.status("measuring sub-nets and fitting the accuracy predictor"):
+            know = learn(study, ctx, ckpt)
+        m = know.metrics
+        s.set_user_attr("accuracy_predictor", m | {"seconds": know.seconds})
+        console.print(
+            f"accuracy predictor: {m.get('n_train', 0) + m.get('n_holdout', 0)} measured "
+            f"sub-nets, held-out Kendall tau {m['kendall_tau']:.3f}, RMSE "
+            f"{100 * m['rmse']:.2f} pt; predicted static front {len(know.front)} points "
+            f"({sum(know.seconds.values()):.0f} s)"
+        )
+    if study.routing == "front":
+        ctx.route_menu = tuple(_pinned_menu(s, know, study, ctx))
     requeued = requeue_unfinished(s)
     left = budget_left(s, study.trials)
     workers = workers or study.workers
@@ -119,5 +141,46 @@ def run_search(
 
             # failed trials use budget in this session so a broken setup cannot loop forever
             s.optimize(objective, n_trials=left, catch=(Exception,), callbacks=[cb])
-    static = run_static(study, ctx, db=db) if study.static_trials else None
-    return SearchResult(s, static, time.perf_counter() - t0, requeued)
+    static = att = None
+    if study.static_trials:
+        static = run_static(study, ctx, db=db, front=know.front if know else None)
+        if know is not None:
+            _write_static_front(study, ctx, know, static)
+        if study.static_attention:
+            with console.status("static+attention: training the attention head per static sub-net"):
+                att = run_static_attention(study, ctx, static, s, db=db)
+    return SearchResult(s, static, time.perf_counter() - t0, requeued, att, know)
+
+
+def _resolve_routing(study: StudyConfig, s: optuna.Study, console: Console) -> StudyConfig:
+    """A study DB made before front routing (its trials have ``min_frac``) resumes with
+    fraction routing unless the YAML names one."""
+    old = any("min_frac" in t.params for t in s.get_trials(deepcopy=False))
+    if old and study.routing == "front" and "routing" not in study.model_fields_set:
+        console.print(f"study {study.name!r} was started with fraction routing; resuming with it")
+        return study.model_copy(update={"routing": "fraction"})
+    return study
+
+
+def _pinned_menu(s: optuna.Study, know: Knowledge, study: StudyConfig, ctx: TrialContext):
+    """The route menu stored in the study (first run: computed and stored)."""
+    space = ctx.supernet.space
+    stored = s.user_attrs.get("route_menu")
+    if stored:
+        return [space.config(v) for v in stored]
+    menu = route_menu(know, study.route_menu_size)
+    s.set_user_attr("route_menu", [c.as_dict() for c in menu])
+    return menu
+
+
+def _write_static_front(
+    study: StudyConfig, ctx: TrialContext, know: Knowledge, static: optuna.Study
+) -> None:
+    """``static_front.csv``: the predicted static front, with the measured val top-1 of the
+    points the static study evaluated (their test top-1 is in the export's trials.csv)."""
+    measured = {}
+    for t in static.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        cfg = ctx.supernet.space.config(t.user_attrs["config"])
+        measured[cfg] = t.values[0]
+    pts = [dataclasses.replace(p, measured_accuracy=measured.get(p.config)) for p in know.front]
+    write_front_csv(pts, study.run_dir / "static_front.csv")

@@ -178,7 +178,7 @@ def make_objective(
     """The Optuna objective of the dynamic search (in-process runner)."""
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
-        params = suggest(trial, study.search)
+        params = suggest(trial, study.search, menu_size=menu_size(ctx))
         trial_dir = study.run_dir / "trials" / f"{trial.number:04d}"
         front = current_front(trial.study) if study.prune else []
         seen: list[list[float]] = []
@@ -203,9 +203,26 @@ def make_objective(
     return objective
 
 
+RESULT_ATTRS = (
+    "test_accuracy",
+    "latency_source",
+    "route_hist",
+    "test_route_hist",
+    "route_latency_ms",
+    "routes",
+    "bundle",
+    "reused",
+)
+
+
+def menu_size(ctx: TrialContext) -> int | None:
+    """Route-menu points under front routing, ``None`` under fraction routing."""
+    return len(ctx.route_menu) if ctx.route_menu else None
+
+
 def record(trial: Any, study: StudyConfig, out: dict[str, Any]) -> None:
     """Store a trial's results as user attrs (+ the latency constraint)."""
-    for k in ("latency_source", "route_hist", "route_latency_ms", "routes", "bundle"):
+    for k in RESULT_ATTRS:
         if k in out:
             trial.set_user_attr(k, out[k])
     trial.set_user_attr("hw", study.hw)

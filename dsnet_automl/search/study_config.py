@@ -26,6 +26,7 @@ __all__ = ["DEFAULT_STUDY", "Ranges", "StudyConfig", "load_study"]
 
 DEFAULT_STUDY = "studies/demo.yaml"
 Sampler = Literal["nsga2", "tpe", "random", "nni-tpe", "nni-evolution"]
+Routing = Literal["front", "fraction"]
 
 
 class Ranges(BaseModel):
@@ -111,6 +112,23 @@ class StudyConfig(BaseModel):
     device: str = "cpu"
     runs_dir: str = "studies/runs"
     stage1_dir: str | None = Field(None, description="Stage I dir (default: <run dir>/stage1)")
+    routing: Routing = Field(
+        "front",
+        description="front: routes are positions on the predicted static front (route menu); "
+        "fraction: one width fraction per route applied to every routed dim",
+    )
+    route_menu_size: int = Field(12, ge=2, description="front routing: menu points at most")
+    accuracy_samples: int = Field(
+        256, ge=8, description="sub-nets measured on val to fit the accuracy predictor"
+    )
+    accuracy_db: str | None = Field(
+        None, description="measured sub-net accuracies (default: sqlite:///<runs_dir>/accuracy.db)"
+    )
+    static_attention: bool = Field(
+        True,
+        description="train the gate's attention head alone on each static-front sub-net "
+        "(static+attention baseline: what the dynamic trials get besides routing)",
+    )
     search: Ranges = Field(default_factory=Ranges)
 
     @field_validator("sampler", mode="before")
@@ -131,6 +149,10 @@ class StudyConfig(BaseModel):
     @property
     def db_url(self) -> str:
         return f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
+
+    @property
+    def accuracy_url(self) -> str:
+        return self.accuracy_db or f"sqlite:///{(Path(self.runs_dir) / 'accuracy.db').as_posix()}"
 
 
 def _fmt(err: dict[str, Any]) -> tuple[str, str]:

@@ -34,6 +34,8 @@ def make_study(tmp_path, stage1_ckpt):
             "runs_dir": str(tmp_path / "runs"),
             "latency_db": f"sqlite:///{tmp_path / 'lat.db'}",
             "gate_batch_size": 32,
+            "accuracy_samples": 24,
+            "route_menu_size": 6,
             "search": {"gate_epochs": [1, 1], "hidden": [16]},
         }
         data.update(over)
