@@ -44,6 +44,7 @@ class Knowledge:
     route_front: list[FrontPoint]  # the same with the prefix pinned (route menu source)
     ckpt_hash: str
     seconds: dict[str, float] = field(default_factory=dict)
+    evaluated: int = 0  # sub-nets this call measured (0 when the table had them all)
 
 
 def prefix_fixed(net: Supernet, gate_stage: str | None = None) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def learn(study: StudyConfig, ctx: TrialContext, checkpoint: str | Path) -> Know
     """Measure the accuracy table (reusing stored rows), fit the predictor, predict the fronts."""
     net = ctx.supernet
     t0 = time.perf_counter()
-    ckpt_hash = checkpoint_hash(checkpoint)
+    ckpt_hash = ctx.ckpt_hash or checkpoint_hash(checkpoint)
     table = AccuracyTable(study.accuracy_url)
     cfgs = sample_configs(net, study.accuracy_samples, study.seed)
     accs = table.evaluate(
@@ -92,13 +93,15 @@ def learn(study: StudyConfig, ctx: TrialContext, checkpoint: str | Path) -> Know
         net.space, predictor.predict, latency, fixed=prefix_fixed(net), seed=study.seed
     )
     t3 = time.perf_counter()
+    keep = ("kendall_tau", "rmse", "n_train", "n_holdout", "model", "encoding")
     return Knowledge(
         predictor,
-        dict(metrics),
+        {k: metrics[k] for k in keep if k in metrics},
         front,
         route_front,
         ckpt_hash,
         {"accuracy_table": t1 - t0, "predictor_fit": t2 - t1, "fronts": t3 - t2},
+        table.last_evaluated,
     )
 
 
