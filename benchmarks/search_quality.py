@@ -1,70 +1,58 @@
-"""Search quality and throughput, measured side by side in one run.
+"""Does the search earn its keep? Three questions, measured side by side on one Stage I
+checkpoint (tiny DS-MobileNetV1, digits-hard, the demo's Stage I recipe) and one device table
+(jetson, roofline-predicted). Selection is always on val; every hypervolume is computed on the
+**test** top-1 of the val-selected front, with a fixed reference point.
 
-1. Same trial budget, same supernet, same device table: NSGA-II and TPE (Optuna), NNI's TPE and
-   naive-evolution tuners (``--sampler nni-*``: one scalarised reward, see
-   ``dsnet_automl.integrations.nni.scalarize``) vs random; hypervolume of each front (val top-1
-   up, expected jetson latency down) with a FIXED reference point: (accuracy 0, 1.05 x the
-   largest sub-net's predicted latency). NNI samplers are skipped when NNI is not installed.
-2. Ray Tune runner, 1 worker vs 2 workers, same number of trials: trials per minute (wall
-   clock of the whole Ray run, Ray start included).
+(a) ``static``: static sub-net search with real evaluations (each a measured val and test top-1
+    from the accuracy table) at budgets 25, 50 and 100, for Optuna's random, TPE and NSGA-II
+    samplers and for the predictor-guided search (measure ``n0 = 40%`` of the budget at random,
+    fit the accuracy predictor, measure points spread along its predicted front, refit, repeat).
+    Target: predictor-guided at 25 evaluations >= random's hypervolume at 100.
+    Reference point: (test top-1 of the smallest sub-net, 1.05 x latency of the largest).
+(b) ``dynamic``: the dynamic search with front-drawn routes vs fraction routes, equal trials,
+    per seed (seed = study seed: data split, sampler, gate init). Target: front >= 1.05x
+    fraction hypervolume, seed ranges apart. Reference point per seed: (test top-1 of the
+    smallest sub-net, latency of the largest sub-net), the same for both routings.
+(c) ``versus``: on the same front-routing studies, the dynamic front vs the static+attention
+    front (static sub-nets with the gate's attention head trained alone, same Stage II budget)
+    and vs the bare static front, on test top-1: at how many dynamic front points does dynamic
+    win (more test top-1 than the best baseline point at equal or lower latency), by how much;
+    with route shares and the test accuracy of the samples each route receives.
 
-Run: ``flock /tmp/dsnet_cpu.lock python benchmarks/search_quality.py`` (prints a table, writes
-``benchmarks/results/search_quality.json``).
+Run (about 50 minutes on 2 cores):
+``python benchmarks/search_quality.py --parts static,dynamic --seeds 0,1,2,3,4 --dyn-seeds 0,1,2``
+It writes ``benchmarks/results/search_quality.json`` (parts merge into it) and prints tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
+import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import optuna
+import torch
 from rich.console import Console
 from rich.table import Table
 
-from dsnet_automl.search import (
-    StudyConfig,
-    TrialContext,
-    front_points,
-    hypervolume,
-    open_study,
-    run_search,
-)
+from dsnet_automl.search import StudyConfig, TrialContext, hypervolume, run_search
+from dsnet_automl.search.accuracy_predictor import fit_predictor
+from dsnet_automl.search.accuracy_table import AccuracyTable
+from dsnet_automl.search.static_front import pareto_mask, predicted_front, spread
 from dsnet_automl.search.study import ensure_supernet
 
-SAMPLERS = ("nsga2", "tpe", "nni-tpe", "nni-evolution", "random")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+console = Console()
+SAMPLERS = ("random", "tpe", "nsga2", "predictor")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="digits-hard")
-    ap.add_argument("--trials", type=int, default=12, help="budget per sampler")
-    ap.add_argument("--ray-trials", type=int, default=4, help="trials per Ray run")
-    ap.add_argument("--stage1-epochs", type=int, default=3)
-    ap.add_argument("--checkpoint", default=None, help="reuse a Stage I checkpoint")
-    ap.add_argument("--seed", type=int, default=0, help="Stage I seed (and study seed)")
-    ap.add_argument(
-        "--seeds",
-        default=None,
-        help="comma list of study seeds (each a replicate of every sampler on the same Stage I "
-        "checkpoint; sampler and gate-training seeds); default: --seed",
-    )
-    ap.add_argument(
-        "--samplers", default=",".join(SAMPLERS), help=f"comma list from {','.join(SAMPLERS)}"
-    )
-    ap.add_argument("--no-ray", action="store_true", help="skip the Ray throughput runs")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/search_quality.json"))
-    args = ap.parse_args()
-    samplers = [s for s in args.samplers.split(",") if s]
-    if any(s.startswith("nni-") for s in samplers) and importlib.util.find_spec("nni") is None:
-        print("NNI not installed (pip install -e '.[nni]'): skipping the nni-* samplers")
-        samplers = [s for s in samplers if not s.startswith("nni-")]
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    root = Path(tempfile.mkdtemp(prefix="search_quality_"))
-    base = StudyConfig(
+def _base(args: argparse.Namespace, root: Path) -> StudyConfig:
+    return StudyConfig(
         name="bench",
         data=args.data,
         hw="jetson",
@@ -72,110 +60,402 @@ def main() -> None:
         stage1={"epochs": args.stage1_epochs},
         trials=args.trials,
         static_trials=0,
-        population=4,
+        population=args.population,
         runs_dir=str(root / "runs"),
         latency_db=f"sqlite:///{root / 'lat.db'}",
-        seed=args.seed,
-        search={"gate_epochs": [1, 1]},
+        accuracy_db=f"sqlite:///{root / 'accuracy.db'}",
+        seed=0,
+        search={"gate_epochs": [1, 2]},
     )
-    t0 = time.perf_counter()
-    ckpt = ensure_supernet(base, progress=False)
-    stage1_s = time.perf_counter() - t0
-    base = base.model_copy(update={"checkpoint": str(ckpt)})
+
+
+def _front_hv(rows: list[tuple[float, float, float]], ref: tuple[float, float]) -> float:
+    """Hypervolume of the test top-1 of the front selected on val. rows: (val, test, ms)."""
+    if not rows:
+        return 0.0
+    mask = pareto_mask([r[0] for r in rows], [r[2] for r in rows])
+    return hypervolume([(r[1], r[2]) for r, m in zip(rows, mask, strict=True) if m], ref)
+
+
+class Evaluator:
+    """Measured (val, test) top-1 of a config from the accuracy table (cached) + latency."""
+
+    def __init__(self, ctx: TrialContext, table: AccuracyTable) -> None:
+        self.ctx, self.table = ctx, table
+
+    def __call__(self, cfg) -> tuple[float, float, float]:
+        acc = {
+            split: self.table.evaluate(
+                self.ctx.supernet,
+                [cfg],
+                ckpt_hash=self.ctx.ckpt_hash,
+                data=self.ctx.data,
+                split=split,
+                seed=self.ctx.study.seed,
+            )[cfg]
+            for split in ("val", "test")
+        }
+        return acc["val"], acc["test"], self.ctx.latency(cfg)[0]
+
+
+def _optuna_static(name: str, budget: int, seed: int, ev: Evaluator, space) -> list:
+    samplers = {
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=10),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=10),
+    }
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=samplers[name]())
+    rows = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        vals = {d: c[trial.suggest_int(d, 0, len(c) - 1)] for d, c in space.dims}
+        val, test, ms = ev(space.config(vals))
+        rows.append((val, test, ms))
+        return val, ms
+
+    study.optimize(objective, n_trials=budget)
+    return rows
+
+
+def _predictor_static(budget: int, seed: int, ev: Evaluator, space) -> list:
+    rng = random.Random(seed)
+    n0 = max(10, round(0.4 * budget))
+    seen: dict[Any, tuple[float, float, float]] = {}
+    while len(seen) < n0:
+        cfg = space.sample(rng)
+        if cfg not in seen:
+            seen[cfg] = ev(cfg)
+    latency = lambda c: ev.ctx.latency(c)[0]  # noqa: E731
+    while len(seen) < budget:
+        cfgs = list(seen)
+        pred, _ = fit_predictor(space, cfgs, [seen[c][0] for c in cfgs], seed=seed)
+        front = [p for p in predicted_front(space, pred.predict, latency) if p.config not in seen]
+        batch = [p.config for p in spread(front, min(5, budget - len(seen)))] if front else []
+        if not batch:  # the predicted front is measured already: explore
+            batch = [space.sample(rng)]
+        for cfg in batch:
+            if cfg not in seen and len(seen) < budget:
+                seen[cfg] = ev(cfg)
+    return list(seen.values())
+
+
+def part_static(args, root: Path, ckpt: Path, out: dict) -> None:
+    base = _base(args, root).model_copy(update={"checkpoint": str(ckpt)})
     ctx = TrialContext.create(base, ckpt)
-    lat_max = ctx.latency(ctx.supernet.space.largest())[0]
-    ref = (0.0, 1.05 * lat_max)
-    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
-    runs: dict[str, list[dict]] = {k: [] for k in samplers}
-    for seed in seeds:
-        for sampler in samplers:
-            cfg = base.model_copy(
-                update={"name": f"bench-{sampler}-s{seed}", "sampler": sampler, "seed": seed}
+    ev = Evaluator(ctx, AccuracyTable(base.accuracy_url))
+    space = ctx.supernet.space
+    small, large = ev(space.smallest()), ev(space.largest())
+    ref = (small[1], 1.05 * large[2])
+    budgets = args.budgets
+    res: dict[str, dict[str, list[float]]] = {s: {str(b): [] for b in budgets} for s in SAMPLERS}
+    t0 = time.perf_counter()
+    for seed in args.seeds:
+        for s in SAMPLERS:
+            if s == "predictor":
+                for b in budgets:
+                    res[s][str(b)].append(_front_hv(_predictor_static(b, seed, ev, space), ref))
+            else:  # sequential samplers: the first b trials of a 100-trial run are a b-trial run
+                rows = _optuna_static(s, max(budgets), seed, ev, space)
+                for b in budgets:
+                    res[s][str(b)].append(_front_hv(rows[:b], ref))
+            console.print(
+                f"static seed {seed} {s}: "
+                + " ".join(f"{b}:{res[s][str(b)][-1]:.4f}" for b in budgets)
+                + f" ({time.perf_counter() - t0:.0f} s)"
             )
-            t = time.perf_counter()
-            res = run_search(cfg, progress=False)
-            pts = front_points(res.study)
-            runs[sampler].append(
-                {
+    rnd100 = res["random"][str(max(budgets))]
+    pred25 = res["predictor"][str(min(budgets))]
+    out["static"] = {
+        "reference_point": {"test_top1": ref[0], "latency_ms": ref[1]},
+        "seeds": args.seeds,
+        "budgets": budgets,
+        "hypervolume": res,
+        "summary": {s: {b: _stats(v) for b, v in r.items()} for s, r in res.items()},
+        "target_predictor25_vs_random100": {
+            "per_seed_ratio": [_ratio(p, r) for p, r in zip(pred25, rnd100, strict=True)],
+            "mean_ratio": _ratio(statistics.mean(pred25), statistics.mean(rnd100)),
+            "met_on_mean": statistics.mean(pred25) >= statistics.mean(rnd100),
+            "met_every_seed": all(p >= r for p, r in zip(pred25, rnd100, strict=True)),
+        },
+        "distinct_configs_measured": len(ev.table.to_frame(ckpt_hash=ctx.ckpt_hash, split="val")),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def _stats(v: list[float]) -> dict[str, float]:
+    return {"mean": statistics.mean(v), "min": min(v), "max": max(v)}
+
+
+def _study_rows(s: optuna.Study) -> list[tuple[float, float, float]]:
+    done = s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return [(t.values[0], t.user_attrs["test_accuracy"], t.values[1]) for t in done]
+
+
+def _front(s: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    done = s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    mask = pareto_mask([t.values[0] for t in done], [t.values[1] for t in done])
+    return sorted((t for t, m in zip(done, mask, strict=True) if m), key=lambda t: t.values[1])
+
+
+@torch.no_grad()
+def _per_route(bundle: str, ctx: TrialContext) -> dict[str, list]:
+    """Test accuracy of the samples each route receives, and their share."""
+    from dsnet_automl.routing import DynamicNet
+    from dsnet_automl.search.objective import eval_loader
+
+    dyn = DynamicNet.load(bundle).eval()
+    right = torch.zeros(dyn.num_routes)
+    count = torch.zeros(dyn.num_routes)
+    for x, y, *_ in eval_loader(ctx, "test"):
+        logits, routes = dyn(x)
+        ok = (logits.argmax(1) == y).float()
+        count += torch.bincount(routes, minlength=dyn.num_routes)
+        right += torch.bincount(routes, weights=ok, minlength=dyn.num_routes)
+    n = float(count.sum())
+    return {
+        "share": [round(float(c) / n, 4) for c in count],
+        "test_top1": [
+            round(float(r / c), 4) if c else None for r, c in zip(right, count, strict=True)
+        ],
+    }
+
+
+def _versus(dyn: optuna.Study, base: optuna.Study, ctx: TrialContext) -> dict[str, Any]:
+    """Each dynamic front point vs the best baseline point at <= its latency (test top-1)."""
+    bpts = [(t.values[1], t.user_attrs["test_accuracy"]) for t in _front(base)]
+    rows = []
+    for t in _front(dyn):
+        lat, acc = t.values[1], t.user_attrs["test_accuracy"]
+        ok = [a for ms, a in bpts if ms <= lat]
+        best = max(ok) if ok else None
+        rows.append(
+            {
+                "trial": t.number,
+                "latency_ms": lat,
+                "test_top1": acc,
+                "baseline_test_top1": best,
+                "margin_pt": None if best is None else 100 * (acc - best),
+                "route_share": t.user_attrs.get("test_route_hist"),
+            }
+        )
+    comparable = [r for r in rows if r["margin_pt"] is not None]
+    wins = [r for r in comparable if r["margin_pt"] > 0]
+    return {
+        "points": rows,
+        "comparable": len(comparable),
+        "wins": len(wins),
+        "mean_margin_pt": statistics.mean(r["margin_pt"] for r in comparable)
+        if comparable
+        else None,
+    }
+
+
+def part_dynamic(args, root: Path, ckpt: Path, out: dict) -> None:
+    base = _base(args, root).model_copy(update={"checkpoint": str(ckpt)})
+    per_seed = []
+    t0 = time.perf_counter()
+    for seed in args.dyn_seeds:
+        runs = {}
+        for routing in ("front", "fraction"):
+            cfg = base.model_copy(
+                update={
+                    "name": f"dyn-{routing}-s{seed}",
+                    "routing": routing,
                     "seed": seed,
-                    "trials": len(res.study.trials),
-                    "front": len(pts),
-                    "hypervolume": hypervolume(pts, ref),
-                    "best_top1": max(p[0] for p in pts),
-                    "seconds": time.perf_counter() - t,
+                    "static_trials": args.static_trials if routing == "front" else 0,
                 }
             )
-    # per sampler: the mean over seeds (one seed: that run), and every run
-    rows = {
-        k: {
-            m: sum(r[m] for r in rs) / len(rs)
-            for m in ("trials", "front", "hypervolume", "best_top1", "seconds")
+            t = time.perf_counter()
+            runs[routing] = (cfg, run_search(cfg, progress=False), time.perf_counter() - t)
+        cfg, res, _ = runs["front"]
+        ctx = TrialContext.create(cfg, ckpt)
+        ev = Evaluator(ctx, AccuracyTable(cfg.accuracy_url))
+        small, large = ev(ctx.supernet.space.smallest()), ev(ctx.supernet.space.largest())
+        ref = (small[1], large[2])
+        row = {
+            "seed": seed,
+            "reference_point": {"test_top1": ref[0], "latency_ms": ref[1]},
+            "largest": {"val": large[0], "test": large[1], "latency_ms": large[2]},
+            "predictor": res.knowledge.metrics if res.knowledge else None,
+            "route_menu_size": len(res.study.user_attrs.get("route_menu", [])),
         }
-        | {"hypervolume_per_seed": {r["seed"]: r["hypervolume"] for r in rs}}
-        for k, rs in runs.items()
-    }
-    out = {
-        "data": args.data,
-        "device": "jetson (predicted latency table)",
-        "stage1_seconds": stage1_s,
-        "reference_point": {"accuracy": ref[0], "latency_ms": ref[1]},
-        "seeds": seeds,
-        "samplers": rows,
-        "hv_ratio_over_random": {  # mean over seeds of the per-seed (paired) ratio
-            k: sum(
-                hv / max(1e-12, rows["random"]["hypervolume_per_seed"][sd])
-                for sd, hv in rows[k]["hypervolume_per_seed"].items()
-            )
-            / len(seeds)
-            for k in rows
-            if "random" in rows
+        for routing, (_, r, secs) in runs.items():
+            done = _study_rows(r.study)
+            row[routing] = {
+                "hypervolume": _front_hv(done, ref),
+                "trials": len(done),
+                "reused": sum(bool(t.user_attrs.get("reused")) for t in r.study.trials),
+                "seconds": secs,
+                "front": [
+                    {
+                        "trial": t.number,
+                        "val": t.values[0],
+                        "test": t.user_attrs["test_accuracy"],
+                        "latency_ms": t.values[1],
+                        "test_route_hist": t.user_attrs.get("test_route_hist"),
+                    }
+                    for t in _front(r.study)
+                ],
+            }
+        row["static"] = {"hypervolume": _front_hv(_study_rows(res.static), ref)}
+        row["static_attention"] = {"hypervolume": _front_hv(_study_rows(res.static_att), ref)}
+        row["versus_static_attention"] = _versus(res.study, res.static_att, ctx)
+        row["versus_static"] = _versus(res.study, res.static, ctx)
+        front = _front(res.study)
+        row["per_route"] = {
+            str(t.number): _per_route(t.user_attrs["bundle"], ctx) for t in front[-3:]
+        }
+        per_seed.append(row)
+        console.print(
+            f"dynamic seed {seed}: HV front {row['front']['hypervolume']:.4f} fraction "
+            f"{row['fraction']['hypervolume']:.4f} static+att "
+            f"{row['static_attention']['hypervolume']:.4f} "
+            f"static {row['static']['hypervolume']:.4f}; "
+            f"wins vs static+att {row['versus_static_attention']['wins']}/"
+            f"{row['versus_static_attention']['comparable']} ({time.perf_counter() - t0:.0f} s)"
+        )
+    ratio = [_ratio(r["front"]["hypervolume"], r["fraction"]["hypervolume"]) for r in per_seed]
+    f_hv = [r["front"]["hypervolume"] for r in per_seed]
+    q_hv = [r["fraction"]["hypervolume"] for r in per_seed]
+    out["dynamic"] = {
+        "trials": args.trials,
+        "seeds": args.dyn_seeds,
+        "per_seed": per_seed,
+        "front_vs_fraction": {
+            "per_seed_ratio": ratio,
+            "mean_ratio": _ratio(statistics.mean(f_hv), statistics.mean(q_hv)),
+            "front": _stats(f_hv),
+            "fraction": _stats(q_hv),
+            "target_met": (_ratio(statistics.mean(f_hv), statistics.mean(q_hv)) or 0) >= 1.05
+            and min(f_hv) > max(q_hv),
         },
-        "cpus": os.cpu_count(),
+        "seconds": time.perf_counter() - t0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")  # kept if the Ray part fails
-    ray_rows = {}
-    for workers in () if args.no_ray else (1, 2):
-        from dsnet_automl.search.ray_runner import run_ray
 
-        cfg = base.model_copy(update={"name": f"bench-ray{workers}", "sampler": "random"})
+
+def part_ray(args, root: Path, ckpt: Path, out: dict) -> None:
+    """Ray Tune search runner, 1 worker vs 2 workers, same trials: trials per minute."""
+    import os
+
+    from dsnet_automl.search import open_study
+    from dsnet_automl.search.ray_runner import run_ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    base = _base(args, root).model_copy(update={"checkpoint": str(ckpt), "routing": "fraction"})
+    ctx = TrialContext.create(base, ckpt)
+    rows = {}
+    for workers in (1, 2):
+        cfg = base.model_copy(update={"name": f"ray{workers}", "sampler": "random"})
         s = open_study(cfg)
         t = time.perf_counter()
         run_ray(cfg, ctx, s, args.ray_trials, workers=workers)
         dt = time.perf_counter() - t
         done = sum(tr.state.name == "COMPLETE" for tr in s.get_trials(deepcopy=False))
-        ray_rows[workers] = {"trials": done, "seconds": dt, "trials_per_min": 60 * done / dt}
-    if ray_rows:
-        out["ray"] = ray_rows
-        out["ray_speedup_2_vs_1"] = ray_rows[2]["trials_per_min"] / ray_rows[1]["trials_per_min"]
-        args.out.write_text(json.dumps(out, indent=2) + "\n")
-    tab = Table(
-        title=f"search quality ({args.trials} trials each, seeds {seeds}, {args.data}, "
-        "jetson predicted; mean over seeds)"
-    )
-    for c in ("run", "trials", "front", "hypervolume", "best top-1", "seconds", "trials/min"):
-        tab.add_column(c, justify="right")
-    for k, r in rows.items():
-        tab.add_row(
-            k,
-            f"{r['trials']:g}",
-            f"{r['front']:.1f}",
-            f"{r['hypervolume']:.4f}",
-            f"{r['best_top1']:.3f}",
-            f"{r['seconds']:.0f}",
-            "",
+        rows[str(workers)] = {"trials": done, "seconds": dt, "trials_per_min": 60 * done / dt}
+    out["ray"] = rows | {
+        "speedup_2_vs_1": rows["2"]["trials_per_min"] / rows["1"]["trials_per_min"]
+    }
+
+
+def _print(out: dict) -> None:
+    if "static" in out:
+        st = out["static"]
+        tab = Table(
+            title="(a) static search, hypervolume on test top-1, mean [min, max] over "
+            f"seeds {st['seeds']}"
         )
-    for w, r in ray_rows.items():
-        tab.add_row(
-            f"ray {w} worker(s)",
-            str(r["trials"]),
-            "",
-            "",
-            "",
-            f"{r['seconds']:.0f}",
-            f"{r['trials_per_min']:.2f}",
-        )
-    Console().print(tab)
+        tab.add_column("sampler")
+        for b in st["budgets"]:
+            tab.add_column(f"{b} evals", justify="right")
+        for s, r in st["summary"].items():
+            tab.add_row(
+                s,
+                *(
+                    f"{r[str(b)]['mean']:.4f} [{r[str(b)]['min']:.4f}, {r[str(b)]['max']:.4f}]"
+                    for b in st["budgets"]
+                ),
+            )
+        console.print(tab)
+        console.print(f"predictor@25 / random@100: {st['target_predictor25_vs_random100']}")
+    if "dynamic" in out:
+        d = out["dynamic"]
+        tab = Table(title=f"(b, c) dynamic search, {d['trials']} trials, hypervolume on test top-1")
+        for c in (
+            "seed",
+            "front",
+            "fraction",
+            "front/fraction",
+            "static+att",
+            "static",
+            "wins vs static+att",
+            "margin pt",
+            "wins vs static",
+        ):
+            tab.add_column(c, justify="right")
+        for r in d["per_seed"]:
+            va, vs = r["versus_static_attention"], r["versus_static"]
+            tab.add_row(
+                str(r["seed"]),
+                f"{r['front']['hypervolume']:.4f}",
+                f"{r['fraction']['hypervolume']:.4f}",
+                f"{_ratio(r['front']['hypervolume'], r['fraction']['hypervolume']) or 0:.3f}",
+                f"{r['static_attention']['hypervolume']:.4f}",
+                f"{r['static']['hypervolume']:.4f}",
+                f"{va['wins']}/{va['comparable']}",
+                "-" if va["mean_margin_pt"] is None else f"{va['mean_margin_pt']:+.2f}",
+                f"{vs['wins']}/{vs['comparable']}",
+            )
+        console.print(tab)
+        console.print(f"front vs fraction: {d['front_vs_fraction']}")
+    if "ray" in out:
+        console.print(f"Ray search runner: {out['ray']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="static,dynamic", help="static,dynamic,ray")
+    ap.add_argument("--budgets", default="25,50,100", help="(a) real evaluations")
+    ap.add_argument("--ray-trials", type=int, default=4, help="trials per Ray run")
+    ap.add_argument("--data", default="digits-hard")
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="(a) sampler seeds")
+    ap.add_argument("--dyn-seeds", default="0,1,2", help="(b, c) study seeds")
+    ap.add_argument("--trials", type=int, default=30, help="(b) dynamic trials per study")
+    ap.add_argument("--static-trials", type=int, default=12, help="(c) static trials per seed")
+    ap.add_argument("--population", type=int, default=6, help="(b) NSGA-II population")
+    ap.add_argument("--stage1-epochs", type=int, default=4, help="as the demo study")
+    ap.add_argument("--checkpoint", default=None, help="reuse a Stage I checkpoint")
+    ap.add_argument("--root", type=Path, default=None, help="work dir (default: a temp dir)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/search_quality.json"))
+    args = ap.parse_args()
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.budgets = [int(s) for s in args.budgets.split(",") if s]
+    args.dyn_seeds = [int(s) for s in args.dyn_seeds.split(",") if s]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = args.root or Path(tempfile.mkdtemp(prefix="search_quality_"))
+    root.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    ckpt = ensure_supernet(_base(args, root), progress=False)
+    old = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    out = old if old.get("version") == 2 else {"version": 2}
+    out |= {
+        "data": args.data,
+        "device": "jetson (predicted table)",
+        "checkpoint_epochs": args.stage1_epochs,
+        "torch_threads": torch.get_num_threads(),
+        "stage1_seconds": time.perf_counter() - t,
+    }
+    parts = {"static": part_static, "dynamic": part_dynamic, "ray": part_ray}
+    for p in args.parts.split(","):
+        parts[p](args, root, ckpt, out)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2, default=float) + "\n")
+    _print(out)
     print(f"wrote {args.out}")
 
 

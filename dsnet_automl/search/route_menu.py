@@ -10,9 +10,10 @@ accuracy predictor fitted on them, the predicted static front and the route menu
   whole grid; the static baseline measures the points spread along it.
 - **Route menu** (front routing): the predicted front with every dim of the stages before the
   gate at its largest value (*constrained*, not per prefix: every route must share the prefix
-  the gate sees, and the widest prefix is what the fraction routing uses too), thinned to
-  ``route_menu_size`` points spread by latency. It is pinned in the study's user attrs the
-  first time, so a resumed study maps positions to the same configs.
+  the gate sees, and the widest prefix is what the fraction routing uses too), plus both ends
+  of that pinned grid (its narrowest and widest sub-nets, so the menu spans the whole latency
+  range), thinned to ``route_menu_size`` points spread by latency. It is pinned in the
+  study's user attrs the first time, so a resumed study maps positions to the same configs.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ def prefix_fixed(net: Supernet, gate_stage: str | None = None) -> dict[str, Any]
     return {d: net.space.capacity(d) for d in net.space.dim_names if d.split(".")[0] in before}
 
 
+def _pinned_ends(net: Supernet, fixed: dict[str, Any]) -> list[SubnetConfig]:
+    space = net.space
+    return [
+        space.config({d: fixed.get(d, c[0]) for d, c in space.dims}),
+        space.config({d: fixed.get(d, c[-1]) for d, c in space.dims}),
+    ]
+
+
 def sample_configs(net: Supernet, n: int, seed: int) -> list[SubnetConfig]:
     """``n`` distinct configs (fewer on a small grid): smallest, largest, then a seeded sample."""
     space = net.space
@@ -89,9 +98,18 @@ def learn(study: StudyConfig, ctx: TrialContext, checkpoint: str | Path) -> Know
     t2 = time.perf_counter()
     latency = lambda c: ctx.latency(c)[0]  # noqa: E731
     front = predicted_front(net.space, predictor.predict, latency, seed=study.seed)
+    fixed = prefix_fixed(net)
     route_front = predicted_front(
-        net.space, predictor.predict, latency, fixed=prefix_fixed(net), seed=study.seed
+        net.space, predictor.predict, latency, fixed=fixed, seed=study.seed
     )
+    # both ends of the prefix-pinned grid anchor the menu, so it has >= 2 routes and spans the
+    # whole latency range even where the predictor is flat (e.g. an untrained supernet)
+    have = {p.config for p in route_front}
+    ends = [c for c in _pinned_ends(net, fixed) if c not in have]
+    if ends:
+        acc = predictor.predict(ends)
+        route_front += [FrontPoint(c, float(a), latency(c)) for c, a in zip(ends, acc, strict=True)]
+        route_front.sort(key=lambda p: p.latency_ms)
     t3 = time.perf_counter()
     keep = ("kendall_tau", "rmse", "n_train", "n_holdout", "model", "encoding")
     return Knowledge(
