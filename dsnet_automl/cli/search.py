@@ -41,6 +41,24 @@ def _front_table(s, title: str) -> Table:
     return tab
 
 
+def _predicted_front_table(path: Path, hw: str) -> Table:
+    """The predicted static front's points the static study measured (all in the CSV)."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    tab = Table(
+        title=f"predicted static front on {hw}: {len(df)} points, measured where evaluated "
+        f"(all in {path.name})"
+    )
+    for col in ("ms", "predicted val", "measured val"):
+        tab.add_column(col, justify="right")
+    for r in df[df["measured_accuracy"].notna()].itertuples():
+        tab.add_row(
+            f"{r.latency_ms:.3f}", f"{r.predicted_accuracy:.4f}", f"{r.measured_accuracy:.4f}"
+        )
+    return tab
+
+
 def _print_fronts(dynamic, static_att, static, hw: str, source: str) -> None:
     from ..search import FRONT_LABELS
 
@@ -125,7 +143,17 @@ def search_cmd(
         console.print("[yellow]interrupted; run the same command again to resume[/yellow]")
         raise typer.Exit(130) from None
     out = out or cfg.run_dir / "export"
-    index = export_study(res.study, res.static, out, hw=cfg.hw, static_att=res.static_att)
+    front_csv = cfg.run_dir / "static_front.csv"
+    index = export_study(
+        res.study,
+        res.static,
+        out,
+        hw=cfg.hw,
+        static_att=res.static_att,
+        static_front_csv=front_csv,
+    )
+    if front_csv.is_file():
+        console.print(_predicted_front_table(front_csv, cfg.hw))
     _print_fronts(res.study, res.static_att, res.static, cfg.hw, index["latency_source"])
     where = (f" --hw {hw}" if hw and hw != "jetson" else "") + (
         f" --runs-dir {runs_dir}" if runs_dir else ""
@@ -156,7 +184,14 @@ def export_cmd(
     dyn = load_existing(cfg, db=db)
     static = load_existing(cfg, db=db, suffix=STATIC_SUFFIX, missing_ok=True)
     att = load_existing(cfg, db=db, suffix=STATIC_ATT_SUFFIX, missing_ok=True)
-    index = export_study(dyn, static, out, hw=cfg.hw, static_att=att)
+    index = export_study(
+        dyn,
+        static,
+        out,
+        hw=cfg.hw,
+        static_att=att,
+        static_front_csv=cfg.run_dir / "static_front.csv",
+    )
     console.print(f"{len(index['bundles'])} bundles ({index['latency_source']} latency) in {out}")
 
 

@@ -7,6 +7,8 @@ Layout of ``OUT``::
     trials.csv            every trial (dynamic, static+attention, static): objectives (val),
                           test top-1, params, state, error
     pareto.png/.html      dynamic vs static+attention vs static fronts
+    static_front.csv      the predicted static front (accuracy predictor x latency table), with
+                          the measured val top-1 of the points the static study evaluated
     trial_NNNN/           one per Pareto trial
         bundle.yaml       route space, gate hyperparameters, device, val and test top-1,
                           expected latency (+ measured|predicted), route histogram, per-route
@@ -47,6 +49,7 @@ def export_study(
     hw: str,
     formats: tuple[str, ...] = ("torchscript", "onnx"),
     static_att: optuna.Study | None = None,
+    static_front_csv: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write the export of ``dynamic`` (+ the ``static`` and ``static_att`` baseline fronts) to
     ``out_dir``.
@@ -120,11 +123,16 @@ def export_study(
             df[col] = df[col].map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip())
     atomic_write_text(out / "trials.csv", df.to_csv(index=False))
     plots = plot_fronts(dynamic, static, out, hw=hw, source=source, static_att=static_att)
+    if static_front_csv is not None and Path(static_front_csv).is_file():
+        shutil.copy2(static_front_csv, out / "static_front.csv")
+        plots.append(out / "static_front.csv")
     index = {
         "study": dynamic.study_name,
         "device": hw,
         "latency_source": source,
         "bundles": entries,
+        "accuracy_predictor": dynamic.user_attrs.get("accuracy_predictor"),
+        "routing": "front" if dynamic.user_attrs.get("route_menu") else "fraction",
         "static_attention_front": _front_rows(static_att),
         "static_front": _front_rows(static),
         "files": ["trials.csv", *(p.name for p in plots)],
