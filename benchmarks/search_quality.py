@@ -5,8 +5,9 @@ checkpoint (tiny DS-MobileNetV1, digits-hard, the demo's Stage I recipe) and one
 
 (a) ``static``: static sub-net search with real evaluations (each a measured val and test top-1
     from the accuracy table) at budgets 25, 50 and 100, for Optuna's random, TPE and NSGA-II
-    samplers and for the predictor-guided search (measure ``n0 = 40%`` of the budget at random,
-    fit the accuracy predictor, measure points spread along its predicted front, refit, repeat).
+    samplers and for the predictor-guided search (``dsnet_automl.search.guided``: the smallest,
+    the largest and random sub-nets up to 25% of the budget, then repeatedly fit the accuracy
+    predictor and measure the predicted-front points that would add most hypervolume).
     Target: predictor-guided at 25 evaluations >= random's hypervolume at 100.
     Reference point: (test top-1 of the smallest sub-net, 1.05 x latency of the largest).
 (b) ``dynamic``: the dynamic search with front-drawn routes vs fraction routes, equal trials,
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import tempfile
 import time
@@ -41,9 +41,9 @@ from rich.console import Console
 from rich.table import Table
 
 from dsnet_automl.search import StudyConfig, TrialContext, hypervolume, run_search
-from dsnet_automl.search.accuracy_predictor import fit_predictor
 from dsnet_automl.search.accuracy_table import AccuracyTable
-from dsnet_automl.search.static_front import pareto_mask, predicted_front, spread
+from dsnet_automl.search.guided import guided_static_search
+from dsnet_automl.search.static_front import pareto_mask
 from dsnet_automl.search.study import ensure_supernet
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -118,25 +118,15 @@ def _optuna_static(name: str, budget: int, seed: int, ev: Evaluator, space) -> l
 
 
 def _predictor_static(budget: int, seed: int, ev: Evaluator, space) -> list:
-    rng = random.Random(seed)
-    n0 = max(10, round(0.4 * budget))
-    seen: dict[Any, tuple[float, float, float]] = {}
-    while len(seen) < n0:
-        cfg = space.sample(rng)
-        if cfg not in seen:
-            seen[cfg] = ev(cfg)
-    latency = lambda c: ev.ctx.latency(c)[0]  # noqa: E731
-    while len(seen) < budget:
-        cfgs = list(seen)
-        pred, _ = fit_predictor(space, cfgs, [seen[c][0] for c in cfgs], seed=seed)
-        front = [p for p in predicted_front(space, pred.predict, latency) if p.config not in seen]
-        batch = [p.config for p in spread(front, min(5, budget - len(seen)))] if front else []
-        if not batch:  # the predicted front is measured already: explore
-            batch = [space.sample(rng)]
-        for cfg in batch:
-            if cfg not in seen and len(seen) < budget:
-                seen[cfg] = ev(cfg)
-    return list(seen.values())
+    """Predictor-guided static search (:func:`guided_static_search`), rows (val, test, ms)."""
+    rows: dict[Any, tuple[float, float, float]] = {}
+
+    def evaluate(cfg) -> float:
+        rows[cfg] = ev(cfg)
+        return rows[cfg][0]
+
+    guided_static_search(space, evaluate, lambda c: ev.ctx.latency(c)[0], budget, seed=seed)
+    return list(rows.values())
 
 
 def part_static(args, root: Path, ckpt: Path, out: dict) -> None:
