@@ -9,7 +9,7 @@ end-to-end latency of route ``k``'s sub-net (prefix included) from the device's 
 
 Each trial also records its **test** top-1 (``test_accuracy``): trials are selected on val,
 reported on test. A trial whose routes and gate/SGS hyperparameters equal a finished trial's
-reuses that result (``reused_from``) instead of training again: NSGA-II children often copy
+reuses that result (user attr ``reused``, same ``bundle``) instead of training again: NSGA-II children often copy
 every gene of a parent, and integer route positions make equal draws exact.
 """
 
@@ -79,7 +79,8 @@ def run_trial(
     prune.
 
     Returns:
-        ``accuracy`` (val top-1), ``latency_ms`` (expected), ``latency_source``, ``route_hist``,
+        ``accuracy`` (val top-1), ``test_accuracy``, ``latency_ms`` (expected),
+        ``latency_source``, ``route_hist`` (val), ``test_route_hist``,
         ``route_latency_ms``, ``routes`` (route space dict) and ``bundle`` (the DynamicNet dir).
     """
     from ..routing import DynamicNet
