@@ -23,7 +23,7 @@ def _front_table(s, title: str) -> Table:
     from ..search import pareto_trials
 
     tab = Table(title=title)
-    for col in ("trial", "val", "test", "ms", "source", "routes share", "lambda"):
+    for col in ("trial", "val", "test", "ms", "routes share", "lambda"):
         tab.add_column(col, justify="right")
     for t in pareto_trials(s):
         hist = t.user_attrs.get("route_hist") or []
@@ -34,7 +34,6 @@ def _front_table(s, title: str) -> Table:
             f"{t.values[0]:.4f}",
             "-" if test is None else f"{test:.4f}",
             f"{t.values[1]:.3f}",
-            t.user_attrs.get("latency_source", "?"),
             " ".join(f"{h / n:.2f}" for h in hist) or "-",
             f"{t.params['lam']:.3g}" if "lam" in t.params else "-",
         )
