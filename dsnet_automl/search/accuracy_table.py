@@ -375,7 +375,7 @@ class AccuracyTable:
             was_training = net.training
             net.eval()
             try:
-                for cfg in track(todo, description="accuracy", disable=not progress):
+                for cfg in track(todo, description="measuring sub-nets", disable=not progress):
                     t0 = time.perf_counter()
                     top1 = _top1(net, x, y, cfg, batch_size, dev)
                     row = AccuracyRow(

@@ -9,8 +9,8 @@ end-to-end latency of route ``k``'s sub-net (prefix included) from the device's 
 
 Each trial also records its **test** top-1 (``test_accuracy``): trials are selected on val,
 reported on test. A trial whose routes and gate/SGS hyperparameters equal a finished trial's
-reuses that result (user attr ``reused``, same ``bundle``) instead of training again: NSGA-II children often copy
-every gene of a parent, and integer route positions make equal draws exact.
+reuses that result (user attr ``reused``, same ``bundle``) instead of training again: NSGA-II
+children often copy every gene of a parent, and integer route positions make equal draws exact.
 """
 
 from __future__ import annotations

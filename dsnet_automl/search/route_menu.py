@@ -77,8 +77,11 @@ def sample_configs(net: Supernet, n: int, seed: int) -> list[SubnetConfig]:
     return list(out)
 
 
-def learn(study: StudyConfig, ctx: TrialContext, checkpoint: str | Path) -> Knowledge:
-    """Measure the accuracy table (reusing stored rows), fit the predictor, predict the fronts."""
+def learn(
+    study: StudyConfig, ctx: TrialContext, checkpoint: str | Path, *, progress: bool = False
+) -> Knowledge:
+    """Measure the accuracy table (reusing stored rows; a progress bar while measuring), fit the
+    predictor, predict the fronts."""
     net = ctx.supernet
     t0 = time.perf_counter()
     ckpt_hash = ctx.ckpt_hash or checkpoint_hash(checkpoint)
@@ -92,6 +95,7 @@ def learn(study: StudyConfig, ctx: TrialContext, checkpoint: str | Path) -> Know
         split="val",
         seed=study.seed,
         device=study.device,
+        progress=progress,
     )
     t1 = time.perf_counter()
     predictor, metrics = fit_predictor(net.space, cfgs, [accs[c] for c in cfgs], seed=study.seed)

@@ -70,8 +70,7 @@ def run_search(
     study = _resolve_routing(study, s, console)
     know = None
     if study.routing == "front" or study.static_trials:
-        with console.status("measuring sub-nets and fitting the accuracy predictor"):
-            know = learn(study, ctx, ckpt)
+        know = learn(study, ctx, ckpt, progress=progress)
         m = know.metrics
         s.set_user_attr("accuracy_predictor", m | {"seconds": know.seconds})
         console.print(
