@@ -336,10 +336,10 @@ def part_ray(args, root: Path, ckpt: Path, out: dict) -> None:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     base = _base(args, root).model_copy(update={"checkpoint": str(ckpt), "routing": "fraction"})
-    ctx = TrialContext.create(base, ckpt)
     rows = {}
     for workers in (1, 2):
         cfg = base.model_copy(update={"name": f"ray{workers}", "sampler": "random"})
+        ctx = TrialContext.create(cfg, ckpt)  # its own run dir: no result reused across runs
         s = open_study(cfg)
         t = time.perf_counter()
         run_ray(cfg, ctx, s, args.ray_trials, workers=workers)

@@ -88,7 +88,8 @@ def run_trial(
 
     study = ctx.study
     routes = trial_routes(ctx.supernet, params, lambda c: ctx.latency(c)[0], ctx.route_menu)
-    cache = Path(study.run_dir) / "trials" / "results" / f"{result_key(routes, params)}.json"
+    key = result_key(routes, params, ctx)
+    cache = Path(study.run_dir) / "trials" / "results" / f"{key}.json"
     if cache.is_file():  # same routes, same gate/SGS hyperparameters: same result
         return json.loads(cache.read_text()) | {"reused": True}
     sources = {ctx.latency(c)[1] for c in routes}
@@ -135,10 +136,20 @@ def run_trial(
     return out
 
 
-def result_key(routes, params: TrialParams) -> str:
-    """Hash of a trial's routes and gate/SGS hyperparameters (floats to 9 significant digits)."""
+def result_key(routes, params: TrialParams, ctx: TrialContext) -> str:
+    """Hash of everything a trial's result depends on: its routes (with their device costs),
+    gate/SGS hyperparameters (floats to 9 significant digits), the checkpoint, data, seed, gate
+    batch size and device."""
     hp = {k: float(f"{getattr(params, k):.9g}") for k in (*GATE_KEYS, *SGS_KEYS)}
-    text = json.dumps({"routes": [c.to_dict() for c in routes], "hp": hp}, sort_keys=True)
+    st = ctx.study
+    text = json.dumps(
+        {
+            "routes": routes.to_dict(),
+            "hp": hp,
+            "run": [ctx.ckpt_hash, ctx.data, st.seed, st.gate_batch_size, st.device],
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
