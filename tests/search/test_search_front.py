@@ -100,3 +100,25 @@ def test_static_attention_front_beside_static(make_study, tmp_path):
     # a re-run trains nothing again
     res2 = run_search(load_study(path), progress=False)
     assert len(res2.static_att.trials) == len(att)
+
+
+def test_result_key_depends_on_checkpoint_data_and_seed():
+    import dataclasses
+    from types import SimpleNamespace
+
+    from dsnet_automl.search.objective import result_key
+    from dsnet_automl.search.study_config import StudyConfig
+
+    net = create_supernet("ds_mobilenet_v1_tiny")
+    menu = [net.space.smallest(), net.space.largest()]
+    routes = front_routes(menu, [0, 1], net.macs)
+    p = TrialParams(2, None, None, None, 1.0, 0.5, 1e-3, 1.0, 1, 16, front=(0, 1))
+    study = StudyConfig(name="k")
+    ctx = SimpleNamespace(study=study, ckpt_hash="a" * 16, data="digits-hard")
+    key = result_key(routes, p, ctx)
+    assert key == result_key(routes, p, ctx)
+    assert key != result_key(routes, p, SimpleNamespace(**{**vars(ctx), "ckpt_hash": "b" * 16}))
+    assert key != result_key(routes, p, SimpleNamespace(**{**vars(ctx), "data": "digits"}))
+    other_seed = SimpleNamespace(**{**vars(ctx), "study": study.model_copy(update={"seed": 1})})
+    assert key != result_key(routes, p, other_seed)
+    assert key != result_key(routes, dataclasses.replace(p, lam=2.0), ctx)
