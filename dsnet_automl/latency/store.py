@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, create_engine, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from .._db import LazyEngineStore, install_sqlite_events, sqlite_file
 from ..errors import LatencyTableError
 from .models import (
     SCHEMA_VERSION,
@@ -72,7 +73,7 @@ def _is_locked(e: OperationalError) -> bool:
     return "locked" in msg or "busy" in msg
 
 
-class LatencyStore:
+class LatencyStore(LazyEngineStore):
     """Per-device latency tables in one database.
 
     Args:
@@ -83,36 +84,10 @@ class LatencyStore:
     """
 
     def __init__(self, url: str = DEFAULT_DB, *, timeout_s: float = 30.0) -> None:
-        self.url = str(url)
-        self.timeout_s = timeout_s
-        self._engine: Engine | None = None
-
-    # ---------------------------------------------------------------- engine
-    def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "timeout_s": self.timeout_s, "_engine": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    def __repr__(self) -> str:
-        return f"LatencyStore({self.url!r})"
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = self._open()
-        return self._engine
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        super().__init__(url, timeout_s=timeout_s)
 
     def _sqlite_path(self) -> Path | None:
-        url = make_url(self.url)
-        if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
-            return None
-        return Path(url.database)
+        return sqlite_file(self.url)
 
     def _open(self) -> Engine:
         path = self._sqlite_path()
@@ -132,30 +107,11 @@ class LatencyStore:
         kw: dict[str, Any] = {"connect_args": {"timeout": self.timeout_s}} if sqlite else {}
         engine = create_engine(self.url, **kw)
         if sqlite:
-            self._sqlite_events(engine, wal=path is not None)
+            install_sqlite_events(engine, timeout_s=self.timeout_s, wal=path is not None)
         if path is None:  # non-file databases: check once the engine exists
             self._check_schema(engine, dispose=False)
         self._create(engine)
         return engine
-
-    def _sqlite_events(self, engine: Engine, *, wal: bool) -> None:
-        busy_ms = int(self.timeout_s * 1000)
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            if wal:
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
 
     def _check_schema(self, engine: Engine, *, dispose: bool = True) -> None:
         where = self._sqlite_path() or self.url

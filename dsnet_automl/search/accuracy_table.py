@@ -37,7 +37,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
-    event,
     select,
 )
 from sqlalchemy.engine import make_url
@@ -45,6 +44,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from torch import Tensor, nn
 
+from .._db import LazyEngineStore, install_sqlite_events, sqlite_file
 from ..config import SubnetConfig
 from ..errors import CheckpointError, StudyError
 
@@ -184,7 +184,7 @@ def _top1(
 
 
 # ---------------------------------------------------------------------------------- store
-class AccuracyTable:
+class AccuracyTable(LazyEngineStore):
     """Measured sub-net accuracies in one database.
 
     Args:
@@ -196,49 +196,18 @@ class AccuracyTable:
     """
 
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
-        self.url = str(url)
-        self.timeout_s = float(timeout_s)
+        super().__init__(url, timeout_s=timeout_s)
         self.last_evaluated = 0
-        self._engine: Engine | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_engine": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    def __repr__(self) -> str:
-        return f"AccuracyTable({self.url!r})"
-
-    # ------------------------------------------------------------------ engine
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = self._open()
-        return self._engine
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
 
     def _open(self) -> Engine:
-        url = make_url(self.url)
-        sqlite = url.drivername.startswith("sqlite")
-        on_disk = sqlite and url.database not in (None, "", ":memory:")
-        if on_disk:
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(self.url)
+        sqlite = make_url(self.url).drivername.startswith("sqlite")
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         kw: dict[str, Any] = {"connect_args": {"timeout": self.timeout_s}} if sqlite else {}
         engine = create_engine(self.url, **kw)
-        if on_disk:
-
-            @event.listens_for(engine, "connect")
-            def _wal(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.close()
-
+        if sqlite:
+            install_sqlite_events(engine, timeout_s=self.timeout_s, wal=path is not None)
         try:
             _Base.metadata.create_all(engine)
             with Session(engine) as s, s.begin():
