@@ -11,6 +11,8 @@ Specs accepted by :func:`load_dataset`:
 
 from __future__ import annotations
 
+import functools
+
 from ..errors import DataError
 from .augment import make_views
 from .base import (
@@ -32,6 +34,7 @@ __all__ = [
     "EpochBatchSampler",
     "corrupt",
     "epoch_sampler",
+    "eval_loaders",
     "load_dataset",
     "make_loader",
     "make_loaders",
@@ -79,3 +82,13 @@ def load_dataset(
         loader = load_imagefolder if kind == "imagefolder" else load_cifar10
         return loader(arg, input_size, seed)
     raise DataError(f"unknown dataset {spec!r}; allowed: {', '.join(DATASET_SPECS)}")
+
+
+@functools.lru_cache(maxsize=4)
+def eval_loaders(
+    spec: str, input_size: tuple[int, ...], seed: int = 0, batch_size: int = 256
+) -> tuple:
+    """``(val, test)`` loaders of a dataset, built once per process (evaluation is read-only,
+    so trials and baselines in one process share them)."""
+    _, val, test = make_loaders(load_dataset(spec, tuple(input_size), seed), batch_size, seed=seed)
+    return val, test

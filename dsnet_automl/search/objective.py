@@ -16,7 +16,6 @@ children often copy every gene of a parent, and integer route positions make equ
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -155,18 +154,10 @@ def result_key(routes, params: TrialParams, ctx: TrialContext) -> str:
 
 def eval_loader(ctx: TrialContext, split: str, batch_size: int = 256):
     """The val/test loader of the study's data (built once per process)."""
-    return _loaders(ctx.data, tuple(ctx.supernet.input_size), ctx.study.seed, batch_size)[
-        {"val": 0, "test": 1}[split]
-    ]
+    from ..data import eval_loaders
 
-
-@functools.lru_cache(maxsize=4)
-def _loaders(data: str, input_size: tuple[int, ...], seed: int, batch_size: int):
-    from ..data import load_dataset, make_loaders
-
-    splits = load_dataset(data, input_size, seed=seed)
-    _, val, test = make_loaders(splits, batch_size, seed=seed)
-    return val, test
+    val, test = eval_loaders(ctx.data, tuple(ctx.supernet.input_size), ctx.study.seed, batch_size)
+    return {"val": val, "test": test}[split]
 
 
 def static_trial(ctx: TrialContext, cfg: SubnetConfig) -> dict[str, Any]:

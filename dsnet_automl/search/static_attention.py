@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..config import RouteSpace, SubnetConfig
-from ..data import load_dataset, make_loaders
+from ..data import eval_loaders
 from ..errors import TrainingInterrupted
 from ..routing import DynamicNet
 from ..supernets.base import Supernet
@@ -96,8 +96,7 @@ def train_static_attention(
                 f"static+attention training in {str(out_dir)!r} stopped after epoch "
                 f"{res.epochs_done}/{epochs}; call again with the same out_dir to resume"
             )
-        splits = load_dataset(data, supernet.input_size, seed=seed)
-        _, _, test_loader = make_loaders(splits, batch_size, seed=seed)
+        _, test_loader = eval_loaders(data, tuple(supernet.input_size), seed)
         test = evaluate_dynamic(dyn, test_loader, resolve_device(device))
     finally:
         saved.restore(supernet)
