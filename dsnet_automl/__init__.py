@@ -1,14 +1,33 @@
-"""dsnet_automl: DS-Net++ dynamic weight slicing as a hardware-aware AutoML tool."""
+"""dsnet_automl: DS-Net++ dynamic weight slicing as a hardware-aware AutoML tool.
 
-from .config import RouteSpace, SliceSpace, SubnetConfig, load_space
-from .errors import DsnetError, SearchSpaceError
-from .routing import DynamicNet
-from .slicify import slicify
-from .supernets import Supernet, create_supernet, default_space, list_supernets
+The public names below are imported lazily (PEP 562), so ``import dsnet_automl.runtime`` (the
+torch-free ONNX Runtime runner for exported bundles) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
+_EXPORTS = {
+    "RouteSpace": ".config",
+    "SliceSpace": ".config",
+    "SubnetConfig": ".config",
+    "load_space": ".config",
+    "DsnetError": ".errors",
+    "SearchSpaceError": ".errors",
+    "DynamicNet": ".routing",
+    "Supernet": ".supernets",
+    "create_supernet": ".supernets",
+    "default_space": ".supernets",
+    "list_supernets": ".supernets",
+}
+
+__all__ = [  # a literal list, so linters see the lazily served names
     "DsnetError",
     "DynamicNet",
     "RouteSpace",
@@ -20,6 +39,39 @@ __all__ = [
     "create_supernet",
     "default_space",
     "list_supernets",
-    "slicify",
     "load_space",
+    "slicify",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import RouteSpace, SliceSpace, SubnetConfig, load_space
+    from .errors import DsnetError, SearchSpaceError
+    from .routing import DynamicNet
+    from .slicify import slicify
+    from .supernets import Supernet, create_supernet, default_space, list_supernets
+
+
+class _Package(types.ModuleType):
+    """``dsnet_automl.slicify`` is both a subpackage and its main function: importing the
+    subpackage sets the package attribute to the module, so the function is served by a data
+    descriptor, which wins over that attribute (as the eager ``from .slicify import slicify``
+    did before imports became lazy)."""
+
+    @property
+    def slicify(self) -> Any:
+        return importlib.import_module(".slicify", __name__).slicify
+
+    @slicify.setter
+    def slicify(self, value: Any) -> None:  # set by the import system to the subpackage
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

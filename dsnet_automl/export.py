@@ -2,22 +2,27 @@
 
 Files (per format): ``prefix``, ``gate`` (prefix features -> attended features, route
 logits) and ``route_<k>`` (attended features -> class logits). A runtime runs prefix -> gate ->
-argmax -> route. ONNX goes through ``torch.onnx.export(dynamo=False, opset 17)`` (the
-TorchScript-based exporter, which handles these models cleanly) with a dynamic batch axis, and
-is checked in onnxruntime against PyTorch.
+argmax -> route; with ONNX, ``runtime.json`` (what :mod:`dsnet_automl.runtime` needs to run the
+parts as one dynamic net) and ``dsnet_runtime.py`` (a standalone copy of that runtime: a device
+needs only numpy + onnxruntime) are written too. ONNX goes through
+``torch.onnx.export(dynamo=False, opset 17)`` (the TorchScript-based exporter, which handles
+these models cleanly) with a dynamic batch axis, and is checked in onnxruntime against PyTorch.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ._io import atomic_path
+from ._io import atomic_path, atomic_write_text
 from .errors import DsnetError
 from .routing import DynamicNet
+from .runtime import ort as _ort_runtime
 
 __all__ = ["export_dynamic", "run_onnx"]
 
@@ -65,7 +70,7 @@ def export_dynamic(
     inputs["gate"] = h
     h_att, _ = dyn.gate(h)
     files: list[str] = []
-    diffs: dict[str, float] = {}
+    diffs: dict[str, tuple[float, float]] = {}
     for name, module in _parts(dyn).items():
         inp = inputs.get(name, h_att)
         ref = module(inp)
@@ -77,9 +82,7 @@ def export_dynamic(
                 torch.jit.save(scripted, str(tmp))
             got = torch.jit.load(str(path))(inp)
             got = got if isinstance(got, tuple) else (got,)
-            diffs[f"{name}.ts"] = max(
-                float((a - b).abs().max()) for a, b in zip(got, ref, strict=True)
-            )
+            diffs[f"{name}.ts"] = _max_diff(got, ref)
             files.append(path.name)
         if "onnx" in formats:
             path = out / f"{name}.onnx"
@@ -98,12 +101,53 @@ def export_dynamic(
                 )
             if check:
                 got = run_onnx(path, inp)
-                diffs[f"{name}.onnx"] = max(
-                    float((torch.from_numpy(a) - b).abs().max())
-                    for a, b in zip(got, ref, strict=True)
-                )
+                diffs[f"{name}.onnx"] = _max_diff([torch.from_numpy(a) for a in got], ref)
             files.append(path.name)
-    bad = {k: v for k, v in diffs.items() if v > atol}
+    scale = {k: max(1.0, v[1]) for k, v in diffs.items()}
+    bad = {k: v[0] for k, v in diffs.items() if v[0] > atol * scale[k]}
     if check and bad:
-        raise DsnetError(f"exported outputs differ from PyTorch beyond {atol}: {bad}")
+        raise DsnetError(
+            f"exported outputs differ from PyTorch beyond {atol} (relative to outputs over 1): "
+            f"{bad}"
+        )
+    diffs = {k: v[0] for k, v in diffs.items()}
+    if "onnx" in formats:
+        files += _write_runtime(dyn, out)
     return {"files": files, "max_abs_diff": diffs}
+
+
+def _max_diff(got, ref) -> tuple[float, float]:
+    """(max |got - ref|, max |ref|) over the outputs of one part."""
+    pairs = list(zip(got, ref, strict=True))
+    return (
+        max(float((a - b).abs().max()) for a, b in pairs),
+        max(float(b.abs().max()) for _, b in pairs),
+    )
+
+
+def _write_runtime(dyn: DynamicNet, out: Path) -> list[str]:
+    """``runtime.json`` + the standalone runtime ``dsnet_runtime.py`` beside the ONNX files."""
+    net = dyn.supernet
+    meta = getattr(dyn, "metadata", None) or {}
+    manifest = {
+        "format": _ort_runtime.FORMAT,
+        "version": 1,
+        "supernet": net.name,
+        "num_classes": int(net.num_classes),
+        "input_shape": [int(v) for v in net.input_size],
+        "gate_stage": dyn.gate_stage,
+        "num_routes": dyn.num_routes,
+        "routes": [c.short() for c in dyn.route_space],
+        "route_macs": [int(net.macs(c)) for c in dyn.route_space],
+        "route_costs": dyn.route_costs(),
+        "data": meta.get("data"),
+        "files": {
+            "prefix": "prefix.onnx",
+            "gate": "gate.onnx",
+            "routes": [f"route_{k}.onnx" for k in range(dyn.num_routes)],
+        },
+    }
+    atomic_write_text(out / _ort_runtime.MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    with atomic_path(out / "dsnet_runtime.py") as tmp:
+        shutil.copyfile(_ort_runtime.__file__, tmp)
+    return [_ort_runtime.MANIFEST, "dsnet_runtime.py"]

@@ -222,34 +222,3 @@ def dashboard_cmd(
     console.print(f"optuna-dashboard on {url}: http://{host}:{port}/  (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
         subprocess.run([exe, url, "--host", host, "--port", str(port)], check=False)
-
-
-@app.command("run")
-@handle_errors
-def run_cmd(
-    bundle: Annotated[Path, typer.Argument(help="An exported bundle dir (trial_NNNN).")],
-    data: Annotated[str, typer.Option(help="Dataset spec.")] = "digits-hard",
-    split: Annotated[str, typer.Option(help="val | test.")] = "test",
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
-) -> None:
-    """Load a bundle, run routed inference on a dataset, print accuracy and route histogram."""
-    import torch
-
-    from ..data import load_dataset, make_loaders
-    from ..routing import DynamicNet
-    from ..training.gate import evaluate_dynamic
-
-    if split not in ("val", "test"):
-        raise StudyError(f"--split {split!r} is not one of: val, test")
-    dyn = DynamicNet.load(bundle)
-    splits = load_dataset(data, dyn.supernet.input_size, seed=0)
-    _, val, test = make_loaders(splits, batch_size, seed=0)
-    t0 = time.perf_counter()
-    res = evaluate_dynamic(dyn, val if split == "val" else test, torch.device("cpu"))
-    dt = time.perf_counter() - t0
-    n = max(1, res["n"])
-    console.print(
-        f"{bundle}: {split} top-1 {res['top1']:.4f} on {res['n']} samples ({dt:.2f} s); routes "
-        + " ".join(f"{k}:{h} ({h / n:.0%})" for k, h in enumerate(res["route_hist"]))
-        + f"; expected route cost {res['avg_cost']:.3f}"
-    )

@@ -1,0 +1,261 @@
+"""``dsnet-automl run | bench``: run an exported dynamic net in PyTorch or ONNX Runtime."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from ..errors import CheckpointError, DataError
+from ._app import app, console, handle_errors
+
+Backend = Literal["torch", "onnxruntime"]
+_BACKENDS = ("torch", "onnxruntime")
+
+BundleArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A dynamic net: a train-gate bundle (dynamic.yaml), a search export's trial_* "
+        "directory, or an export directory (runtime.json; onnxruntime only)."
+    ),
+]
+BackendOpt = Annotated[
+    str, typer.Option(help="torch (the bundle's weights) or onnxruntime (its ONNX export).")
+]
+InputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--input",
+        help=".npy float32 array (N, C, H, W), or .npz with 'x' (and optional labels 'y').",
+    ),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(help="Dataset spec instead of --input (default: the bundle's own data)."),
+]
+SplitOpt = Annotated[str, typer.Option(help="Split of --data: val or test.")]
+ProvidersOpt = Annotated[
+    str,
+    typer.Option(
+        help="onnxruntime execution providers, comma-separated, in priority order "
+        "(e.g. CUDAExecutionProvider,CPUExecutionProvider)."
+    ),
+]
+ThreadsOpt = Annotated[int | None, typer.Option(help="Threads (torch and onnxruntime).")]
+
+
+class _Net:
+    """One backend's dynamic net as numpy in -> numpy out: ``run(x)`` and ``static(k, x)``."""
+
+    def __init__(self, bundle: Path, backend: str, providers: str, threads: int | None) -> None:
+        if backend not in _BACKENDS:
+            raise DataError(f"--backend {backend!r}; allowed: {', '.join(_BACKENDS)}")
+        self.backend = backend
+        if backend == "onnxruntime":
+            from ..runtime import OrtDynamicNet
+
+            ort = OrtDynamicNet(bundle, providers=providers.split(","), threads=threads)
+            self.num_routes, self.input_shape = ort.num_routes, ort.input_shape
+            self.data, self.label = ort.meta.get("data"), f"onnxruntime ({ort.providers[0]})"
+            self.route_macs = [float(m) for m in ort.meta["route_macs"]]
+            self.run, self.static = ort.run, ort.run_static
+            return
+        import torch
+
+        from ..routing import DynamicNet
+
+        if threads:
+            torch.set_num_threads(threads)
+        dyn = DynamicNet.load(_torch_bundle(bundle))
+        self.num_routes, self.input_shape = dyn.num_routes, tuple(dyn.supernet.input_size)
+        self.data, self.label = dyn.metadata.get("data"), "torch (sliced)"
+        self.route_macs = [float(dyn.supernet.macs(c)) for c in dyn.route_space]
+
+        @torch.inference_mode()
+        def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            logits, routes = dyn(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+            return logits.numpy(), routes.numpy()
+
+        @torch.inference_mode()
+        def static(k: int, x: np.ndarray) -> np.ndarray:
+            h, _ = dyn.gate(dyn.features(torch.from_numpy(np.asarray(x, dtype=np.float32))))
+            return dyn.run_route(k, h).numpy()
+
+        self.run, self.static = run, static
+
+
+def _torch_bundle(path: Path) -> Path:
+    for d in (path, path.parent):
+        if (d / "dynamic.yaml").is_file():
+            return d
+    raise CheckpointError(
+        f"{str(path)!r} has no dynamic.yaml (nor has its parent): --backend torch needs the "
+        "bundle written by 'dsnet-automl train-gate --out DIR' or a search export's trial_*"
+    )
+
+
+def _inputs(
+    net: _Net, input_path: Path | None, data: str | None, split: str, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(x, labels or None, description) from --input, --data or the bundle's own data."""
+    if input_path is not None:
+        if not input_path.is_file():
+            raise DataError(f"--input {str(input_path)!r} does not exist")
+        try:
+            arr = np.load(input_path)
+        except (OSError, ValueError) as e:
+            raise DataError(f"--input {str(input_path)!r}: not a .npy/.npz file ({e})") from None
+        if isinstance(arr, np.lib.npyio.NpzFile):
+            if "x" not in arr.files:
+                raise DataError(f"--input {str(input_path)!r}: the .npz has no array 'x'")
+            x, y = arr["x"], (arr["y"] if "y" in arr.files else None)
+        else:
+            x, y = arr, None
+        if x.ndim != 4 or tuple(x.shape[1:]) != net.input_shape:
+            raise DataError(
+                f"--input {str(input_path)!r}: shape {tuple(x.shape)}; this net takes "
+                f"(N, {', '.join(map(str, net.input_shape))})"
+            )
+        x = x[:limit]
+        return x.astype(np.float32), (None if y is None else y[: len(x)]), str(input_path)
+    spec = data or net.data
+    if not spec:
+        raise DataError("no input: give --input FILE.npy or --data SPEC (the bundle names none)")
+    if split not in ("val", "test"):
+        raise DataError(f"--split {split!r}; allowed: val, test")
+    from ..data import eval_loaders
+
+    val, test = eval_loaders(spec, net.input_shape)
+    xs, ys, n = [], [], 0
+    for xb, yb in val if split == "val" else test:
+        xs.append(xb.numpy())
+        ys.append(yb.numpy())
+        n += len(xb)
+        if limit and n >= limit:
+            break
+    x, y = np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
+    return x.astype(np.float32), y, f"{spec} {split}"
+
+
+@app.command("run")
+@handle_errors
+def run_cmd(
+    bundle: BundleArg,
+    backend: BackendOpt = "torch",
+    input_path: InputOpt = None,
+    data: DataOpt = None,
+    split: SplitOpt = "test",
+    out: Annotated[
+        Path | None, typer.Option(help="CSV of predictions: index, prediction, route[, label].")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per call.")] = 32,
+    providers: ProvidersOpt = "CPUExecutionProvider",
+    threads: ThreadsOpt = None,
+) -> None:
+    """Run a dynamic net on images: predictions, routes, accuracy (if labelled), throughput.
+
+    --backend onnxruntime uses only the ONNX export and the torch-free runtime
+    (dsnet_automl.runtime), exactly what a device with onnxruntime runs.
+    """
+    net = _Net(bundle, backend, providers, threads)
+    x, y, what = _inputs(net, input_path, data, split)
+    preds, routes = [], []
+    t0 = time.perf_counter()
+    for i in range(0, len(x), batch_size):
+        logits, r = net.run(x[i : i + batch_size])
+        preds.append(logits.argmax(1))
+        routes.append(r)
+    secs = time.perf_counter() - t0
+    pred, route = np.concatenate(preds), np.concatenate(routes)
+    hist = np.bincount(route, minlength=net.num_routes)
+    avg_macs = float(hist @ np.asarray(net.route_macs)) / max(1, len(x))
+    msg = f"{net.label}: {len(x)} images of {what}"
+    if y is not None:
+        msg += f"; {'' if input_path else split + ' '}top-1 {float((pred == y).mean()):.4f}"
+    console.print(
+        f"{msg}; routes {hist.tolist()}; average {avg_macs / 1e6:.2f} MMACs; "
+        f"{len(x) / secs:.1f} img/s (batch {batch_size})"
+    )
+    if out is not None:
+        import pandas as pd
+
+        cols = {"index": np.arange(len(x)), "prediction": pred, "route": route}
+        if y is not None:
+            cols["label"] = y
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(cols).to_csv(out, index=False)
+        console.print(f"predictions in {out}")
+
+
+def _seconds(fn: Callable[[np.ndarray], object], chunks: list[np.ndarray]) -> float:
+    t0 = time.perf_counter()
+    for c in chunks:
+        fn(c)
+    return time.perf_counter() - t0
+
+
+@app.command("bench")
+@handle_errors
+def bench_cmd(
+    bundle: BundleArg,
+    backend: BackendOpt = "torch",
+    input_path: InputOpt = None,
+    data: DataOpt = None,
+    split: SplitOpt = "test",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,32",
+    samples: Annotated[int, typer.Option(min=1, help="Images timed per pass.")] = 128,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed passes (median).")] = 5,
+    providers: ProvidersOpt = "CPUExecutionProvider",
+    threads: ThreadsOpt = None,
+) -> None:
+    """Latency and throughput of the dynamic net vs each static route, in one backend.
+
+    Each pass runs SAMPLES images in batches; the dynamic net and every static route (all
+    inputs through route k) are timed interleaved, REPEATS passes, medians. 'ideal' is the
+    speed-up the route mix allows: T(largest) / sum_k share_k T(route k); 'efficiency' =
+    measured / ideal (what grouping and the gate cost).
+    """
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise DataError(f"--batch-sizes {batch_sizes!r}: give positive integers, e.g. 1,32")
+    net = _Net(bundle, backend, providers, threads)
+    x, _, what = _inputs(net, input_path, data, split, limit=samples)
+    k_all = net.num_routes
+    _, routes = net.run(x)
+    share = np.bincount(routes, minlength=k_all) / len(x)
+    table = Table(title=f"{net.label} on {len(x)} images of {what}; routes {share.round(3)}")
+    for col in ("batch", "model", "ms / batch", "img/s", "vs largest"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for b in sizes:
+        chunks = [x[i : i + b] for i in range(0, len(x) - b + 1, b)] or [x]
+        models: dict[str, Callable[[np.ndarray], object]] = {"dynamic": net.run}
+        for k in range(k_all):
+            models[f"route {k}"] = lambda c, k=k: net.static(k, c)
+        for fn in models.values():  # warm-up
+            fn(chunks[0])
+        secs: dict[str, list[float]] = {m: [] for m in models}
+        for _ in range(repeats):  # interleaved: drift hits every model alike
+            for m, fn in models.items():
+                secs[m].append(_seconds(fn, chunks))
+        t = {m: statistics.median(v) / len(chunks) for m, v in secs.items()}
+        largest = t[f"route {k_all - 1}"]
+        for m in models:
+            table.add_row(
+                str(b), m, f"{1e3 * t[m]:.3f}", f"{b / t[m]:.1f}", f"{largest / t[m]:.2f}x"
+            )
+        ideal = largest / sum(share[k] * t[f"route {k}"] for k in range(k_all))
+        measured = largest / t["dynamic"]
+        table.add_row(
+            str(b), "[bold]dynamic: ideal / efficiency[/bold]", "", "",
+            f"{ideal:.2f}x / {measured / ideal:.2f}",
+        )  # fmt: skip
+    console.print(table)
