@@ -123,8 +123,10 @@ def test_cli_run_onnxruntime_matches_torch_and_bench(tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["run", str(bundle), "--backend", "onnxruntime"])
     assert r.exit_code == 1 and "export-dynamic" in r.output  # no export yet: says what to do
+    r = runner.invoke(app, ["export-dynamic", str(bundle), "--formats", "onnx,tflite"])
+    assert r.exit_code == 1 and "allowed: torchscript, onnx" in r.output
     r = runner.invoke(app, ["export-dynamic", str(bundle), "--formats", "onnx"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "dsnet_runtime.py" in r.output, r.output
     y = np.arange(len(x)) % 10
     np.savez(tmp_path / "in.npz", x=x.numpy(), y=y)
     preds = {}

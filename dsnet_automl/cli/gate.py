@@ -179,14 +179,33 @@ def export_dynamic_cmd(
     ] = None,
     formats: Annotated[str, typer.Option(help="torchscript,onnx")] = "torchscript,onnx",
 ) -> None:
-    """Export prefix, gate and each route's sub-net to TorchScript/ONNX (checked in onnxruntime)."""
+    """Export prefix, gate and each route's sub-net to TorchScript/ONNX (checked in onnxruntime).
+
+    With onnx, the export also holds runtime.json and dsnet_runtime.py: copy the directory to a
+    device with numpy + onnxruntime and run it there without torch (see 'dsnet-automl run').
+    """
+    import warnings
+
     from ..export import export_dynamic
     from ..routing import DynamicNet
 
+    fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
+    bad = [f for f in fmts if f not in ("torchscript", "onnx")]
+    if bad or not fmts:
+        raise SearchSpaceError(
+            f"--formats {formats!r}: allowed: torchscript, onnx (comma-separated)"
+        )
     dyn = DynamicNet.load(bundle)
-    res = export_dynamic(dyn, out or bundle / "export", formats=tuple(formats.split(",")))
+    dest = out or bundle / "export"
+    with warnings.catch_warnings():  # torch.jit / legacy ONNX exporter deprecation notices
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        res = export_dynamic(dyn, dest, formats=fmts)
     worst = max(res["max_abs_diff"].values(), default=0.0)
-    console.print(
-        f"wrote {len(res['files'])} files to {out or bundle / 'export'}; "
-        f"max |diff| vs PyTorch {worst:.2e}"
-    )
+    console.print(f"wrote {len(res['files'])} files to {dest}; max |diff| vs PyTorch {worst:.2e}")
+    if "runtime.json" in res["files"]:
+        console.print(
+            f"run it: dsnet-automl run {dest} --backend onnxruntime   (on a device without "
+            f"torch: python {dest / 'dsnet_runtime.py'} {dest} --input x.npy)",
+            soft_wrap=True,
+        )
