@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+
+import yaml
 from typer.testing import CliRunner
 
 from dsnet_automl import SliceSpace
@@ -45,3 +48,14 @@ def test_errors_are_one_line_and_exit_1(tmp_path):
     bad.write_text("supernet: ds_resnet50_tiny\ndims:\n  stage1.width: [8, 4]\n")
     result = runner.invoke(app, ["spaces", "show", str(bad)])
     assert result.exit_code == 1 and "strictly increasing" in result.output
+
+
+def test_spaces_export_without_out_writes_to_stdout():
+    result = runner.invoke(app, ["spaces", "export", "ds_mobilenet_v1_tiny", "--format", "nni"])
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.stdout)
+    assert spec["stage1.width"] == {"_type": "choice", "_value": [16, 24, 32]}
+    result = runner.invoke(app, ["spaces", "export", "ds_mobilenet_v1_tiny"])
+    assert result.exit_code == 0 and yaml.safe_load(result.stdout)["supernet"] == (
+        "ds_mobilenet_v1_tiny"
+    )

@@ -206,19 +206,23 @@ def dashboard_cmd(
         str | None, typer.Option(help="Where the study's run dir is (as given to 'search').")
     ] = None,
 ) -> None:
-    """Start optuna-dashboard on the study DB and print its URL (Ctrl-C stops it)."""
-    import shutil
-    import subprocess
+    """Serve optuna-dashboard on the study DB and print its URL (Ctrl-C stops it).
 
+    The server runs inside this process (optuna_dashboard.run_server), so it needs no
+    optuna-dashboard executable on PATH and stops with the command (Ctrl-C or SIGTERM).
+    """
     from ..search import load_study
 
     cfg = load_study(study, hw=hw, runs_dir=runs_dir)
     url = db or cfg.db_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise StudyError(f"no study DB {url!r} yet; run 'dsnet-automl search' first")
-    exe = shutil.which("optuna-dashboard")
-    if exe is None:
-        raise StudyError("optuna-dashboard is not installed; pip install optuna-dashboard")
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise StudyError(
+            "optuna-dashboard is not installed in this environment; pip install optuna-dashboard"
+        ) from None
     console.print(f"optuna-dashboard on {url}: http://{host}:{port}/  (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run([exe, url, "--host", host, "--port", str(port)], check=False)
+        run_server(url, host=host, port=port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -81,7 +82,9 @@ class ExportFormat(StrEnum):
 @handle_errors
 def export_cmd(
     name: Annotated[str, typer.Argument(help="Supernet name or slice-space YAML path.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
+    ] = None,
     format: Annotated[
         ExportFormat,
         typer.Option(
@@ -99,7 +102,11 @@ def export_cmd(
 
         spec = to_nni_search_space(space)
         rows = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in spec.items()]
-        atomic_write_text(out, "{\n" + ",\n".join(rows) + "\n}\n")  # one dimension a line
+        text = "{\n" + ",\n".join(rows) + "\n}\n"  # one dimension a line
     else:
-        atomic_write_text(out, space.to_yaml(header=f"slice grid of {space.supernet}"))
+        text = space.to_yaml(header=f"slice grid of {space.supernet}")
+    if out is None:
+        sys.stdout.write(text)  # plain text, pipe-able (no rich markup or wrapping)
+        return
+    atomic_write_text(out, text)
     console.print(f"wrote {out}")

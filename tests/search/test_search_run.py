@@ -142,27 +142,33 @@ def test_study_db_opens_in_optuna_dashboard(make_study):
     run_search(cfg, progress=False)
     assert load_existing(cfg) is not None
     port = _free_port()
-    exe = Path(sys.executable).parent / "optuna-dashboard"
+    # our command, run as README runs it (venv not activated: no optuna-dashboard on PATH)
+    exe = Path(sys.executable).parent / "dsnet-automl"
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = "/usr/bin:/bin"
     proc = subprocess.Popen(
-        [str(exe), cfg.db_url, "--host", "127.0.0.1", "--port", str(port)],
+        [str(exe), "dashboard", str(path), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     try:
-        deadline, body = time.time() + 60, None
-        while time.time() < deadline and body is None:
+        deadline, body = time.time() + 90, None
+        while time.time() < deadline and body is None and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
                     body = json.loads(r.read())
             except OSError:
                 time.sleep(0.3)
-        assert body is not None, "optuna-dashboard did not answer"
+        assert body is not None, f"optuna-dashboard did not answer: {proc.stderr.read()!r}"
         studies = {s["study_name"]: s for s in body["study_summaries"]}
         assert "dash" in studies
         assert [d.lower() for d in studies["dash"]["directions"]] == ["maximize", "minimize"]
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM: the server must go with the command, no orphan left
         proc.wait(timeout=10)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "dashboard still serving after SIGTERM"
 
 
 def test_ray_runner_two_workers(make_study):
