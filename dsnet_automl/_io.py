@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "note_start"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "note_start", "read_yaml"]
 
 
 @contextmanager
@@ -54,3 +54,23 @@ def note_start(trial_dir: str | Path, *extra: object) -> None:
     Path(trial_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(trial_dir) / "starts.log", "a") as f:
         f.write(" ".join([str(os.getpid()), f"{time.time():.3f}", *map(str, extra)]) + "\n")
+
+
+def read_yaml(path: str | Path, error: type[Exception], what: str = "") -> Any:
+    """Parse a YAML file; a missing file or a syntax error is one line (file, line, problem)
+    raised as ``error`` (a :class:`~dsnet_automl.errors.DsnetError` subclass), no traceback."""
+    import yaml
+
+    path = Path(path)
+    label = f"{what} {str(path)!r}" if what else repr(str(path))
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise error(f"{label}: cannot read ({e.strerror or e})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise error(f"{label}:{where} not valid YAML ({problem})") from None

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from ._io import read_yaml
 from .errors import SearchSpaceError
 
 __all__ = ["RouteSpace", "SliceSpace", "SubnetConfig", "Value", "load_space"]
@@ -338,11 +339,7 @@ class SliceSpace:
         path = Path(path)
         if not path.is_file():
             raise SearchSpaceError(f"slice space file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            msg = str(e).replace("\n", " ")
-            raise SearchSpaceError(f"{path}: not valid YAML ({msg})") from None
+        data = read_yaml(path, SearchSpaceError, "slice space file")
         return cls.from_dict(data, source=str(path))
 
 

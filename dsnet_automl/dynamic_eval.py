@@ -82,6 +82,8 @@ def evaluate_dynamic_vs_static(
         out = {}
         xs = x[:timing_samples]
         for b in batch_sizes:
+            if len(xs) < b:  # fewer images than one batch: time repeats of them
+                xs = xs.repeat(-(-b // len(xs)), *([1] * (xs.dim() - 1)))
             chunks = [xs[i : i + b] for i in range(0, len(xs) - b + 1, b)][: max(1, 64 // b)]
 
             def go(chunks=chunks):

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .._io import atomic_write_text
-from ..errors import SearchSpaceError
+from .._io import atomic_write_text, read_yaml
+from ..errors import DataError, SearchSpaceError
 from ._app import app, console, handle_errors
 
 
@@ -28,9 +28,9 @@ def _route_space(net, routes: str, gate_stage: str | None):
         raise SearchSpaceError(
             f"--routes {routes!r}: give a number of routes (e.g. 4) or a route-space YAML file"
         )
-    import yaml
 
-    rs = RouteSpace.from_dict(yaml.safe_load(path.read_text()), source=str(path))
+    data = read_yaml(path, SearchSpaceError, "--routes")
+    rs = RouteSpace.from_dict(data, source=str(path))
     return RouteSpace.by_cost(rs.configs, net.macs) if rs.costs is None else rs
 
 
@@ -133,23 +133,34 @@ def eval_dynamic_cmd(
     """Accuracy, route histogram, average MACs and measured latency vs every static route."""
     import torch
 
-    from ..data import load_dataset
+    from ..data import ArrayDataset, load_dataset, make_loader
     from ..dynamic_eval import evaluate_dynamic_vs_static, plot_accuracy_vs_macs
     from ..routing import DynamicNet
 
+    if split not in ("val", "test"):
+        raise DataError(f"--split {split!r}; allowed: val, test")
+    if mode not in ("sliced", "extracted"):
+        raise DataError(f"--mode {mode!r}; allowed: sliced, extracted")
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise DataError(f"--batch-sizes {batch_sizes!r}: give positive integers, e.g. 1,32")
     dyn = DynamicNet.load(bundle, mode=mode)  # type: ignore[arg-type]
     spec = data or (dyn.metadata.get("data") or "digits-hard")
-    splits = load_dataset(spec, dyn.supernet.input_size)
-    ds = getattr(splits, split)
-    x, y = ds.x, ds.y
-    diff = getattr(ds, "difficulty", None)
-    torch.set_num_threads(torch.get_num_threads())
+    ds = getattr(load_dataset(spec, dyn.supernet.input_size), split)
+    if isinstance(ds, ArrayDataset):
+        x, y, diff = ds.x, ds.y, ds.difficulty
+    else:  # decoded on the fly (image folders): gather the split once
+        batches = list(make_loader(ds, 256, shuffle=False))
+        x, y, diff = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]), None
     rep = evaluate_dynamic_vs_static(
         dyn,
         x,
         y,
         difficulty=diff,
-        batch_sizes=[int(b) for b in batch_sizes.split(",")],
+        batch_sizes=sizes,
         repeats=repeats,
     )
     df = rep.table()
@@ -158,11 +169,20 @@ def eval_dynamic_cmd(
     df.to_csv(out / "report.csv", index=False)
     atomic_write_text(out / "report.json", json.dumps(rep, indent=1, default=float))
     plot_accuracy_vs_macs(rep, out / "accuracy_vs_macs.png", title=f"{dyn.supernet.name} on {spec}")
+    # the columns that matter, fitting 80 columns; every column is in report.csv
     table = Table(title=f"dynamic vs static routes ({spec} {split}, {len(y)} images)")
-    for col in df.columns:
-        table.add_column(col)
+    cols = {"model": "model", "top1": "top-1 %", "avg_macs": "MMACs", "share": "share"}
+    cols.update({f"ms_b{b}": f"ms b{b}" for b in sizes})
+    for key, label in cols.items():
+        table.add_column(label, justify="left" if key == "model" else "right", no_wrap=True)
+    fmt = {"top1": lambda v: f"{100 * v:.2f}", "avg_macs": lambda v: f"{v / 1e6:.3g}"}
     for _, row in df.iterrows():
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+        cells = [str(row["model"]).replace("static route", "route")]
+        for key in list(cols)[1:]:
+            v = row.get(key)
+            missing = v is None or v != v  # NaN: the dynamic row has no share
+            cells.append("" if missing else fmt.get(key, lambda v: f"{v:.3g}")(float(v)))
+        table.add_row(*cells)
     console.print(table)
     console.print(
         f"gate: {rep['gate_ms']:.3f} ms = {100 * rep['gate_overhead']:.1f}% of the smallest "

@@ -227,8 +227,7 @@ def train_cmd(
 
 def _base_config(out: Path, config: Path | None, *, from_checkpoint: bool) -> dict[str, Any]:
     """Settings under the flags: the checkpoint's (resume) or the --config YAML's."""
-    import yaml
-
+    from .._io import read_yaml
     from ..errors import DsnetError
     from ..training import CHECKPOINT_NAME, load_checkpoint
 
@@ -238,7 +237,7 @@ def _base_config(out: Path, config: Path | None, *, from_checkpoint: bool) -> di
         return {}
     if not config.is_file():
         raise DsnetError(f"--config {str(config)!r} does not exist")
-    return yaml.safe_load(config.read_text()) or {}
+    return read_yaml(config, DsnetError, "--config") or {}
 
 
 def _train_config(values: dict[str, Any]):

@@ -19,9 +19,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .._io import read_yaml
 from ..errors import LatencyTableError
 
 __all__ = [
@@ -108,10 +108,7 @@ def profile_dirs(extra: str | Path | None = None) -> list[Path]:
 
 
 def _read(path: Path) -> DeviceProfile:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise LatencyTableError(f"device profile {path}: cannot read YAML ({e})") from None
+    data = read_yaml(path, LatencyTableError, "device profile")
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as e:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from .._io import read_yaml
 from ..errors import StudyError
 
 __all__ = ["DEFAULT_STUDY", "Ranges", "StudyConfig", "load_study"]
@@ -176,12 +176,7 @@ def load_study(spec: str | Path | None = None, **overrides: Any) -> StudyConfig:
         raise StudyError(
             f"study file {str(path)!r} not found; pass a study YAML (see studies/demo.yaml)"
         )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = f" line {line + 1}" if line is not None else ""
-        raise StudyError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    data = read_yaml(path, StudyError, "study file")
     if not isinstance(data, dict):
         raise StudyError(f"{path}: a study must be a mapping of fields, got {type(data).__name__}")
     data.setdefault("name", path.stem)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .._io import read_yaml
 from ..config import SliceSpace, SubnetConfig
 from ..errors import SearchSpaceError
 
@@ -36,7 +36,11 @@ def resolve_configs(
         return list(dict.fromkeys(space.validate(c) for c in spec))
     p = Path(spec)
     if p.suffix in (".yaml", ".yml", ".json") and p.is_file():
-        data = json.loads(p.read_text()) if p.suffix == ".json" else yaml.safe_load(p.read_text())
+        data = (
+            json.loads(p.read_text())
+            if p.suffix == ".json"
+            else read_yaml(p, SearchSpaceError, "configs file")
+        )
         if isinstance(data, dict) and "configs" in data:
             data = data["configs"]
         if not isinstance(data, list):
