@@ -9,6 +9,7 @@ import signal
 import pytest
 import torch
 
+from dsnet_automl.config import SliceSpace, load_space
 from dsnet_automl.data import load_dataset, make_loaders
 from dsnet_automl.errors import CheckpointError, SearchSpaceError, TrainingInterrupted
 from dsnet_automl.slicing import SlicedBatchNorm2d
@@ -28,6 +29,7 @@ from dsnet_automl.training import (
     train_supernet,
 )
 from dsnet_automl.training import sandwich as sandwich_mod
+from dsnet_automl.training.supernet import named_configs
 
 TINY = "ds_mobilenet_v1_tiny"
 
@@ -311,5 +313,43 @@ def test_vit_supernet_trains_with_mvco_by_default(tmp_path):
     res = train_supernet(
         _cfg(space="ds_deit_small_tiny", epochs=1, optimizer="adamw", lr=1e-3), tmp_path / "vit"
     )
-    assert load_checkpoint(res.checkpoint)["config"]["mvco"] is None
+    assert load_checkpoint(res.checkpoint)["config"]["mvco"] is None and res.mvco
     assert res.test is not None and len(res.test) == 3
+
+
+def test_mvco_default_is_a_trait_of_the_supernet_incl_slicified_vits():
+    import timm
+
+    from dsnet_automl import slicify
+
+    vit = timm.create_model("vit_small_patch16_224", img_size=64, global_pool="avg")
+    assert slicify(vit, verify=False).default_mvco  # was silently off for slicified ViTs
+    assert create_supernet("ds_deit_small_tiny").default_mvco
+    assert not create_supernet("ds_resnet50_tiny").default_mvco
+    assert not slicify(timm.create_model("resnet18"), verify=False).default_mvco
+
+
+def test_stage1_report_labels_each_config_with_all_its_names():
+    space = SliceSpace("ds_mobilenet_v1_tiny", (("stage1.width", (16, 24)),), (3, 32, 32))
+    named = named_configs(space)
+    assert list(named.values()) in (["smallest", "middle/largest"], ["smallest/middle", "largest"])
+    assert named[space.largest()].endswith("largest")
+    assert list(named_configs(load_space("ds_mobilenet_v1_tiny")).values()) == [
+        "smallest",
+        "middle",
+        "largest",
+    ]
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path):
+    out = tmp_path / "ext"
+    first = train_supernet(_cfg(epochs=1), out)
+    assert [h["epoch"] for h in first.history] == [1]
+    with pytest.raises(CheckpointError, match="only --epochs may grow"):
+        train_supernet(_cfg(epochs=2, lr=0.5), out, resume=True)
+    more = train_supernet(_cfg(epochs=2), out, resume=True)
+    assert [h["epoch"] for h in more.history] == [1, 2]
+    ckpt = load_checkpoint(more.checkpoint)
+    assert ckpt["config"]["epochs"] == 2 and ckpt["epoch"] == 2
+    with pytest.raises(CheckpointError, match="already trained 2 of 2 epochs; give --epochs >= 2"):
+        train_supernet(_cfg(epochs=1), out, resume=True)

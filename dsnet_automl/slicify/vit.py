@@ -161,6 +161,8 @@ def limits(model: VisionTransformer) -> dict[str, Limit]:
 class TimmViTSupernet(TimmSupernet):
     """Maps ``heads`` / ``mlp_ratio`` dims to the active sizes of (reused) ViT blocks."""
 
+    default_mvco = True  # a vision transformer, as DSViT
+
     def _active(self, unit: nn.Module, **params: Value) -> dict[str, Any]:
         if not isinstance(unit, ViTBlock):
             return super()._active(unit, **params)

@@ -80,7 +80,13 @@ class Supernet(nn.Module):
     Args:
         space: the slice grid; its largest values are the stored capacity.
         num_classes: classifier outputs.
+
+    Traits subclasses set (instead of callers testing concrete classes):
+        default_mvco: Stage I uses multi-view consistency unless told otherwise (the paper
+            turns it on for vision transformers).
     """
+
+    default_mvco: bool = False
 
     def __init__(self, space: SliceSpace, num_classes: int) -> None:
         super().__init__()

@@ -24,13 +24,17 @@ _WHAT = ("embed_dim", "heads", "mlp_ratio", "depth")
 
 
 class DSViT(Supernet):
-    """Args:
-    space: slice grid; stage count is read from it; the widest ``embed_dim`` of all stages
-        is the residual stream width.
-    num_classes: classifier outputs.
-    patch_size: patch side; image size comes from ``space.input_size``.
-    head_dim: width of one attention head.
+    """A DS-Net++ vision transformer supernet (MvCo on by default in Stage I).
+
+    Args:
+        space: slice grid; stage count is read from it; the widest ``embed_dim`` of all
+            stages is the residual stream width.
+        num_classes: classifier outputs.
+        patch_size: patch side; image size comes from ``space.input_size``.
+        head_dim: width of one attention head.
     """
+
+    default_mvco = True
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ class TrainResult:
     test: pd.DataFrame | None = None
     interrupted: bool = False
     seconds: float = 0.0
+    mvco: bool = False  # whether multi-view consistency was used (cfg.mvco or the net's default)
 
 
 def resolve_device(spec: str, shard: Shard | None = None) -> torch.device:
@@ -82,18 +83,21 @@ def resolve_device(spec: str, shard: Shard | None = None) -> torch.device:
     return dev
 
 
+def named_configs(space: SliceSpace) -> dict[SubnetConfig, str]:
+    """The smallest, middle and largest configs, each once, labelled with every name it has
+    (``smallest/middle`` where the middle of a narrow grid is its smallest)."""
+    named: dict[SubnetConfig, list[str]] = {}
+    for label, frac in (("smallest", 0.0), ("middle", 0.5), ("largest", 1.0)):
+        named.setdefault(space.at_fraction(frac), []).append(label)
+    return {cfg: "/".join(labels) for cfg, labels in named.items()}
+
+
 def _single_config(space: SliceSpace, spec: float | dict | None) -> SubnetConfig | None:
     if spec is None:
         return None
     if isinstance(spec, dict):
         return space.config(spec)
     return space.at_fraction(float(spec))
-
-
-def _is_vit(net: torch.nn.Module) -> bool:
-    from ..supernets.vit import DSViT
-
-    return isinstance(net, DSViT)
 
 
 class _StopFlag:
@@ -121,16 +125,30 @@ def _signals(flag: _StopFlag):
             signal.signal(s, h)
 
 
-def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> bool:
+    """Refuse a resume under another recipe; ``True`` if ``cfg`` extends the run (more epochs).
+
+    More epochs than the checkpoint's run is allowed (timm users' ``--resume --epochs N``):
+    training continues from the checkpoint with the LR schedule re-derived for the new total.
+    """
     stored = TrainConfig.model_validate(ckpt["config"]).model_dump()
     now = cfg.model_dump()
-    diff = {k: (stored[k], now[k]) for k in now if k not in RUNTIME_FIELDS and stored[k] != now[k]}
+    extend = now["epochs"] > stored["epochs"]
+    if now["epochs"] < stored["epochs"] and int(ckpt["epoch"]) > now["epochs"]:
+        raise CheckpointError(
+            f"cannot resume {str(path)!r} with --epochs {now['epochs']}: it already trained "
+            f"{int(ckpt['epoch'])} of {stored['epochs']} epochs; give --epochs >= "
+            f"{stored['epochs']} to continue (more extends the run)"
+        )
+    ignore = RUNTIME_FIELDS | {"epochs"}
+    diff = {k: (stored[k], now[k]) for k in now if k not in ignore and stored[k] != now[k]}
     if diff:
         items = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise CheckpointError(
             f"cannot resume {str(path)!r} with a different config ({items}); resume with the "
-            "checkpoint's settings or start a new --out directory"
+            "checkpoint's settings (only --epochs may grow) or start a new --out directory"
         )
+    return extend
 
 
 def _prepare_data(cfg: TrainConfig, space: SliceSpace):
@@ -172,7 +190,7 @@ def train_supernet(
     shard = Shard.current()
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
-    ckpt = None
+    ckpt, extend = None, False
     if resume:
         if not ckpt_path.is_file():
             raise CheckpointError(
@@ -189,7 +207,7 @@ def train_supernet(
     if resume:
         # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
         ckpt = load_checkpoint(ckpt_path, space=space, map_location="cpu")
-        _check_resume(ckpt, cfg, ckpt_path)
+        extend = _check_resume(ckpt, cfg, ckpt_path)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -200,7 +218,7 @@ def train_supernet(
     if use_amp:
         net = net.to(memory_format=torch.channels_last)
     single = _single_config(space, cfg.single_config)
-    mvco = _is_vit(net) if cfg.mvco is None else cfg.mvco
+    mvco = net.default_mvco if cfg.mvco is None else cfg.mvco
     teacher = (
         EmaTeacher(net, cfg.ema_decay, warmup=cfg.ema_warmup)
         if cfg.distill == "ib" and single is None
@@ -241,6 +259,9 @@ def train_supernet(
             teacher.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if extend:  # the schedule restored with the old total: re-derive it for the new one
+            for fn in scheduler.lr_lambdas:
+                fn.total = max(1, cfg.epochs * steps_per_epoch)
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         epoch, step_in_epoch = int(ckpt["epoch"]), int(ckpt["step_in_epoch"])
@@ -300,7 +321,7 @@ def train_supernet(
         transient=False,
     )
     total_steps = cfg.epochs * steps_per_epoch
-    result = TrainResult(out, ckpt_path, history)
+    result = TrainResult(out, ckpt_path, history, mvco=mvco)
     sampler = epoch_sampler(train_loader)
     with _signals(flag), progress:
         task = progress.add_task(
@@ -388,10 +409,10 @@ def train_supernet(
     result.seconds = time.perf_counter() - t_start
     if not shard.main:
         return result
-    configs = list(dict.fromkeys(space.at_fraction(f) for f in (0.0, 0.5, 1.0)))
+    named = named_configs(space)
     diff = getattr(data.test, "difficulty", None)
-    test = evaluate_configs(net, test_loader, configs, device=device, difficulty=diff)
-    test.insert(0, "name", ["smallest", "middle", "largest"][: len(test)])
+    test = evaluate_configs(net, test_loader, list(named), device=device, difficulty=diff)
+    test.insert(0, "name", list(named.values()))
     test.to_csv(out / "test_top1.csv", index=False)
     result.test = test
     result.seconds = time.perf_counter() - t_start
