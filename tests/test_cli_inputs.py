@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -74,3 +75,22 @@ def test_yaml_syntax_errors_are_one_line(tmp_path):
         _route_space(create_supernet("ds_mobilenet_v1_tiny"), str(bad), None)
     r = runner.invoke(app, ["spaces", "show", str(bad)])
     assert r.exit_code == 1 and "not valid YAML" in r.output.replace("\n", "")
+
+
+def test_timm_space_names_work_in_every_command_that_takes_a_space(tmp_path):
+    r = runner.invoke(app, ["spaces", "show", "timm:resnet18"])
+    assert r.exit_code == 0 and "stage4.width" in r.output, r.output
+    r = runner.invoke(app, ["spaces", "export", "timm:resnet18"])
+    assert r.exit_code == 0 and yaml.safe_load(r.stdout)["supernet"] == "timm:resnet18"
+    db = f"sqlite:///{tmp_path / 'lat.db'}"
+    r = runner.invoke(app, ["tables", "predict", "jetson", "--space", "timm:resnet18", "--db", db])
+    assert r.exit_code == 0 and "timm:resnet18" in r.output, r.output
+    r = runner.invoke(
+        app,
+        ["train-supernet", "--space", "timm:resnet18", "--data", "synthetic:16", "--epochs", "1"]
+        + ["--batch-size", "4", "--train-limit", "4", "--num-random", "0", "--no-progress"]
+        + ["--out", str(tmp_path / "s1")],
+    )
+    assert r.exit_code == 0 and (tmp_path / "s1" / "checkpoint.pt").is_file(), r.output
+    r = runner.invoke(app, ["spaces", "show", "timm:no_such_net"])
+    assert r.exit_code == 1 and "'no_such_net' is not a timm model name" in r.output

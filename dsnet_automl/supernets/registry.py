@@ -59,7 +59,10 @@ def _lookup(name: str) -> SupernetFactory:
 
 
 def default_space(name: str) -> SliceSpace:
-    """The built-in slice grid of supernet ``name``."""
+    """The built-in slice grid of supernet ``name`` (``timm:<arch>``: the grid ``slicify``
+    derives for that timm architecture)."""
+    if name.startswith("timm:"):
+        return _timm_space(name)
     _lookup(name)
     return _DEFAULT_SPACES[name]()
 
@@ -94,6 +97,17 @@ def create_supernet(
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     return factory(space=sp, **kwargs)
+
+
+def _timm_space(name: str) -> SliceSpace:
+    import timm
+
+    from ..slicify import derive_space
+
+    arch = name.removeprefix("timm:")
+    if not timm.is_model(arch):
+        raise SearchSpaceError(f"{name!r}: {arch!r} is not a timm model name")
+    return derive_space(arch)
 
 
 def _timm_supernet(name: str, num_classes: int | None, space) -> Supernet:
