@@ -13,6 +13,7 @@ from ._app import app, console, fmt_count, handle_errors
 _SCALAR_FIELDS = (
     "space",
     "data",
+    "init",
     "epochs",
     "batch_size",
     "lr",
@@ -77,7 +78,18 @@ def train_cmd(
         str | None,
         typer.Option(help="digits | digits-hard | imagefolder:PATH | cifar10:PATH | synthetic."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from local pretrained weights: a .pth/.bin/.safetensors state dict or a "
+            "timm checkpoint (for timm:<arch> spaces loaded into the timm model before slicing; "
+            "a classifier for another class count is re-initialised). Nothing is downloaded."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(min=0, help="0: only initialise (e.g. --init), checkpoint and evaluate."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     optimizer: Annotated[str | None, typer.Option(help="sgd (nesterov) | adamw.")] = None,
@@ -183,6 +195,8 @@ def train_cmd(
 
     local = locals()
     given: dict[str, Any] = {k: local[k] for k in _SCALAR_FIELDS if local[k] is not None}
+    if "init" in given:
+        given["init"] = str(given["init"])
     if tune:
         _tune(
             out,

@@ -72,9 +72,10 @@ def create_supernet(
     *,
     num_classes: int | None = None,
     space: str | Path | SliceSpace | None = None,
+    init: str | Path | None = None,
     **kwargs,
 ) -> Supernet:
-    """Build a randomly initialised supernet (no downloads).
+    """Build a supernet, randomly initialised or from local weights (no downloads).
 
     Args:
         name: a registered name (``ds_mobilenet_v1``, ``ds_resnet50``, ``ds_deit_small`` and
@@ -82,6 +83,8 @@ def create_supernet(
         num_classes: classifier outputs (default: 1000 for full-size, 10 for ``_tiny``).
         space: a slice grid overriding the default (YAML path or object); its largest values
             set the stored capacity, so it may narrow or widen the built-in grid.
+        init: a local state dict / timm checkpoint (see :mod:`.pretrained`): for ``timm:``
+            names loaded into the timm model before slicing, else into the supernet.
     """
     from ..config import load_space
 
@@ -89,14 +92,20 @@ def create_supernet(
         space = load_space(name)
         name = space.supernet
     if str(name).startswith("timm:"):
-        return _timm_supernet(str(name), num_classes, space)
+        return _timm_supernet(str(name), num_classes, space, init)
     factory = _lookup(str(name))
     sp = load_space(space) if space is not None else default_space(str(name))
     if sp.supernet != name:
         raise SearchSpaceError(f"slice space is for supernet {sp.supernet!r}, not {name!r}")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    return factory(space=sp, **kwargs)
+    net = factory(space=sp, **kwargs)
+    if init is not None:
+        from .pretrained import load_into, read_state_dict
+
+        head = f"units.{len(net.units) - 1}"  # the classifier unit (class count may differ)
+        load_into(net, read_state_dict(init), source=str(init), target=net.name, classifier=head)
+    return net
 
 
 def _timm_space(name: str) -> SliceSpace:
@@ -110,9 +119,10 @@ def _timm_space(name: str) -> SliceSpace:
     return derive_space(arch)
 
 
-def _timm_supernet(name: str, num_classes: int | None, space) -> Supernet:
-    """A slicified timm architecture (``timm:<arch>``), randomly initialised, e.g. to load a
-    checkpoint of a supernet made with :func:`dsnet_automl.slicify.slicify`."""
+def _timm_supernet(name: str, num_classes: int | None, space, init=None) -> Supernet:
+    """A slicified timm architecture (``timm:<arch>``), randomly initialised (e.g. to load a
+    checkpoint of a supernet made with :func:`dsnet_automl.slicify.slicify`) or, with ``init``,
+    from local pretrained weights loaded into the timm model before slicing."""
     import timm
 
     from ..config import load_space
@@ -123,4 +133,10 @@ def _timm_supernet(name: str, num_classes: int | None, space) -> Supernet:
         raise SearchSpaceError(f"{name!r}: {arch!r} is not a timm model name")
     kw = {} if num_classes is None else {"num_classes": num_classes}
     model = timm.create_model(arch, pretrained=False, **kw)
+    if init is not None:
+        from .pretrained import load_into, read_state_dict
+
+        classifier = model.pretrained_cfg.get("classifier")
+        sd = read_state_dict(init)
+        load_into(model, sd, source=str(init), target=name, classifier=classifier)
     return slicify(model, load_space(space) if space is not None else None, verify=False)

@@ -24,8 +24,15 @@ class TrainConfig(BaseModel):
 
     space: str = Field("ds_mobilenet_v1_tiny", description="supernet name or slice-space YAML")
     data: str = Field("digits-hard", description="dataset spec, see dsnet_automl.data")
+    init: str | None = Field(
+        None,
+        description="local pretrained weights (state dict / timm checkpoint) the supernet "
+        "starts from; for timm:<arch> loaded into the timm model before slicify",
+    )
     train_limit: int | None = Field(None, ge=1, description="use only the first N train samples")
-    epochs: int = Field(7, ge=1)
+    epochs: int = Field(
+        7, ge=0, description="0: only initialise (e.g. from --init), checkpoint and evaluate"
+    )
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0, description="peak learning rate (after warm-up)")

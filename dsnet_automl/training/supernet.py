@@ -130,6 +130,9 @@ def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> bool:
 
     More epochs than the checkpoint's run is allowed (timm users' ``--resume --epochs N``):
     training continues from the checkpoint with the LR schedule re-derived for the new total.
+    An initialise-only run (``epochs: 0``, e.g. pretrained weights checked before Stage I)
+    has no recipe yet: resuming it may set any training option, only the space, the
+    initial weights and the data must stay.
     """
     stored = TrainConfig.model_validate(ckpt["config"]).model_dump()
     now = cfg.model_dump()
@@ -141,6 +144,8 @@ def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> bool:
             f"{stored['epochs']} to continue (more extends the run)"
         )
     ignore = RUNTIME_FIELDS | {"epochs"}
+    if stored["epochs"] == 0:
+        ignore = set(now) - {"space", "init", "data"}
     diff = {k: (stored[k], now[k]) for k in now if k not in ignore and stored[k] != now[k]}
     if diff:
         items = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
@@ -213,7 +218,10 @@ def train_supernet(
     torch.manual_seed(cfg.seed)
 
     data = _prepare_data(cfg, space)
-    net = create_supernet(space.supernet, space=space, num_classes=data.num_classes).to(device)
+    init = None if ckpt is not None else cfg.init  # a resumed run has its weights
+    net = create_supernet(space.supernet, space=space, num_classes=data.num_classes, init=init).to(
+        device
+    )
     use_amp = cfg.amp and device.type == "cuda"
     if use_amp:
         net = net.to(memory_format=torch.channels_last)
@@ -255,10 +263,15 @@ def train_supernet(
     epoch, step_in_epoch, global_step, history = 0, 0, 0, []
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
-        if teacher is not None:
+        if teacher is not None and ckpt.get("ema") is not None:
             teacher.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        elif teacher is not None:  # the checkpoint had no teacher: start it from the weights
+            teacher.module.load_state_dict(net.state_dict())
+        if int(ckpt["global_step"]) == 0:  # initialise-only run: the new recipe starts afresh
+            extend = False
+        else:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
         if extend:  # the schedule restored with the old total: re-derive it for the new one
             for fn in scheduler.lr_lambdas:
                 fn.total = max(1, cfg.epochs * steps_per_epoch)
@@ -406,6 +419,8 @@ def train_supernet(
                     f"stopped by signal {flag.signum} after epoch {epoch}; checkpoint "
                     f"{ckpt_path}; continue with --resume"
                 )
+    if cfg.epochs == 0 and ckpt is None:
+        save()  # an initialise-only run: the (pretrained) starting point as a checkpoint
     result.seconds = time.perf_counter() - t_start
     if not shard.main:
         return result
