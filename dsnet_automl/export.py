@@ -132,7 +132,7 @@ def _write_runtime(dyn: DynamicNet, out: Path) -> list[str]:
     manifest = {
         "format": _ort_runtime.FORMAT,
         "version": 1,
-        "supernet": net.name,
+        "supernet": net.space.supernet,
         "num_classes": int(net.num_classes),
         "input_shape": [int(v) for v in net.input_size],
         "gate_stage": dyn.gate_stage,

@@ -148,3 +148,30 @@ def test_views_are_label_preserving_small_and_reproducible():
     d_own = (v1[0] - x).pow(2).mean((1, 2, 3))
     d_other = (v1[0] - x.roll(1, 0)).pow(2).mean((1, 2, 3))
     assert (d_own < d_other).float().mean() > 0.8
+
+
+def test_imagefolder_uses_timms_pipeline_per_model(tmp_path):
+    from PIL import Image
+
+    from dsnet_automl.data.folders import data_config
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):  # different sizes and aspect ratios
+            arr = rng.integers(0, 255, (20 + 3 * i, 30 + i, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / cls / f"{i}.png")
+    s = load_dataset(f"imagefolder:{tmp_path}", (3, 24, 24), model="timm:resnet18")
+    x1, _ = s.train[0]
+    x2, _ = s.train[0]
+    assert x1.shape == (3, 24, 24) and not torch.equal(x1, x2)  # random resized crop / flip
+    e1, _ = s.val[0]
+    e2, _ = s.val[0]
+    assert e1.shape == (3, 24, 24) and torch.equal(e1, e2)  # resize + centre crop
+    names = [type(t).__name__ for t in s.val.dataset.transform.transforms[1].transforms]
+    assert names[:2] == ["Resize", "CenterCrop"]
+    # mean/std/interpolation/crop from the model's pretrained_cfg; timm's defaults otherwise
+    vit = data_config("timm:vit_small_patch16_224", (3, 224, 224))
+    assert vit["mean"] == (0.5, 0.5, 0.5) and vit["interpolation"] == "bicubic"
+    assert vit["crop_pct"] == 0.9
+    assert data_config("ds_mobilenet_v1", (3, 224, 224))["mean"] == (0.485, 0.456, 0.406)

@@ -131,9 +131,8 @@ def eval_dynamic_cmd(
     ] = None,
 ) -> None:
     """Accuracy, route histogram, average MACs and measured latency vs every static route."""
-    import torch
 
-    from ..data import ArrayDataset, load_dataset, make_loader
+    from ..data import load_dataset, split_tensors
     from ..dynamic_eval import evaluate_dynamic_vs_static, plot_accuracy_vs_macs
     from ..routing import DynamicNet
 
@@ -149,12 +148,10 @@ def eval_dynamic_cmd(
         raise DataError(f"--batch-sizes {batch_sizes!r}: give positive integers, e.g. 1,32")
     dyn = DynamicNet.load(bundle, mode=mode)  # type: ignore[arg-type]
     spec = data or (dyn.metadata.get("data") or "digits-hard")
-    ds = getattr(load_dataset(spec, dyn.supernet.input_size), split)
-    if isinstance(ds, ArrayDataset):
-        x, y, diff = ds.x, ds.y, ds.difficulty
-    else:  # decoded on the fly (image folders): gather the split once
-        batches = list(make_loader(ds, 256, shuffle=False))
-        x, y, diff = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]), None
+    net = dyn.supernet
+    ds = getattr(load_dataset(spec, net.input_size, model=net.space.supernet), split)
+    x, y = split_tensors(ds)
+    diff = getattr(ds, "difficulty", None)
     rep = evaluate_dynamic_vs_static(
         dyn,
         x,

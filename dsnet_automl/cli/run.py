@@ -63,6 +63,7 @@ class _Net:
             ort = OrtDynamicNet(bundle, providers=providers.split(","), threads=threads)
             self.num_routes, self.input_shape = ort.num_routes, ort.input_shape
             self.data, self.label = ort.meta.get("data"), f"onnxruntime ({ort.providers[0]})"
+            self.supernet = ort.meta.get("supernet")
             self.route_macs = [float(m) for m in ort.meta["route_macs"]]
             self.run, self.static = ort.run, ort.run_static
             return
@@ -75,6 +76,7 @@ class _Net:
         dyn = DynamicNet.load(_torch_bundle(bundle))
         self.num_routes, self.input_shape = dyn.num_routes, tuple(dyn.supernet.input_size)
         self.data, self.label = dyn.metadata.get("data"), "torch (sliced)"
+        self.supernet = dyn.supernet.space.supernet
         self.route_macs = [float(dyn.supernet.macs(c)) for c in dyn.route_space]
 
         @torch.inference_mode()
@@ -131,7 +133,7 @@ def _inputs(
         raise DataError(f"--split {split!r}; allowed: val, test")
     from ..data import eval_loaders
 
-    val, test = eval_loaders(spec, net.input_shape)
+    val, test = eval_loaders(spec, net.input_shape, model=net.supernet)
     xs, ys, n = [], [], 0
     for xb, yb in val if split == "val" else test:
         xs.append(xb.numpy())

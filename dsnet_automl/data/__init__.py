@@ -22,6 +22,7 @@ from .base import (
     epoch_sampler,
     make_loader,
     make_loaders,
+    split_tensors,
 )
 from .digits import corrupt, load_digits_splits
 from .folders import load_cifar10, load_imagefolder
@@ -39,6 +40,7 @@ __all__ = [
     "make_loader",
     "make_loaders",
     "make_views",
+    "split_tensors",
 ]
 
 DATASET_SPECS = ("digits", "digits-hard[:K]", "imagefolder:PATH", "cifar10:PATH", "synthetic[:N]")
@@ -55,7 +57,10 @@ def _int_arg(spec: str, arg: str) -> int:
 
 
 def load_dataset(
-    spec: str, input_size: tuple[int, int, int] = (3, 32, 32), seed: int = 0
+    spec: str,
+    input_size: tuple[int, int, int] = (3, 32, 32),
+    seed: int = 0,
+    model: str | None = None,
 ) -> DataSplits:
     """Train/val/test splits of a dataset spec (see the module docstring).
 
@@ -63,6 +68,8 @@ def load_dataset(
         spec: dataset spec string.
         input_size: (C, H, W) the images are resized to (the supernet's input size).
         seed: fixes the split and, for ``digits-hard``, the corruptions.
+        model: the supernet's name; image folders take mean, std and crop from a
+            ``timm:<arch>``'s pretrained config (timm's ImageNet defaults otherwise).
 
     Raises:
         DataError: unknown spec, or a missing/malformed local path (the message names the
@@ -79,16 +86,22 @@ def load_dataset(
     if kind in ("imagefolder", "cifar10"):
         if not arg:
             raise DataError(f"dataset {spec!r} needs a local path: {kind}:PATH")
-        loader = load_imagefolder if kind == "imagefolder" else load_cifar10
-        return loader(arg, input_size, seed)
+        if kind == "imagefolder":
+            return load_imagefolder(arg, input_size, seed, model)
+        return load_cifar10(arg, input_size, seed)
     raise DataError(f"unknown dataset {spec!r}; allowed: {', '.join(DATASET_SPECS)}")
 
 
 @functools.lru_cache(maxsize=4)
 def eval_loaders(
-    spec: str, input_size: tuple[int, ...], seed: int = 0, batch_size: int = 256
+    spec: str,
+    input_size: tuple[int, ...],
+    seed: int = 0,
+    batch_size: int = 256,
+    model: str | None = None,
 ) -> tuple:
     """``(val, test)`` loaders of a dataset, built once per process (evaluation is read-only,
-    so trials and baselines in one process share them)."""
-    _, val, test = make_loaders(load_dataset(spec, tuple(input_size), seed), batch_size, seed=seed)
+    so trials and baselines in one process share them); ``model`` as in :func:`load_dataset`."""
+    splits = load_dataset(spec, tuple(input_size), seed, model)
+    _, val, test = make_loaders(splits, batch_size, seed=seed)
     return val, test

@@ -178,6 +178,15 @@ def epoch_sampler(loader: DataLoader) -> EpochBatchSampler:
     return s
 
 
+def split_tensors(ds: Dataset) -> tuple[Tensor, Tensor]:
+    """``(x, y)`` of a whole split as tensors: in-memory datasets as they are, lazily decoded
+    ones (image folders) gathered once through a loader (an eval split must fit in memory)."""
+    if isinstance(ds, ArrayDataset):
+        return ds.x, ds.y
+    xs, ys = zip(*make_loader(ds, 256, shuffle=False), strict=True)
+    return torch.cat(xs), torch.cat(ys).long()
+
+
 def make_loaders(
     splits: DataSplits,
     batch_size: int,

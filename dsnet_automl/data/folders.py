@@ -3,7 +3,12 @@
 ``imagefolder:PATH``: torchvision-style class folders, either ``PATH/<class>/<image>`` (split
 80/10/10 by seed) or ``PATH/train/<class>/...`` with optional ``PATH/val/...`` and
 ``PATH/test/...`` (a missing val is split off train, a missing test reuses val). Images are
-decoded lazily (PIL), resized to the input size and normalised with ImageNet statistics.
+decoded lazily (PIL) through timm's data pipeline (:func:`image_transforms`): training images
+get ``timm.data.create_transform(is_training=True)`` (random resized crop, horizontal flip,
+colour jitter), val/test images a resize + centre crop; mean, std, interpolation and crop
+fraction come from the model's ``pretrained_cfg`` for ``timm:<arch>`` supernets
+(``resolve_data_config``), timm's ImageNet defaults otherwise. 1-channel inputs: grayscale,
+resized, no augmentation.
 
 ``cifar10:PATH``: the standard python-pickle CIFAR-10 directory (``data_batch_1`` ..
 ``data_batch_5``, ``test_batch``; ``PATH`` may also be its parent holding
@@ -25,8 +30,6 @@ from .base import ArrayDataset, DataSplits
 
 __all__ = ["load_cifar10", "load_imagefolder"]
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
 _FOLDER_LAYOUT = "PATH/<class>/<image>.png|jpg or PATH/train/<class>/... (+ optional val/, test/)"
@@ -43,21 +46,61 @@ def _split(n: int, fracs: tuple[float, ...], seed: int) -> list[list[int]]:
     return out
 
 
-def _image_folder(root: Path, input_size: tuple[int, int, int]) -> Dataset:
-    from torchvision import datasets, transforms
+def data_config(model: str | None, input_size: tuple[int, int, int]) -> dict:
+    """timm data config (mean, std, interpolation, crop_pct, crop_mode) for a supernet name:
+    a ``timm:<arch>``'s pretrained_cfg, else timm's ImageNet defaults; at ``input_size``."""
+    from timm.data import resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    pc = None
+    if model and str(model).startswith("timm:"):
+        pc = get_pretrained_cfg(str(model).removeprefix("timm:"))
+    cfg = (
+        resolve_data_config(pretrained_cfg=pc.to_dict())
+        if pc is not None
+        else resolve_data_config(args={"input_size": tuple(input_size)})
+    )
+    cfg["input_size"] = tuple(input_size)
+    return cfg
+
+
+def image_transforms(input_size: tuple[int, int, int], model: str | None = None):
+    """``(train, eval)`` transforms of PIL images for ``input_size`` and a supernet name."""
+    from timm.data import create_transform
+    from torchvision import transforms
 
     c, h, w = input_size
-    tf = [transforms.Resize((h, w)), transforms.ToTensor()]
     if c == 1:
-        tf.insert(0, transforms.Grayscale(1))
-        tf.append(transforms.Normalize((0.5,), (0.25,)))
-    elif c == 3:
-        tf.insert(0, transforms.Lambda(lambda im: im.convert("RGB")))
-        tf.append(transforms.Normalize(_IMAGENET_MEAN, _IMAGENET_STD))
-    else:
-        raise DataError(f"imagefolder:{root}: input size {input_size} needs 1 or 3 channels")
+        tf = transforms.Compose(
+            [
+                transforms.Grayscale(1),
+                transforms.Resize((h, w)),
+                transforms.ToTensor(),
+                transforms.Normalize((0.5,), (0.25,)),
+            ]
+        )
+        return tf, tf
+    if c != 3:
+        raise DataError(f"image folders need 1 or 3 input channels, the input size is {input_size}")
+    cfg = data_config(model, input_size)
+    rgb = transforms.Lambda(lambda im: im.convert("RGB"))
+    common = {"mean": cfg["mean"], "std": cfg["std"], "interpolation": cfg["interpolation"]}
+    train = create_transform(tuple(input_size), is_training=True, **common)
+    evalt = create_transform(
+        tuple(input_size),
+        is_training=False,
+        crop_pct=cfg["crop_pct"],
+        crop_mode=cfg.get("crop_mode", "center"),
+        **common,
+    )
+    return transforms.Compose([rgb, train]), transforms.Compose([rgb, evalt])
+
+
+def _image_folder(root: Path, transform) -> Dataset:
+    from torchvision import datasets
+
     try:
-        return datasets.ImageFolder(str(root), transform=transforms.Compose(tf))
+        return datasets.ImageFolder(str(root), transform=transform)
     except (FileNotFoundError, OSError) as e:
         raise DataError(
             f"imagefolder:{root}: no class folders with images ({e}); expected {_FOLDER_LAYOUT}"
@@ -65,25 +108,28 @@ def _image_folder(root: Path, input_size: tuple[int, int, int]) -> Dataset:
 
 
 def load_imagefolder(
-    path: str | Path, input_size: tuple[int, int, int], seed: int = 0
+    path: str | Path, input_size: tuple[int, int, int], seed: int = 0, model: str | None = None
 ) -> DataSplits:
-    """Splits of a local class-folder tree (see the module docstring)."""
+    """Splits of a local class-folder tree (see the module docstring); ``model`` is the
+    supernet name whose data config (mean, std, crop) the transforms use."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"imagefolder:{path}: directory does not exist; expected {_FOLDER_LAYOUT}")
+    train_tf, eval_tf = image_transforms(tuple(input_size), model)
     if (root / "train").is_dir():
-        train = _image_folder(root / "train", input_size)
+        train = _image_folder(root / "train", train_tf)
         if (root / "val").is_dir():
-            val = _image_folder(root / "val", input_size)
+            val = _image_folder(root / "val", eval_tf)
         else:
             tr, va = _split(len(train), (0.9, 0.1), seed)
-            train, val = Subset(train, tr), Subset(train, va)
-        test = _image_folder(root / "test", input_size) if (root / "test").is_dir() else val
+            train, val = Subset(train, tr), Subset(_image_folder(root / "train", eval_tf), va)
+        test = _image_folder(root / "test", eval_tf) if (root / "test").is_dir() else val
         base = train.dataset if isinstance(train, Subset) else train
     else:
-        full = _image_folder(root, input_size)
+        full = _image_folder(root, train_tf)
+        full_eval = _image_folder(root, eval_tf)
         tr, va, te = _split(len(full), (0.8, 0.1, 0.1), seed)
-        train, val, test = Subset(full, tr), Subset(full, va), Subset(full, te)
+        train, val, test = Subset(full, tr), Subset(full_eval, va), Subset(full_eval, te)
         base = full
     if len(train) == 0 or len(val) == 0:
         raise DataError(f"imagefolder:{path}: too few images to split; expected {_FOLDER_LAYOUT}")

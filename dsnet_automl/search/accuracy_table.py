@@ -148,24 +148,18 @@ def clear_split_cache() -> None:
 
 
 def _split_tensors(
-    data: str, input_size: tuple[int, int, int], seed: int, split: str
+    data: str, input_size: tuple[int, int, int], seed: int, split: str, model: str | None = None
 ) -> tuple[Tensor, Tensor]:
     """``(x (N, C, H, W) float, y (N,) long)`` of one split, loaded once per process."""
     if split not in _SPLITS:
         raise StudyError(f"accuracy table: split {split!r} is not one of {', '.join(_SPLITS)}")
-    key = (data, tuple(input_size), int(seed), split)
+    key = (data, tuple(input_size), int(seed), split, model)
     hit = _SPLIT_CACHE.get(key)
     if hit is not None:
         return hit
-    from ..data import ArrayDataset, load_dataset, make_loader
+    from ..data import load_dataset, split_tensors
 
-    splits = load_dataset(data, input_size, seed=seed)
-    ds = getattr(splits, split)
-    if isinstance(ds, ArrayDataset):
-        x, y = ds.x, ds.y
-    else:  # image folders: gather once (a val/test split of a small dataset fits in memory)
-        xs, ys = zip(*make_loader(ds, 256, shuffle=False), strict=True)
-        x, y = torch.cat(xs), torch.cat(ys).long()
+    x, y = split_tensors(getattr(load_dataset(data, input_size, seed=seed, model=model), split))
     _SPLIT_CACHE[key] = (x, y)
     return x, y
 
@@ -338,7 +332,9 @@ class AccuracyTable(LazyEngineStore):
             for c in todo:
                 net.space.validate(c)
             dev = torch.device(device)
-            x, y = _split_tensors(data, tuple(net.space.input_size), seed, split)
+            x, y = _split_tensors(
+                data, tuple(net.space.input_size), seed, split, net.space.supernet
+            )
             if dev.type != "cpu":
                 x, y = x.to(dev), y.to(dev)
             was_training = net.training

@@ -156,7 +156,10 @@ def eval_loader(ctx: TrialContext, split: str, batch_size: int = 256):
     """The val/test loader of the study's data (built once per process)."""
     from ..data import eval_loaders
 
-    val, test = eval_loaders(ctx.data, tuple(ctx.supernet.input_size), ctx.study.seed, batch_size)
+    sup = ctx.supernet
+    val, test = eval_loaders(
+        ctx.data, tuple(sup.input_size), ctx.study.seed, batch_size, sup.space.supernet
+    )
     return {"val": val, "test": test}[split]
 
 

@@ -96,7 +96,9 @@ def train_static_attention(
                 f"static+attention training in {str(out_dir)!r} stopped after epoch "
                 f"{res.epochs_done}/{epochs}; call again with the same out_dir to resume"
             )
-        _, test_loader = eval_loaders(data, tuple(supernet.input_size), seed)
+        _, test_loader = eval_loaders(
+            data, tuple(supernet.input_size), seed, model=supernet.space.supernet
+        )
         test = evaluate_dynamic(dyn, test_loader, resolve_device(device))
     finally:
         saved.restore(supernet)

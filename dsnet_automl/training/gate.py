@@ -252,7 +252,7 @@ def train_gate(
     for p in net.parameters():
         p.requires_grad_(False)
     dyn.to(device)
-    splits = load_dataset(data, net.input_size, seed=cfg.seed)
+    splits = load_dataset(data, net.input_size, seed=cfg.seed, model=net.space.supernet)
     train_loader, val_loader, _ = make_loaders(splits, cfg.batch_size, seed=cfg.seed)
     opt = torch.optim.AdamW(gate_trainable(dyn, slim), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)

@@ -17,11 +17,11 @@ from .evaluate import evaluate_configs, resolve_configs
 __all__ = ["calibrate_checkpoint", "evaluate_checkpoint"]
 
 
-def _data_for(ckpt: dict, path: Path, data: str | None, input_size, seed: int):
+def _data_for(ckpt: dict, path: Path, data: str | None, space, seed: int):
     spec = data or ckpt.get("data")
     if not spec:
         raise DataError(f"checkpoint {str(path)!r} does not name its dataset; pass --data")
-    return load_dataset(spec, input_size, seed=seed)
+    return load_dataset(spec, space.input_size, seed=seed, model=space.supernet)
 
 
 def calibrate_checkpoint(
@@ -41,7 +41,7 @@ def calibrate_checkpoint(
     ckpt = load_checkpoint(path)
     space = checkpoint_space(ckpt, path)
     net = load_supernet(path).to(device)
-    splits = _data_for(ckpt, path, data, space.input_size, seed)
+    splits = _data_for(ckpt, path, data, space, seed)
     train, _, _ = make_loaders(splits, batch_size, seed=seed)
     cfgs = resolve_configs(space, configs, seed=seed)
     calibrate_bn(net, train, cfgs, num_batches=num_batches, device=device)
@@ -73,7 +73,7 @@ def evaluate_checkpoint(
     ckpt = load_checkpoint(path)
     space = checkpoint_space(ckpt, path)
     net = load_supernet(path, which=which).to(device)
-    splits = _data_for(ckpt, path, data, space.input_size, seed)
+    splits = _data_for(ckpt, path, data, space, seed)
     if split not in ("train", "val", "test"):
         raise DataError(f"split {split!r} not allowed; use train, val or test")
     train, val, test = make_loaders(splits, 128, seed=seed, eval_batch_size=batch_size)
