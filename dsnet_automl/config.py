@@ -281,6 +281,10 @@ class SliceSpace:
             out.append((name, tuple(sorted(new))))
         return SliceSpace(self.supernet, tuple(out), self.input_size)
 
+    def with_input_size(self, input_size: Sequence[int]) -> SliceSpace:
+        """The same grid at another input size ``(C, H, W)``."""
+        return SliceSpace(self.supernet, self.dims, tuple(int(v) for v in input_size))
+
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         return {

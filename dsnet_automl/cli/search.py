@@ -96,6 +96,13 @@ def search_cmd(
             "'train-supernet --tune'); default: train one in the run dir."
         ),
     ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Local pretrained weights the on-demand Stage I starts from (state dict or "
+            "timm checkpoint; study field 'init')."
+        ),
+    ] = None,
     runs_dir: Annotated[
         str | None,
         typer.Option(help="Where study run dirs go (a shared mount on a multi-node cluster)."),
@@ -122,6 +129,7 @@ def search_cmd(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         checkpoint=checkpoint,
+        init=init,
         runs_dir=runs_dir,
     )
     console.print(

@@ -14,6 +14,7 @@ _SCALAR_FIELDS = (
     "space",
     "data",
     "init",
+    "img_size",
     "epochs",
     "batch_size",
     "lr",
@@ -85,6 +86,10 @@ def train_cmd(
             "timm checkpoint (for timm:<arch> spaces loaded into the timm model before slicing; "
             "a classifier for another class count is re-initialised). Nothing is downloaded."
         ),
+    ] = None,
+    img_size: Annotated[
+        int | None,
+        typer.Option(min=8, help="Image size to train at (default: the space's input size)."),
     ] = None,
     epochs: Annotated[
         int | None,

@@ -61,6 +61,7 @@ def ensure_supernet(study: StudyConfig, *, progress: bool = True) -> Path:
                 seed=study.seed,
                 device=study.device,
                 progress=progress,
+                init=study.init,
                 **study.stage1,
             )
         except (TypeError, ValueError) as e:

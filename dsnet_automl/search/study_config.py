@@ -89,6 +89,11 @@ class StudyConfig(BaseModel):
     checkpoint: str | None = Field(
         None, description="Stage I checkpoint; trained once under the run dir when absent"
     )
+    init: str | None = Field(
+        None,
+        description="local pretrained weights the on-demand Stage I starts from (a state dict "
+        "or timm checkpoint; for timm:<arch> spaces loaded before slicing)",
+    )
     stage1: dict[str, Any] = Field(
         default_factory=dict, description="TrainConfig overrides for the on-demand Stage I"
     )

@@ -29,6 +29,9 @@ class TrainConfig(BaseModel):
         description="local pretrained weights (state dict / timm checkpoint) the supernet "
         "starts from; for timm:<arch> loaded into the timm model before slicify",
     )
+    img_size: int | None = Field(
+        None, ge=8, description="train and evaluate at this image size instead of the space's"
+    )
     train_limit: int | None = Field(None, ge=1, description="use only the first N train samples")
     epochs: int = Field(
         7, ge=0, description="0: only initialise (e.g. from --init), checkpoint and evaluate"

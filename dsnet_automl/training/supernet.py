@@ -209,6 +209,8 @@ def train_supernet(
     device = resolve_device(cfg.device, shard)
     shard.local_batch(cfg.batch_size)  # fail early on a batch the ranks cannot split
     space = load_space(cfg.space)
+    if cfg.img_size is not None:  # stored with the checkpoint: later stages use the same size
+        space = space.with_input_size((space.input_size[0], cfg.img_size, cfg.img_size))
     if resume:
         # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
         ckpt = load_checkpoint(ckpt_path, space=space, map_location="cpu")
