@@ -102,3 +102,14 @@ def test_dashboard_and_export_without_db_say_run_search_first(tmp_path):
         res = CliRunner().invoke(app, [*cmd, "--runs-dir", str(other)])
         assert res.exit_code == 1, res.output
         assert str(other / "x" / "study.db") in res.output.replace("\n", "")
+
+
+def test_imagefolder_example_study_is_valid():
+    cfg = load_study("studies/imagefolder_example.yaml")
+    assert cfg.space == "timm:resnet18" and cfg.init == "/path/to/resnet18.pth"
+    assert cfg.stage1["img_size"] == 160
+    cfg = load_study("studies/imagefolder_example.yaml", init="/elsewhere/w.safetensors")
+    assert cfg.init == "/elsewhere/w.safetensors"
+    from dsnet_automl.training import TrainConfig
+
+    TrainConfig(space=cfg.space, data=cfg.data, init=cfg.init, **cfg.stage1)  # fields exist
