@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from ..errors import DsnetError
 
-__all__ = ["app", "console", "err_console", "fmt_count", "handle_errors"]
+__all__ = ["app", "batch_sizes_option", "console", "err_console", "fmt_count", "handle_errors"]
 
 app = typer.Typer(
     name="dsnet-automl",
@@ -43,6 +43,19 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def batch_sizes_option(text: str, flag: str = "--batch-sizes") -> list[int]:
+    """``"1,32"`` -> ``[1, 32]``; anything else is one clear error."""
+    from ..errors import DataError
+
+    try:
+        sizes = [int(b) for b in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise DataError(f"{flag} {text!r}: give positive integers, e.g. 1,32")
+    return sizes
 
 
 def fmt_count(n: float) -> str:

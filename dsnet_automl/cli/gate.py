@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .._io import atomic_write_text, read_yaml
 from ..errors import DataError, SearchSpaceError
-from ._app import app, console, handle_errors
+from ._app import app, batch_sizes_option, console, handle_errors
 
 
 def _route_space(net, routes: str, gate_stage: str | None):
@@ -140,12 +140,7 @@ def eval_dynamic_cmd(
         raise DataError(f"--split {split!r}; allowed: val, test")
     if mode not in ("sliced", "extracted"):
         raise DataError(f"--mode {mode!r}; allowed: sliced, extracted")
-    try:
-        sizes = [int(b) for b in batch_sizes.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise DataError(f"--batch-sizes {batch_sizes!r}: give positive integers, e.g. 1,32")
+    sizes = batch_sizes_option(batch_sizes)
     dyn = DynamicNet.load(bundle, mode=mode)  # type: ignore[arg-type]
     spec = data or (dyn.metadata.get("data") or "digits-hard")
     net = dyn.supernet

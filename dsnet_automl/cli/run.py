@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from ..errors import CheckpointError, DataError
-from ._app import app, console, handle_errors
+from ._app import app, batch_sizes_option, console, handle_errors
 
 Backend = Literal["torch", "onnxruntime"]
 _BACKENDS = ("torch", "onnxruntime")
@@ -223,12 +223,7 @@ def bench_cmd(
     speed-up the route mix allows: T(largest) / sum_k share_k T(route k); 'efficiency' =
     measured / ideal (what grouping and the gate cost).
     """
-    try:
-        sizes = [int(b) for b in batch_sizes.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise DataError(f"--batch-sizes {batch_sizes!r}: give positive integers, e.g. 1,32")
+    sizes = batch_sizes_option(batch_sizes)
     net = _Net(bundle, backend, providers, threads)
     x, _, what = _inputs(net, input_path, data, split, limit=samples)
     k_all = net.num_routes
