@@ -175,3 +175,10 @@ def test_imagefolder_uses_timms_pipeline_per_model(tmp_path):
     assert vit["mean"] == (0.5, 0.5, 0.5) and vit["interpolation"] == "bicubic"
     assert vit["crop_pct"] == 0.9
     assert data_config("ds_mobilenet_v1", (3, 224, 224))["mean"] == (0.485, 0.456, 0.406)
+    # timm's augmentation options, by timm's names
+    aug = {"auto_augment": "rand-m9-mstd0.5", "re_prob": 0.25}
+    s = load_dataset(f"imagefolder:{tmp_path}", (3, 24, 24), train_augment=aug)
+    names = [type(t).__name__ for t in s.train.dataset.transform.transforms[1].transforms]
+    assert "RandAugment" in names and "RandomErasing" in names
+    with pytest.raises(DataError, match="timm refused it"):
+        load_dataset(f"imagefolder:{tmp_path}", (3, 24, 24), train_augment={"auto_augment": "x"})

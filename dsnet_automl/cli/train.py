@@ -15,6 +15,9 @@ _SCALAR_FIELDS = (
     "data",
     "init",
     "img_size",
+    "auto_augment",
+    "color_jitter",
+    "reprob",
     "epochs",
     "batch_size",
     "lr",
@@ -90,6 +93,18 @@ def train_cmd(
     img_size: Annotated[
         int | None,
         typer.Option(min=8, help="Image size to train at (default: the space's input size)."),
+    ] = None,
+    auto_augment: Annotated[
+        str | None,
+        typer.Option(
+            "--aa", help="Image folders: timm auto-augment policy (e.g. rand-m9-mstd0.5-inc1)."
+        ),
+    ] = None,
+    color_jitter: Annotated[
+        float | None, typer.Option(help="Image folders: colour jitter (timm's).")
+    ] = None,
+    reprob: Annotated[
+        float | None, typer.Option(help="Image folders: random erasing probability.")
     ] = None,
     epochs: Annotated[
         int | None,

@@ -61,6 +61,7 @@ def load_dataset(
     input_size: tuple[int, int, int] = (3, 32, 32),
     seed: int = 0,
     model: str | None = None,
+    train_augment: dict | None = None,
 ) -> DataSplits:
     """Train/val/test splits of a dataset spec (see the module docstring).
 
@@ -70,6 +71,8 @@ def load_dataset(
         seed: fixes the split and, for ``digits-hard``, the corruptions.
         model: the supernet's name; image folders take mean, std and crop from a
             ``timm:<arch>``'s pretrained config (timm's ImageNet defaults otherwise).
+        train_augment: image folders: extra ``timm.data.create_transform`` arguments of the
+            training transform (``auto_augment``, ``color_jitter``, ``re_prob``).
 
     Raises:
         DataError: unknown spec, or a missing/malformed local path (the message names the
@@ -87,7 +90,7 @@ def load_dataset(
         if not arg:
             raise DataError(f"dataset {spec!r} needs a local path: {kind}:PATH")
         if kind == "imagefolder":
-            return load_imagefolder(arg, input_size, seed, model)
+            return load_imagefolder(arg, input_size, seed, model, train_augment)
         return load_cifar10(arg, input_size, seed)
     raise DataError(f"unknown dataset {spec!r}; allowed: {', '.join(DATASET_SPECS)}")
 

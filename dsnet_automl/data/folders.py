@@ -64,8 +64,11 @@ def data_config(model: str | None, input_size: tuple[int, int, int]) -> dict:
     return cfg
 
 
-def image_transforms(input_size: tuple[int, int, int], model: str | None = None):
-    """``(train, eval)`` transforms of PIL images for ``input_size`` and a supernet name."""
+def image_transforms(
+    input_size: tuple[int, int, int], model: str | None = None, train_augment: dict | None = None
+):
+    """``(train, eval)`` transforms of PIL images for ``input_size`` and a supernet name;
+    ``train_augment``: extra ``create_transform`` arguments of the training transform."""
     from timm.data import create_transform
     from torchvision import transforms
 
@@ -85,7 +88,11 @@ def image_transforms(input_size: tuple[int, int, int], model: str | None = None)
     cfg = data_config(model, input_size)
     rgb = transforms.Lambda(lambda im: im.convert("RGB"))
     common = {"mean": cfg["mean"], "std": cfg["std"], "interpolation": cfg["interpolation"]}
-    train = create_transform(tuple(input_size), is_training=True, **common)
+    extra = {k: v for k, v in (train_augment or {}).items() if v is not None}
+    try:
+        train = create_transform(tuple(input_size), is_training=True, **common, **extra)
+    except (ValueError, KeyError, AssertionError) as e:
+        raise DataError(f"training augmentation {extra}: timm refused it ({e})") from None
     evalt = create_transform(
         tuple(input_size),
         is_training=False,
@@ -108,14 +115,18 @@ def _image_folder(root: Path, transform) -> Dataset:
 
 
 def load_imagefolder(
-    path: str | Path, input_size: tuple[int, int, int], seed: int = 0, model: str | None = None
+    path: str | Path,
+    input_size: tuple[int, int, int],
+    seed: int = 0,
+    model: str | None = None,
+    train_augment: dict | None = None,
 ) -> DataSplits:
     """Splits of a local class-folder tree (see the module docstring); ``model`` is the
     supernet name whose data config (mean, std, crop) the transforms use."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"imagefolder:{path}: directory does not exist; expected {_FOLDER_LAYOUT}")
-    train_tf, eval_tf = image_transforms(tuple(input_size), model)
+    train_tf, eval_tf = image_transforms(tuple(input_size), model, train_augment)
     if (root / "train").is_dir():
         train = _image_folder(root / "train", train_tf)
         if (root / "val").is_dir():

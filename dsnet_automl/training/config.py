@@ -57,6 +57,13 @@ class TrainConfig(BaseModel):
     )
     mvco: bool | None = Field(None, description="multi-view consistency; None = on for ViTs")
     augment: bool = Field(True, description="random shift + noise on training batches")
+    auto_augment: str | None = Field(
+        None,
+        description="image folders: timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1 or "
+        "augmix-m5-w4-d2 (timm's --aa)",
+    )
+    color_jitter: float = Field(0.4, ge=0, description="image folders: timm's --color-jitter")
+    reprob: float = Field(0.0, ge=0, le=1, description="image folders: random erasing prob.")
     single_config: float | dict[str, float] | None = Field(
         None,
         description="train ONE sub-net alone on labels: a fraction (0 smallest, 0.5 middle, "

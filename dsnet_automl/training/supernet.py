@@ -157,7 +157,14 @@ def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> bool:
 
 
 def _prepare_data(cfg: TrainConfig, space: SliceSpace):
-    data = load_dataset(cfg.data, space.input_size, seed=cfg.seed, model=space.supernet)
+    aug = {
+        "auto_augment": cfg.auto_augment,
+        "color_jitter": cfg.color_jitter,
+        "re_prob": cfg.reprob,
+    }
+    data = load_dataset(
+        cfg.data, space.input_size, seed=cfg.seed, model=space.supernet, train_augment=aug
+    )
     train = data.train
     if cfg.train_limit is not None:
         if isinstance(train, ArrayDataset):
