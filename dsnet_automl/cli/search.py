@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import StudyError
+from ..errors import StudyError, TrainingInterrupted
 from ._app import app, console, handle_errors
 
 StudyArg = Annotated[
@@ -146,7 +146,7 @@ def search_cmd(
             storage_path=storage_path,
             progress=progress,
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TrainingInterrupted):
         console.print("[yellow]interrupted; run the same command again to resume[/yellow]")
         raise typer.Exit(130) from None
     out = out or cfg.run_dir / "export"

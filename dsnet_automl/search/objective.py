@@ -27,6 +27,7 @@ import torch
 
 from .._io import atomic_write_text
 from ..config import SubnetConfig
+from ..errors import TrainingInterrupted
 from ..latency import LatencyPredictor, LatencyStore, load_profile
 from ..supernets.base import Supernet
 from .space import GATE_KEYS, SGS_KEYS, TrialParams, trial_routes
@@ -115,7 +116,11 @@ def run_trial(
 
     res = train_gate(dyn, cfg, trial_dir, data=ctx.data, resume=True, report=cb)
     if res.interrupted or not res.history:
-        raise KeyboardInterrupt  # Optuna records the trial FAIL; a re-run retries it
+        # Optuna records the trial FAIL and stops the study; a re-run retries the trial
+        raise TrainingInterrupted(
+            f"gate training in {str(trial_dir)!r} was interrupted; run the same command "
+            "again to resume"
+        )
     last = res.history[-1]
     hist = list(last["route_hist"])
     n = max(1, sum(hist))

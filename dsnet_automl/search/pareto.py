@@ -12,6 +12,7 @@ from .._io import atomic_path, atomic_write_text
 
 __all__ = [
     "FRONT_LABELS",
+    "LATENCY_EXCESS",
     "front_points",
     "hypervolume",
     "pareto_trials",
@@ -20,11 +21,26 @@ __all__ = [
 ]
 
 
+# user attr of a trial under a latency constraint: expected latency - max_latency_ms (<= 0 fits)
+LATENCY_EXCESS = "latency_excess_ms"
+
+
 def pareto_trials(s: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Pareto-optimal COMPLETE trials (feasible ones if a constraint is set), by latency."""
-    if not s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return []
-    return sorted(s.best_trials, key=lambda t: (t.values[1], -t.values[0]))
+    """Pareto-optimal COMPLETE trials (feasible ones if a constraint is set), by latency.
+
+    Nondominated as Optuna's ``best_trials`` (trials with equal values all kept), computed
+    here so that the constraint (a user attr) applies whatever the sampler."""
+    done = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ok = [t for t in done if float(t.user_attrs.get(LATENCY_EXCESS, 0.0)) <= 0.0]
+
+    def dominated(t: optuna.trial.FrozenTrial) -> bool:
+        (a, lat) = t.values
+        return any(
+            o.values[0] >= a and o.values[1] <= lat and (o.values[0] > a or o.values[1] < lat)
+            for o in ok
+        )
+
+    return sorted((t for t in ok if not dominated(t)), key=lambda t: (t.values[1], -t.values[0]))
 
 
 def front_points(s: optuna.Study) -> list[tuple[float, float]]:

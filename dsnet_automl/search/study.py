@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from ..errors import StudyError
 from .objective import TrialContext, run_trial
+from .pareto import LATENCY_EXCESS
 from .space import TrialParams, suggest
 from .study_config import StudyConfig
 
@@ -80,7 +81,7 @@ def storage_for(study: StudyConfig, db: str | None = None) -> optuna.storages.RD
 
 
 def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    return list(trial.system_attrs.get("constraints", [0.0]))
+    return [float(trial.user_attrs.get(LATENCY_EXCESS, 0.0))]
 
 
 def make_sampler(study: StudyConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -133,11 +134,13 @@ def open_study(
 
 
 def requeue_unfinished(s: optuna.Study) -> int:
-    """Mark stale RUNNING trials FAIL and re-enqueue each failed trial once. -> re-enqueued."""
-    storage = s._storage
-    for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(t._trial_id, "error", "interrupted")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    """Mark stale RUNNING trials FAIL (their numbers in the study's ``interrupted`` user attr)
+    and re-enqueue each failed trial once. -> re-enqueued."""
+    stale = [t.number for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for number in stale:
+        s.tell(number, state=TrialState.FAIL)
+    if stale:
+        s.set_user_attr("interrupted", sorted({*s.user_attrs.get("interrupted", []), *stale}))
     retried = set(s.user_attrs.get("requeued", []))
     n = 0
     for t in s.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
@@ -227,10 +230,8 @@ def record(trial: Any, study: StudyConfig, out: dict[str, Any]) -> None:
         if k in out:
             trial.set_user_attr(k, out[k])
     trial.set_user_attr("hw", study.hw)
-    if study.max_latency_ms and isinstance(trial, optuna.Trial):
-        trial.study._storage.set_trial_system_attr(
-            trial._trial_id, "constraints", [out["latency_ms"] - study.max_latency_ms]
-        )
+    if study.max_latency_ms:  # <= 0: feasible (samplers' constraints_func, pareto_trials)
+        trial.set_user_attr(LATENCY_EXCESS, out["latency_ms"] - study.max_latency_ms)
 
 
 def params_of(trial: optuna.trial.FrozenTrial) -> TrialParams:

@@ -113,3 +113,33 @@ def test_imagefolder_example_study_is_valid():
     from dsnet_automl.training import TrainConfig
 
     TrainConfig(space=cfg.space, data=cfg.data, init=cfg.init, **cfg.stage1)  # fields exist
+
+
+def test_pareto_trials_respects_the_latency_constraint_for_any_sampler():
+    import optuna
+
+    from dsnet_automl.search.pareto import LATENCY_EXCESS, pareto_trials
+
+    s = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler()
+    )
+    for acc, lat, excess in ((0.9, 2.0, 1.0), (0.8, 1.0, 0.0), (0.7, 0.5, -0.5), (0.6, 0.9, -0.1)):
+        s.add_trial(
+            optuna.trial.create_trial(values=[acc, lat], user_attrs={LATENCY_EXCESS: excess})
+        )
+    assert [t.values for t in pareto_trials(s)] == [[0.7, 0.5], [0.8, 1.0]]  # 0.9 is too slow
+
+
+def test_package_uses_only_public_optuna_api():
+    from pathlib import Path
+
+    import dsnet_automl
+
+    root = Path(dsnet_automl.__file__).parent
+    bad = [
+        f"{p.relative_to(root)}:{i}"
+        for p in root.rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if "._storage" in line or "._trial_id" in line
+    ]
+    assert not bad, bad
