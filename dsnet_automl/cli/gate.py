@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from .._io import atomic_write_text, read_yaml
+from ..defaults import DEFAULT_DATA
 from ..errors import DataError, SearchSpaceError
 from ._app import app, batch_sizes_option, console, handle_errors
 
@@ -78,7 +79,7 @@ def train_gate_cmd(
     from ..training.gate import GateTrainConfig, train_gate
 
     net = load_supernet(checkpoint)
-    spec = data or load_checkpoint(checkpoint).get("data") or "digits-hard"
+    spec = data or load_checkpoint(checkpoint).get("data") or DEFAULT_DATA
     gate_stage = gate_stage or net.default_gate_stage
     dyn = DynamicNet.build(
         net, _route_space(net, routes, gate_stage), gate_stage=gate_stage, tau=tau
@@ -142,7 +143,7 @@ def eval_dynamic_cmd(
         raise DataError(f"--mode {mode!r}; allowed: sliced, extracted")
     sizes = batch_sizes_option(batch_sizes)
     dyn = DynamicNet.load(bundle, mode=mode)  # type: ignore[arg-type]
-    spec = data or (dyn.metadata.get("data") or "digits-hard")
+    spec = data or (dyn.metadata.get("data") or DEFAULT_DATA)
     net = dyn.supernet
     ds = getattr(load_dataset(spec, net.input_size, model=net.space.supernet), split)
     x, y = split_tensors(ds)

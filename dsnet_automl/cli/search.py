@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..defaults import DEFAULT_HW
 from ..errors import StudyError, TrainingInterrupted
 from ._app import app, console, handle_errors
 
@@ -162,7 +163,7 @@ def search_cmd(
     if front_csv.is_file():
         console.print(_predicted_front_table(front_csv, cfg.hw))
     _print_fronts(res.study, res.static_att, res.static, cfg.hw, index["latency_source"])
-    where = (f" --hw {hw}" if hw and hw != "jetson" else "") + (
+    where = (f" --hw {hw}" if hw and hw != DEFAULT_HW else "") + (
         f" --runs-dir {runs_dir}" if runs_dir else ""
     )
     console.print(

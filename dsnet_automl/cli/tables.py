@@ -12,6 +12,7 @@ from ..config import load_space
 from ..errors import LatencyTableError
 from ..latency import (
     DEFAULT_DB,
+    SOURCES,
     LatencyPredictor,
     LatencyStore,
     export_table,
@@ -33,7 +34,7 @@ tables_app = typer.Typer(
 app.add_typer(tables_app, name="tables")
 
 DbOpt = Annotated[str, typer.Option("--db", help="SQLAlchemy URL of the latency database.")]
-_STYLE = {"measured": "green", "imported": "cyan", "predicted": "yellow"}
+_STYLE = dict(zip(SOURCES, ("green", "cyan", "yellow"), strict=True))
 
 
 def _src(counts: dict[str, int]) -> str:

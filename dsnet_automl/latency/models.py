@@ -25,6 +25,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "SCHEMA_VERSION",
+    "IMPORTED",
+    "MEASURED",
+    "PREDICTED",
     "SOURCES",
     "Base",
     "BlockMeasurement",
@@ -35,8 +38,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-SOURCES = ("measured", "imported", "predicted")
-_SOURCE_CHECK = "source IN ('measured', 'imported', 'predicted')"
+# where a latency figure comes from: timed here, imported from a device's export, or predicted
+MEASURED, IMPORTED, PREDICTED = SOURCES = ("measured", "imported", "predicted")
+_SOURCE_CHECK = f"source IN ({', '.join(repr(s) for s in SOURCES)})"
 
 
 def _now() -> datetime:

@@ -20,6 +20,7 @@ from ..config import SliceSpace, SubnetConfig
 from ..errors import LatencyTableError
 from ..supernets.base import BlockCall, Supernet
 from .grid import grid_signatures
+from .models import IMPORTED, MEASURED, PREDICTED
 from .profiler import normalize_backend
 from .profiles import DeviceProfile, load_profile
 from .signature import BlockSignature, signature_of
@@ -27,7 +28,7 @@ from .store import LatencyStore, Timing
 
 __all__ = ["LatencyEstimate", "LatencyPredictor", "fit_overhead", "predict_table", "roofline_ms"]
 
-_EVIDENCE = ("measured", "imported")
+_EVIDENCE = (MEASURED, IMPORTED)
 
 
 def roofline_ms(
@@ -54,7 +55,7 @@ class LatencyEstimate:
     blocks_ms: float
     overhead_ms: float
     scale: float
-    source: str  # "measured" (every block from evidence) or "predicted"
+    source: str  # MEASURED (every block from evidence) or PREDICTED
     predicted_blocks: int
     total_blocks: int
 
@@ -124,7 +125,7 @@ class LatencyPredictor:
                 f"'dsnet-automl profile --hw {self.profile.name} --space {self.net.name}' or "
                 "'dsnet-automl tables import FILE'"
             )
-        return roofline_ms(self.net, call, self.profile, self.batch_size), "predicted"
+        return roofline_ms(self.net, call, self.profile, self.batch_size), PREDICTED
 
     def blocks(self, cfg: SubnetConfig) -> tuple[float, int, int]:
         """``(sum of block ms, predicted block count, block count)``."""
@@ -160,7 +161,7 @@ class LatencyPredictor:
     # ---------------------------------------------------------------- predictions
     def estimate(self, cfg: SubnetConfig) -> LatencyEstimate:
         s, n_pred, n = self.blocks(cfg)
-        src = "measured" if n_pred == 0 else "predicted"
+        src = MEASURED if n_pred == 0 else PREDICTED
         scale, over = (self.scale, self.overhead_ms) if n_pred == 0 else (1.0, 0.0)
         return LatencyEstimate(scale * s + over, s, over, scale, src, n_pred, n)
 
@@ -209,5 +210,5 @@ def predict_table(
     for bs in batch_sizes or profile.batch_sizes:
         for sig, call in sigs.items():
             t = Timing(roofline_ms(net, call, profile, bs), repeats=0, threads=profile.threads)
-            written += store.put_block(dev, sig, bs, backend, t, source="predicted", macs=call.macs)
+            written += store.put_block(dev, sig, bs, backend, t, source=PREDICTED, macs=call.macs)
     return written

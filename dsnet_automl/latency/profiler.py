@@ -42,6 +42,7 @@ from ..errors import LatencyTableError
 from ..supernets import create_supernet
 from ..supernets.base import Supernet
 from .grid import grid_signatures
+from .models import PREDICTED
 from .profiles import DeviceProfile
 from .store import LatencyStore, Timing
 
@@ -288,7 +289,7 @@ class Profiler:
             task = bar.add_task(f"profiling {space.supernet} on {self.profile.name}", total=total)
             for bs in batch_sizes:
                 table = self.store.block_table(dev[0], bs, self.backend)
-                done = {s for s, (_, src) in table.items() if src != "predicted"}
+                done = {s for s, (_, src) in table.items() if src != PREDICTED}
                 todo = [(s, c) for s, c in sigs.items() if s not in done]
                 rep.skipped += len(sigs) - len(todo)
                 bar.advance(task, (len(sigs) - len(todo)) * self.rounds)
@@ -299,7 +300,7 @@ class Profiler:
                     self.store.put_block(dev, sig, bs, self.backend, timing, macs=call.macs)
                 rep.measured += len(todo)
                 nets = self.store.network_table(dev[0], space.supernet, bs, self.backend)
-                have = {c for c, _, src in nets if src != "predicted"}
+                have = {c for c, _, src in nets if src != PREDICTED}
                 todo_n = [(c.to_json(), c) for c in cfgs if c.to_json() not in have]
                 rep.networks_skipped += len(cfgs) - len(todo_n)
                 bar.advance(task, (len(cfgs) - len(todo_n)) * self.rounds)

@@ -29,6 +29,8 @@ from sqlalchemy.orm import Session
 from .._db import LazyEngineStore, install_sqlite_events, sqlite_file
 from ..errors import LatencyTableError
 from .models import (
+    MEASURED,
+    PREDICTED,
     SCHEMA_VERSION,
     SOURCES,
     Base,
@@ -65,7 +67,7 @@ def replaces(new: str, old: str | None) -> bool:
     Evidence beats prediction: a measured or imported row replaces anything; a predicted row
     only fills gaps or refreshes another prediction.
     """
-    return old is None or new != "predicted" or old == "predicted"
+    return old is None or new != PREDICTED or old == PREDICTED
 
 
 def _is_locked(e: OperationalError) -> bool:
@@ -275,7 +277,7 @@ class LatencyStore(LazyEngineStore):
         batch_size: int,
         backend: str,
         timing: Timing,
-        source: str = "measured",
+        source: str = MEASURED,
         macs: int | None = None,
     ) -> bool:
         """Store one block latency (committed at once). ``device`` is ``(name, kind)``."""
@@ -300,7 +302,7 @@ class LatencyStore(LazyEngineStore):
         batch_size: int,
         backend: str,
         timing: Timing,
-        source: str = "measured",
+        source: str = MEASURED,
     ) -> bool:
         """Store the end-to-end latency of one sub-net (committed at once)."""
 

@@ -23,7 +23,15 @@ from sqlalchemy.orm import Session
 
 from .._io import atomic_path
 from ..errors import LatencyTableError
-from .models import BlockMeasurement, BlockSignatureRow, Device, NetworkMeasurement
+from .models import (
+    IMPORTED,
+    MEASURED,
+    SOURCES,
+    BlockMeasurement,
+    BlockSignatureRow,
+    Device,
+    NetworkMeasurement,
+)
 from .signature import BlockSignature
 from .store import LatencyStore
 
@@ -117,9 +125,16 @@ class _Row(BaseModel):
     p90_ms: float | None = Field(default=None, ge=0)
     repeats: int = Field(default=0, ge=0)
     threads: int | None = Field(default=None, ge=1)
-    source: Literal["measured", "imported", "predicted"]
+    source: str
     versions: str = "{}"
     measured_at: datetime | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if v not in SOURCES:
+            raise ValueError(f"must be one of {', '.join(SOURCES)}")
+        return v
 
     @field_validator("median_ms", "p10_ms", "p90_ms")
     @classmethod
@@ -213,7 +228,7 @@ def import_table(store: LatencyStore, path: str | Path) -> dict[str, int]:
             values = {
                 "median_ms": row.median_ms, "p10_ms": row.p10_ms, "p90_ms": row.p90_ms,
                 "repeats": row.repeats, "threads": row.threads, "versions": row.versions,
-                "source": "imported" if row.source == "measured" else row.source,
+                "source": IMPORTED if row.source == MEASURED else row.source,
                 "measured_at": row.measured_at or datetime.now(UTC),
             }  # fmt: skip
             key: dict[str, Any] = {

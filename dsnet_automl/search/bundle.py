@@ -30,6 +30,7 @@ import yaml
 
 from .._io import atomic_write_text
 from ..errors import StudyError
+from ..latency.models import MEASURED, PREDICTED
 from .pareto import FRONT_LABELS, pareto_trials, plot_fronts, trials_frame
 from .space import GATE_KEYS, SGS_KEYS, TrialParams
 
@@ -37,8 +38,8 @@ __all__ = ["export_study"]
 
 
 def _source(trials: list[optuna.trial.FrozenTrial]) -> str:
-    srcs = {t.user_attrs.get("latency_source", "predicted") for t in trials}
-    return "measured" if srcs == {"measured"} else "predicted"
+    srcs = {t.user_attrs.get("latency_source", PREDICTED) for t in trials}
+    return MEASURED if srcs == {MEASURED} else PREDICTED
 
 
 def export_study(
@@ -88,7 +89,7 @@ def export_study(
             "accuracy": round(t.values[0], 5),
             "test_accuracy": _round(t.user_attrs.get("test_accuracy")),
             "expected_latency_ms": round(t.values[1], 5),
-            "latency_source": t.user_attrs.get("latency_source", "predicted"),
+            "latency_source": t.user_attrs.get("latency_source", PREDICTED),
             "route_hist": t.user_attrs.get("route_hist"),
             "route_latency_ms": t.user_attrs.get("route_latency_ms"),
             "route_space": t.user_attrs.get("routes"),

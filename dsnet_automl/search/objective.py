@@ -29,6 +29,7 @@ from .._io import atomic_write_text
 from ..config import SubnetConfig
 from ..errors import TrainingInterrupted
 from ..latency import LatencyPredictor, LatencyStore, load_profile
+from ..latency.models import MEASURED, PREDICTED
 from ..supernets.base import Supernet
 from .space import GATE_KEYS, SGS_KEYS, TrialParams, trial_routes
 from .study_config import StudyConfig
@@ -129,7 +130,7 @@ def run_trial(
         "accuracy": float(last["val_top1"]),
         "test_accuracy": float(test["top1"]),
         "latency_ms": float(sum(h / n * c for h, c in zip(hist, costs, strict=True))),
-        "latency_source": "measured" if sources == {"measured"} else "predicted",
+        "latency_source": MEASURED if sources == {MEASURED} else PREDICTED,
         "route_hist": hist,
         "test_route_hist": list(test["route_hist"]),
         "route_latency_ms": costs,

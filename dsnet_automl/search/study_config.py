@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from .._io import read_yaml
+from ..defaults import DEFAULT_DATA, DEFAULT_HW, DEFAULT_SPACE
 from ..errors import StudyError
 
 __all__ = ["DEFAULT_STUDY", "Ranges", "StudyConfig", "load_study"]
@@ -83,9 +84,9 @@ class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    space: str = Field("ds_mobilenet_v1_tiny", description="supernet name or slice-space YAML")
-    data: str = "digits-hard"
-    hw: str = Field("jetson", description="device profile name/alias")
+    space: str = Field(DEFAULT_SPACE, description="supernet name or slice-space YAML")
+    data: str = DEFAULT_DATA
+    hw: str = Field(DEFAULT_HW, description="device profile name/alias")
     checkpoint: str | None = Field(
         None, description="Stage I checkpoint; trained once under the run dir when absent"
     )
@@ -186,7 +187,7 @@ def load_study(spec: str | Path | None = None, **overrides: Any) -> StudyConfig:
         raise StudyError(f"{path}: a study must be a mapping of fields, got {type(data).__name__}")
     data.setdefault("name", path.stem)
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if "hw" in overrides and overrides["hw"] != data.get("hw", "jetson"):
+    if "hw" in overrides and overrides["hw"] != data.get("hw", DEFAULT_HW):
         # another device is another study; Stage I is shared
         runs = overrides.get("runs_dir", data.get("runs_dir", "studies/runs"))
         base = Path(runs) / str(data["name"])

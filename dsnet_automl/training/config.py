@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..defaults import DEFAULT_DATA, DEFAULT_SPACE
+
 __all__ = ["RUNTIME_FIELDS", "TrainConfig"]
 
 # fields that may differ between a run and its resumption (they do not change the result on CPU)
@@ -22,8 +24,8 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    space: str = Field("ds_mobilenet_v1_tiny", description="supernet name or slice-space YAML")
-    data: str = Field("digits-hard", description="dataset spec, see dsnet_automl.data")
+    space: str = Field(DEFAULT_SPACE, description="supernet name or slice-space YAML")
+    data: str = Field(DEFAULT_DATA, description="dataset spec, see dsnet_automl.data")
     init: str | None = Field(
         None,
         description="local pretrained weights (state dict / timm checkpoint) the supernet "
