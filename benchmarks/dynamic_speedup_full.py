@@ -27,10 +27,12 @@ route used by a mix as its own static net (prefix + route k, no gate), each on t
 (batch 1: the N images one call each). Interleaved: every repeat times every model of every
 mode once, one block per mode, modes and models in a fresh random order each repeat.
 ``speed-up = T_largest / T_dynamic``, ``ideal = T_largest / sum_k p_k T_k`` and
-``efficiency = sum_k p_k T_k / T_dynamic`` are computed per repeat (paired: the same minute,
-the same background load on this shared machine) and their medians reported (so the table's
-efficiency is not exactly speed-up / ideal); per-model median times and every repeat's times
-are in the JSON too. Backends (``--modes``):
+``efficiency = sum_k p_k T_k / T_dynamic = speed-up / ideal``, with each ``T`` the model's
+fastest repeat: on a shared machine background load only ever slows a run down (2-3x at batch
+32 on the 2-core development machine, loadavg ~3 during locked runs), so the minimum estimates
+the unloaded time best. Also in the JSON: the same figures from medians (``*_of_medians``),
+per-repeat paired ratios' medians (``*_paired_median``: the models of one repeat share its
+background load) and every repeat's times. Backends (``--modes``):
 ``sliced`` (DynamicNet on the shared weights vs ``net(x, cfg)``), ``extracted`` (DynamicNet on
 extracted static parts vs ``net.extract(cfg)``), ``torchscript`` (the extracted parts traced
 and frozen; the gate, argmax and grouping stay eager), ``ort`` (ONNX Runtime:
