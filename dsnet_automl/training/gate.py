@@ -43,7 +43,8 @@ from ..data import epoch_sampler, load_dataset, make_loaders
 from ..errors import CheckpointError, SearchSpaceError
 from ..routing import DynamicNet
 from .checkpoint import capture_rng, restore_rng
-from .supernet import _signals, _StopFlag, resolve_device
+from .signals import StopFlag, graceful_signals
+from .supernet import resolve_device
 
 __all__ = [
     "GateTrainConfig",
@@ -274,7 +275,7 @@ def train_gate(
         sched.load_state_dict(ck["scheduler"])
         start, history = int(ck["epoch"]), list(ck["history"])
         restore_rng(ck["rng"])
-    flag = _StopFlag()
+    flag = StopFlag()
     interrupted = False
     progress = Progress(
         TextColumn("gate epoch {task.fields[epoch]}/{task.total}"),
@@ -283,7 +284,7 @@ def train_gate(
         TimeRemainingColumn(),
         disable=not cfg.progress,
     )
-    with _signals(flag), progress:
+    with graceful_signals(flag), progress:
         task = progress.add_task(
             "gate", total=cfg.epochs, completed=start, epoch=start, loss=0.0, cost=0.0
         )

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import math
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -50,6 +48,7 @@ from .ema import EmaTeacher
 from .evaluate import accuracy, evaluate_configs
 from .optim import build_optimizer
 from .sandwich import SandwichStep
+from .signals import StopFlag, graceful_signals
 
 __all__ = ["CHECKPOINT_NAME", "TrainResult", "resolve_device", "train_supernet"]
 
@@ -98,31 +97,6 @@ def _single_config(space: SliceSpace, spec: float | dict | None) -> SubnetConfig
     if isinstance(spec, dict):
         return space.config(spec)
     return space.at_fraction(float(spec))
-
-
-class _StopFlag:
-    """First SIGINT/SIGTERM sets the flag (graceful stop); a second SIGINT raises at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-
-@contextmanager
-def _signals(flag: _StopFlag):
-    if threading.current_thread() is not threading.main_thread():
-        yield  # e.g. inside a Ray actor thread: signal handlers cannot be installed
-        return
-    old = {s: signal.signal(s, flag) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> bool:
@@ -330,7 +304,7 @@ def train_supernet(
         TimeRemainingColumn,
     )
 
-    flag = _StopFlag()
+    flag = StopFlag()
     progress = Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
         BarColumn(),
@@ -345,7 +319,7 @@ def train_supernet(
     total_steps = cfg.epochs * steps_per_epoch
     result = TrainResult(out, ckpt_path, history, mvco=mvco)
     sampler = epoch_sampler(train_loader)
-    with _signals(flag), progress:
+    with graceful_signals(flag), progress:
         task = progress.add_task(
             "train",
             total=total_steps,
