@@ -17,14 +17,14 @@ _EXPORTS = {
     "RouteSpace": ".config",
     "SliceSpace": ".config",
     "SubnetConfig": ".config",
-    "load_space": ".config",
+    "load_space": ".factory",
     "DsnetError": ".errors",
     "SearchSpaceError": ".errors",
     "DynamicNet": ".routing",
     "Supernet": ".supernets",
-    "create_supernet": ".supernets",
-    "default_space": ".supernets",
-    "list_supernets": ".supernets",
+    "create_supernet": ".factory",
+    "default_space": ".factory",
+    "list_supernets": ".factory",
 }
 
 __all__ = [  # a literal list, so linters see the lazily served names
@@ -44,11 +44,12 @@ __all__ = [  # a literal list, so linters see the lazily served names
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import RouteSpace, SliceSpace, SubnetConfig, load_space
+    from .config import RouteSpace, SliceSpace, SubnetConfig
     from .errors import DsnetError, SearchSpaceError
+    from .factory import create_supernet, default_space, list_supernets, load_space
     from .routing import DynamicNet
     from .slicify import slicify
-    from .supernets import Supernet, create_supernet, default_space, list_supernets
+    from .supernets import Supernet
 
 
 class _Package(types.ModuleType):

@@ -25,7 +25,7 @@ import yaml
 from ._io import read_yaml
 from .errors import SearchSpaceError
 
-__all__ = ["RouteSpace", "SliceSpace", "SubnetConfig", "Value", "load_space"]
+__all__ = ["RouteSpace", "SliceSpace", "SubnetConfig", "Value"]
 
 Value = int | float
 
@@ -345,18 +345,6 @@ class SliceSpace:
             raise SearchSpaceError(f"slice space file {str(path)!r} does not exist")
         data = read_yaml(path, SearchSpaceError, "slice space file")
         return cls.from_dict(data, source=str(path))
-
-
-def load_space(spec: str | Path | SliceSpace) -> SliceSpace:
-    """A :class:`SliceSpace` from an object, a YAML path, or a registered supernet name."""
-    if isinstance(spec, SliceSpace):
-        return spec
-    text = str(spec)
-    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
-        return SliceSpace.from_yaml(text)
-    from .supernets.registry import default_space
-
-    return default_space(text)
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ class DynamicNet(nn.Module):
         cls, path: str | Path, *, mode: Mode = "sliced", map_location: str = "cpu"
     ) -> DynamicNet:
         """Load a bundle written by :meth:`save` (``train-gate --out DIR``), in eval mode."""
-        from .supernets import create_supernet
+        from .factory import create_supernet
 
         d = Path(path)
         meta_path = d / "dynamic.yaml"

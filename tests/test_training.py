@@ -9,7 +9,8 @@ import signal
 import pytest
 import torch
 
-from dsnet_automl.config import SliceSpace, load_space
+from dsnet_automl import load_space
+from dsnet_automl.config import SliceSpace
 from dsnet_automl.data import load_dataset, make_loaders
 from dsnet_automl.errors import CheckpointError, SearchSpaceError, TrainingInterrupted
 from dsnet_automl.slicing import SlicedBatchNorm2d

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import load_space
+from ..factory import load_space
 from ..latency import DEFAULT_DB, LatencyStore, Profiler, load_profile
 from ._app import app, console, err_console, handle_errors
 

@@ -12,8 +12,7 @@ import typer
 from rich.table import Table
 
 from .._io import atomic_write_text
-from ..config import load_space
-from ..supernets import create_supernet, list_supernets
+from ..factory import create_supernet, list_supernets, load_space
 from ._app import app, console, fmt_count, handle_errors
 
 spaces_app = typer.Typer(

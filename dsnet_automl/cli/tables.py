@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..config import load_space
 from ..errors import LatencyTableError
+from ..factory import create_supernet, load_space
 from ..latency import (
     DEFAULT_DB,
     SOURCES,
@@ -24,7 +24,6 @@ from ..latency import (
     summary,
     table_frame,
 )
-from ..supernets import create_supernet
 from ._app import app, console, handle_errors
 
 tables_app = typer.Typer(

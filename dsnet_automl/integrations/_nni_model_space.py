@@ -9,7 +9,7 @@ import nni
 from torch import Tensor, nn
 
 from ..supernets.base import Supernet
-from .nni import from_nni_sample, require_nni
+from ._nni_common import from_nni_sample, require_nni
 
 require_nni("nni.nas.nn.pytorch")  # imports it with its import-time noise silenced
 from nni.nas.nn.pytorch import ModelSpace  # noqa: E402

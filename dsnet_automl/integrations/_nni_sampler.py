@@ -205,7 +205,7 @@ class NNISampler(BaseSampler):
         max_latency_ms: float | None = None,
         latency_weight: float | None = None,
     ) -> None:
-        from .nni import LATENCY_WEIGHT, require_nni
+        from ._nni_common import LATENCY_WEIGHT, require_nni
 
         if tuner in UNAVAILABLE:
             raise StudyError(f"sampler nni-{tuner} is not available: {UNAVAILABLE[tuner]}")
@@ -256,7 +256,7 @@ class NNISampler(BaseSampler):
         if len(dirs) == 1:
             return float(values[0]) * (1 if dirs[0] == StudyDirection.MAXIMIZE else -1)
         if list(dirs) == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]:
-            from .nni import scalarize
+            from ._nni_common import scalarize
 
             return scalarize(
                 values[0],

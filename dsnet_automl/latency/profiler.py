@@ -39,7 +39,7 @@ from torch import nn
 
 from ..config import SliceSpace, SubnetConfig
 from ..errors import LatencyTableError
-from ..supernets import create_supernet
+from ..factory import create_supernet
 from ..supernets.base import Supernet
 from .grid import grid_signatures
 from .models import PREDICTED

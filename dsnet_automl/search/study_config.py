@@ -209,8 +209,8 @@ def load_study(spec: str | Path | None = None, **overrides: Any) -> StudyConfig:
 
 def check_targets(cfg: StudyConfig, source: str = "study") -> None:
     """Fail early (one line) on an unknown space or device, or an NNI sampler without NNI."""
-    from ..config import load_space
     from ..errors import DsnetError
+    from ..factory import load_space
     from ..latency import load_profile
 
     def sampler() -> None:

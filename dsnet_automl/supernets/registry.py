@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from ..config import SliceSpace
 from ..errors import SearchSpaceError
@@ -39,16 +38,12 @@ def register_supernet(
 
 
 def list_supernets() -> list[str]:
-    _ensure_builtins()
+    """Registered names (the package's __init__ imports the built-in supernet modules, whose
+    decorators register them, before anyone can reach this function)."""
     return sorted(_SUPERNETS)
 
 
-def _ensure_builtins() -> None:
-    from . import mobilenet, resnet, vit  # noqa: F401  (registration side effect, once)
-
-
 def _lookup(name: str) -> SupernetFactory:
-    _ensure_builtins()
     try:
         return _SUPERNETS[name]
     except KeyError:
@@ -59,84 +54,39 @@ def _lookup(name: str) -> SupernetFactory:
 
 
 def default_space(name: str) -> SliceSpace:
-    """The built-in slice grid of supernet ``name`` (``timm:<arch>``: the grid ``slicify``
-    derives for that timm architecture)."""
-    if name.startswith("timm:"):
-        return _timm_space(name)
+    """The built-in slice grid of registered supernet ``name``."""
     _lookup(name)
     return _DEFAULT_SPACES[name]()
 
 
 def create_supernet(
-    name: str | Path | SliceSpace,
+    name: str,
     *,
     num_classes: int | None = None,
-    space: str | Path | SliceSpace | None = None,
-    init: str | Path | None = None,
+    space: SliceSpace | None = None,
     **kwargs,
 ) -> Supernet:
-    """Build a supernet, randomly initialised or from local weights (no downloads).
+    """Build a registered supernet, randomly initialised (no downloads).
+
+    Names, YAML paths, ``timm:<arch>`` and pretrained weights are resolved one level up, by
+    :func:`dsnet_automl.factory.create_supernet` (what users and the CLI call).
 
     Args:
         name: a registered name (``ds_mobilenet_v1``, ``ds_resnet50``, ``ds_deit_small`` and
-            their ``_tiny`` variants), a slice-space YAML path, or a :class:`SliceSpace`.
+            their ``_tiny`` variants).
         num_classes: classifier outputs (default: 1000 for full-size, 10 for ``_tiny``).
-        space: a slice grid overriding the default (YAML path or object); its largest values
-            set the stored capacity, so it may narrow or widen the built-in grid.
-        init: a local state dict / timm checkpoint (see :mod:`.pretrained`): for ``timm:``
-            names loaded into the timm model before slicing, else into the supernet.
+        space: a slice grid overriding the default; its largest values set the stored
+            capacity, so it may narrow or widen the built-in grid.
     """
-    from ..config import load_space
-
-    if isinstance(name, SliceSpace) or str(name).endswith((".yaml", ".yml")):
-        space = load_space(name)
-        name = space.supernet
-    if str(name).startswith("timm:"):
-        return _timm_supernet(str(name), num_classes, space, init)
-    factory = _lookup(str(name))
-    sp = load_space(space) if space is not None else default_space(str(name))
+    if isinstance(name, SliceSpace) or not isinstance(name, str) or name.startswith("timm:"):
+        raise SearchSpaceError(
+            f"supernets.create_supernet builds registered supernets only ({name!r}); use "
+            "dsnet_automl.create_supernet for YAML paths and timm:<arch> names"
+        )
+    factory = _lookup(name)
+    sp = space if space is not None else default_space(name)
     if sp.supernet != name:
         raise SearchSpaceError(f"slice space is for supernet {sp.supernet!r}, not {name!r}")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    net = factory(space=sp, **kwargs)
-    if init is not None:
-        from .pretrained import load_into, read_state_dict
-
-        head = f"units.{len(net.units) - 1}"  # the classifier unit (class count may differ)
-        load_into(net, read_state_dict(init), source=str(init), target=net.name, classifier=head)
-    return net
-
-
-def _timm_space(name: str) -> SliceSpace:
-    import timm
-
-    from ..slicify import derive_space
-
-    arch = name.removeprefix("timm:")
-    if not timm.is_model(arch):
-        raise SearchSpaceError(f"{name!r}: {arch!r} is not a timm model name")
-    return derive_space(arch)
-
-
-def _timm_supernet(name: str, num_classes: int | None, space, init=None) -> Supernet:
-    """A slicified timm architecture (``timm:<arch>``), randomly initialised (e.g. to load a
-    checkpoint of a supernet made with :func:`dsnet_automl.slicify.slicify`) or, with ``init``,
-    from local pretrained weights loaded into the timm model before slicing."""
-    import timm
-
-    from ..config import load_space
-    from ..slicify import slicify
-
-    arch = name.removeprefix("timm:")
-    if not timm.is_model(arch):
-        raise SearchSpaceError(f"{name!r}: {arch!r} is not a timm model name")
-    kw = {} if num_classes is None else {"num_classes": num_classes}
-    model = timm.create_model(arch, pretrained=False, **kw)
-    if init is not None:
-        from .pretrained import load_into, read_state_dict
-
-        classifier = model.pretrained_cfg.get("classifier")
-        sd = read_state_dict(init)
-        load_into(model, sd, source=str(init), target=name, classifier=classifier)
-    return slicify(model, load_space(space) if space is not None else None, verify=False)
+    return factory(space=sp, **kwargs)

@@ -124,7 +124,7 @@ def load_supernet(
     Returns:
         the :class:`~dsnet_automl.supernets.Supernet`, in eval mode.
     """
-    from ..supernets import create_supernet
+    from ..factory import create_supernet
 
     ckpt = load_checkpoint(path, map_location=map_location)
     space = checkpoint_space(ckpt, path)

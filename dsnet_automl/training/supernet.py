@@ -37,10 +37,10 @@ import yaml
 from torch.utils.data import Subset
 
 from .._io import atomic_write_text
-from ..config import SliceSpace, SubnetConfig, load_space
+from ..config import SliceSpace, SubnetConfig
 from ..data import ArrayDataset, epoch_sampler, load_dataset, make_loaders
 from ..errors import CheckpointError, DsnetError, TrainingInterrupted
-from ..supernets import create_supernet
+from ..factory import create_supernet, load_space
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import RUNTIME_FIELDS, TrainConfig
 from .distributed import Shard, broadcast_state

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsnet_automl.config import load_space
+from dsnet_automl import load_space
 from dsnet_automl.errors import LatencyTableError
 from dsnet_automl.latency import (
     LatencyPredictor,

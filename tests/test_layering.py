@@ -1,0 +1,122 @@
+"""The package's imports run one way: no import cycle among its modules (every import counts,
+also the ones inside functions), and no module imports another module's private names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import dsnet_automl
+
+ROOT = Path(dsnet_automl.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for p in ROOT.rglob("*.py"):
+        parts = p.relative_to(ROOT.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        mods[name] = p
+    return mods
+
+
+def _absolute(module: str, is_pkg: bool, level: int, target: str | None) -> str:
+    if level == 0:
+        return target or ""
+    base = module.split(".") if is_pkg else module.split(".")[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([target] if target else []))
+
+
+def _graph() -> tuple[dict[str, set[str]], list[str]]:
+    mods = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    private: list[str] = []
+    for m, p in mods.items():
+        is_pkg = p.name == "__init__.py"
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                t = _absolute(m, is_pkg, node.level, node.module)
+                if not t.startswith("dsnet_automl"):
+                    continue
+                subs = [f"{t}.{a.name}" for a in node.names if f"{t}.{a.name}" in mods]
+                # `from . import sub` imports the submodule, not the package's own names
+                targets = subs if len(subs) == len(node.names) else [t, *subs]
+                graph[m] |= {x for x in targets if x in mods and x != m}
+                private += [
+                    f"{m} imports {a.name} from {t}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__") and t != m
+                    and f"{t}.{a.name}" not in mods  # a private *module* is fine: it is named
+                ]  # fmt: skip
+            elif isinstance(node, ast.Import):
+                graph[m] |= {a.name for a in node.names if a.name in mods and a.name != m}
+    return graph, private
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle():
+    graph, _ = _graph()
+    assert len(graph) > 50  # really walked the package
+    assert _cycles(graph) == []
+
+
+def test_detector_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_private_names_imported_across_modules():
+    _, private = _graph()
+    assert private == []
+
+
+def test_lower_layers_import_nothing_above_them():
+    graph, _ = _graph()
+
+    def reach(m: str) -> set[str]:
+        seen, todo = set(), [m]
+        while todo:
+            for w in graph[todo.pop()]:
+                if w not in seen:
+                    seen.add(w)
+                    todo.append(w)
+        return seen
+
+    above = ("dsnet_automl.slicify", "dsnet_automl.factory", "dsnet_automl.training")
+    for low in ("dsnet_automl.config", "dsnet_automl.slicing", "dsnet_automl.supernets"):
+        bad = sorted(x for x in reach(low) if x.startswith(above))
+        assert bad == [], f"{low} reaches {bad}"
