@@ -263,11 +263,18 @@ def run_seed(seed: int, lams: list[float], args) -> list[dict]:
             lo, hi = row["eq_routes"]
             for k in {lo, hi}:
                 if k not in own:
-                    own[k] = static_own_attention(dyn, wd / f"static_att_route{k}", k, seed, args)
+                    try:
+                        own[k] = static_own_attention(
+                            dyn, wd / f"static_att_route{k}", k, seed, args
+                        )
+                    except NotTrained as e:
+                        print(f"skipped: {e}", flush=True)
+                        own[k] = None
+        if args.static_attention and own[lo] is not None and own[hi] is not None:
             m = row["route_macs_M"]
             w = 0.0 if lo == hi else (row["dynamic_avg_macs_M"] - m[lo]) / (m[hi] - m[lo])
             eq = (1 - w) * own[lo] + w * own[hi]
-            row["static_top1_own_att"] = {str(k): own[k] for k in sorted(own)}
+            row["static_top1_own_att"] = {str(k): v for k, v in sorted(own.items()) if v}
             row["eq_static_own_att_top1"] = eq
             row["dyn_minus_eq_static_own_att_pt"] = 100 * (row["dynamic_top1"] - eq)
         tpath = bundle / "timing.json"
@@ -441,9 +448,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     lams = [float(v) for v in args.lams.split(",")]
-    rows = []
+    rows, skipped = [], []
     for s in (int(v) for v in args.seeds.split(",")):
-        rows += run_seed(s, lams, args)
+        try:
+            rows += run_seed(s, lams, args)
+        except NotTrained as e:  # --no-train: aggregate the complete seeds only
+            print(f"skipped: {e}", flush=True)
+            skipped.append(s)
     aggs = aggregate(rows)
     md = markdown(rows, aggs)
     print(md)
@@ -456,6 +467,7 @@ def main() -> None:
         "routes": args.routes,
         "targets": {m: f"{op} {t}" for m, (op, t) in TARGETS.items()},
         "command": " ".join(sys.argv),
+        "skipped_seeds": skipped,
     }
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "rows": rows, "aggregate": aggs}, indent=1))
