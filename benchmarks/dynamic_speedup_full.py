@@ -228,6 +228,8 @@ class Backend:
 def torch_backend(mode, net, spaces, gates, statics, x_probe, device, amp) -> Backend:
     be = Backend(mode, device, amp)
     xp = x_probe.to(device)
+    for g in gates.values():
+        g.to(device)
     dyns = {}
     for name, s in spaces.items():
         d = (
@@ -542,7 +544,7 @@ def check_parity(net, backends, gates, spaces, mix_spec, x_set, device) -> dict:
     mix = "macs/2.5"
     rs = spaces[mix_spec[mix]["space"]]["routes"]
     routes = gates[mix].routes_on_set
-    d = DynamicNet(net.cpu(), gates[mix], rs).eval()
+    d = DynamicNet(net.cpu(), copy.deepcopy(gates[mix]).cpu(), rs).eval()
     h, _ = d.gate(d.features(x_set))
     ref = torch.cat([d.run_route(int(k), h[i : i + 1]) for i, k in enumerate(routes)])
     out = {}

@@ -76,7 +76,7 @@ else
   note "gpu_suite on $("$PY" -c 'import torch; print(torch.cuda.get_device_name())') -> $OUT"
   DEV=cuda
   PAR_ARGS=(--device cuda --batch 8)
-  BENCH_ARGS=(--repeats 7 --repeats-large 10 --overhead-repeats 100)
+  BENCH_ARGS=(--repeats 5 --repeats-large 10 --overhead-repeats 50)
   TRAIN_ARGS=(--space ds_resnet50 --data synthetic:1024 --batch-size 64 --device cuda)
   PROF_ARGS=(--hw cuda --space ds_mobilenet_v1_tiny --repeats 20 --validate 4)
 fi
@@ -86,10 +86,10 @@ step a_parity 60 "$PY" benchmarks/gpu/parity_sliced_extracted.py "${PAR_ARGS[@]}
   --json "$OUT/parity.json"
 
 # (b) dynamic speed-up, fp32 then AMP fp16 (torch modes; ORT is (e))
-step b_speedup_fp32 100 "$PY" benchmarks/dynamic_speedup_full.py "${BENCH_ARGS[@]}" \
+step b_speedup_fp32 130 "$PY" benchmarks/dynamic_speedup_full.py "${BENCH_ARGS[@]}" \
   --device "$DEV" --modes sliced,extracted --json "$OUT/dynamic_speedup_full_${DEV}_fp32.json"
 if [[ $DRY == 0 ]]; then
-  step b_speedup_amp 100 "$PY" benchmarks/dynamic_speedup_full.py "${BENCH_ARGS[@]}" \
+  step b_speedup_amp 130 "$PY" benchmarks/dynamic_speedup_full.py "${BENCH_ARGS[@]}" \
     --device cuda --amp --modes sliced,extracted \
     --json "$OUT/dynamic_speedup_full_cuda_amp.json"
 else
@@ -129,7 +129,7 @@ sys.exit(0 if 'CUDAExecutionProvider' in ort.get_available_providers() else 1)";
     export PYTHONPATH="$ORT_DIR${PYTHONPATH:+:$PYTHONPATH}"
     step e_ort 90 "$PY" \
       benchmarks/dynamic_speedup_full.py --nets ds_mobilenet_v1,ds_resnet50 --device cuda \
-      --modes ort --repeats 7 --repeats-large 10 --json "$OUT/dynamic_speedup_full_cuda_ort.json"
+      --modes ort --repeats 5 --repeats-large 10 --json "$OUT/dynamic_speedup_full_cuda_ort.json"
     "$PY" - "$OUT/dynamic_speedup_full_cuda_ort.json" <<'EOF' | tee -a "$SUMMARY"
 import json, sys
 r = json.load(open(sys.argv[1]))

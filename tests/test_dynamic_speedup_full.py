@@ -42,8 +42,11 @@ def test_quick_run_writes_cells_with_sane_efficiency(tmp_path):
     cells = net["cells"]
     assert len(cells) == 2 * 2 * 3  # modes x batches x mixes
     for c in cells:
-        assert 0 < c["efficiency"] <= 2, c
-        assert c["speedup"] > 0 and c["ideal"] > 0
+        # timings of tiny nets on a shared machine are noise: check the arithmetic, not speed
+        assert 0 < c["efficiency"] < 10 and c["speedup"] > 0 and c["ideal"] > 0, c
+        assert abs(c["efficiency"] - c["speedup"] / c["ideal"]) < 1e-9
+        if c["mix"] == "all-largest":
+            assert c["ideal"] == 1.0 and c["macs_ratio"] == 1.0
         assert sum(c["route_counts"]) == (c["batch"] if c["batch"] > 1 else 8)
     mix = net["mixes"]["macs/2.5"]["proportions"]
     assert abs(sum(mix) - 1) < 1e-9
