@@ -182,8 +182,8 @@ class DynamicNet(nn.Module):
 
     def forward_routes(self, h: Tensor, routes: Tensor) -> Tensor:
         """Group the batch by route, run each group densely, restore input order."""
-        if h.shape[0] == 1:
-            return self.run_route(int(routes[0]), h)
+        if h.shape[0] == 1 or bool((routes == routes[0]).all()):
+            return self.run_route(int(routes[0]), h)  # one route: no gather / scatter copies
         order, counts = group_by_route(routes, self.num_routes)
         outs = [
             self.run_route(k, hk)

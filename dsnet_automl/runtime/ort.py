@@ -171,7 +171,7 @@ class OrtDynamicNet:
         """images (B, C, H, W) -> (class logits (B, classes), routes (B,) int64)."""
         h_att, logits = self.route_logits(self.features(x))
         routes = logits.argmax(1).astype(np.int64)
-        if len(routes) == 1:
+        if (routes == routes[0]).all():  # one route (or batch 1): no gather / scatter copies
             return self.run_route(int(routes[0]), h_att), routes
         order = np.argsort(routes, kind="stable")
         counts = np.bincount(routes, minlength=self.num_routes)
