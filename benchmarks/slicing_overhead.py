@@ -211,9 +211,15 @@ def time_pair(net, cfg, batch: int, repeats: int, channels_last: bool = False) -
 
 
 def run(
-    nets: list[str], batches: list[int], repeats: int, memory: bool, channels_last: bool = False
+    nets: list[str],
+    batches: list[int],
+    repeats: int,
+    memory: bool,
+    channels_last: bool = False,
+    after_net=None,
 ) -> list[dict]:
-    rows = []
+    """All rows; ``after_net(rows)`` is called after each net (to save partial results)."""
+    rows: list[dict] = []
     for name in nets:
         anchor = name.startswith("ofa:")
         if anchor and not ofa_available():
@@ -257,6 +263,8 @@ def run(
                     )
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        if after_net is not None:
+            after_net(rows)
     return rows
 
 
@@ -286,10 +294,12 @@ def merge_rows(path: Path, rows: list[dict]) -> list[dict]:
     """Rows of ``path`` (an earlier run) with those of the nets measured now replaced."""
     if not path.exists():
         return rows
+    return merge_rows_into(json.loads(path.read_text())["rows"], rows)
+
+
+def merge_rows_into(old: list[dict], rows: list[dict]) -> list[dict]:
     now = {(r["supernet"], r["format"]) for r in rows}
-    old = json.loads(path.read_text())["rows"]
-    kept = [r for r in old if (r["supernet"], r["format"]) not in now]
-    return kept + rows
+    return [r for r in old if (r["supernet"], r["format"]) not in now] + rows
 
 
 def main() -> None:
@@ -308,16 +318,24 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    fmt = "channels_last" if args.channels_last else "nchw"
+    old = merge_rows(args.json, []) if args.json and args.append else []
+
+    def save(new: list[dict]) -> None:  # after every net, so a timeout keeps what was measured
+        if args.json:
+            merged = merge_rows_into(old, new)
+            summary = summarise(merged, args.threads, fmt)
+            args.json.write_text(json.dumps({"rows": merged, "summary": summary}, indent=1))
+
     rows = run(
         args.nets.split(","),
         [int(b) for b in args.batches.split(",")],
         args.repeats,
         not args.no_memory,
         args.channels_last,
+        save,
     )
-    fmt = "channels_last" if args.channels_last else "nchw"
-    if args.json and args.append:
-        rows = merge_rows(args.json, rows)
+    rows = merge_rows_into(old, rows)
     summary = summarise(rows, args.threads, fmt)
     print(json.dumps(summary))
     print(
@@ -337,8 +355,6 @@ def main() -> None:
             f"{r['sliced_ms']} | {r['extracted_ms']} | {r['ratio']} | "
             f"{r.get('ratio_medians', '')} / {r.get('ratio_min', '')} | {met} | {mem} |"
         )
-    if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
 
 
 if __name__ == "__main__":
