@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from timm.layers import Attention
 from torch import Tensor, nn
 
+from ._views import ViewMemo
+
 __all__ = ["SlicedAttention", "qkv_head_major_to_timm", "qkv_timm_to_head_major"]
 
 
@@ -29,7 +31,7 @@ def qkv_timm_to_head_major(w: Tensor, heads: int, head_dim: int) -> Tensor:
     return w.reshape(3, heads, head_dim, *rest).transpose(0, 1).reshape(heads * 3 * head_dim, *rest)
 
 
-class SlicedAttention(nn.Module):
+class SlicedAttention(ViewMemo, nn.Module):
     """Self-attention with ``max_heads`` heads of ``head_dim``; runs the first ``heads`` heads.
 
     Args:
@@ -61,18 +63,39 @@ class SlicedAttention(nn.Module):
         self.proj_bias = nn.Parameter(torch.zeros(max_embed_dim, **kw))
         nn.init.trunc_normal_(self.qkv_weight, std=0.02)
         nn.init.trunc_normal_(self.proj_weight, std=0.02)
+        self._init_views()
 
     def forward(self, x: Tensor, heads: int | None = None) -> Tensor:
         """x: (B, N, e) with e <= max_embed_dim -> (B, N, e), using the first ``heads`` heads."""
         h = self.max_heads if heads is None else heads
         b, n, e = x.shape
-        rows = h * 3 * self.head_dim
-        qb = None if self.qkv_bias is None else self.qkv_bias[:rows]
-        qkv = F.linear(x, self.qkv_weight[:rows, :e], qb)
+        qw, qb, pw, pb = self.sliced_weights(e, h)
+        qkv = F.linear(x, qw, qb)
         q, k, v = qkv.reshape(b, n, h, 3, self.head_dim).permute(3, 0, 2, 1, 4).unbind(0)
         o = F.scaled_dot_product_attention(q, k, v)
         o = o.transpose(1, 2).reshape(b, n, h * self.head_dim)
-        return F.linear(o, self.proj_weight[:e, : h * self.head_dim], self.proj_bias[:e])
+        return F.linear(o, pw, pb)
+
+    def sliced_weights(self, embed_dim: int, heads: int) -> tuple[Tensor, ...]:
+        """(qkv weight, qkv bias, proj weight, proj bias) views of the first ``heads`` heads
+        over ``embed_dim`` features; memoised outside autograd (see :mod:`._views`)."""
+        tensors = (self.qkv_weight, self.qkv_bias, self.proj_weight, self.proj_bias)
+        if torch.is_grad_enabled():
+            return self._slice(*tensors, embed_dim, heads)
+        token = tuple(None if t is None else t.data_ptr() for t in tensors)
+        hit = self._views.get((embed_dim, heads))
+        if hit is not None and hit[0] == token:
+            return hit[1]
+        views = self._slice(*tensors, embed_dim, heads)
+        self._memo_put((embed_dim, heads), (token, views))
+        return views
+
+    def _slice(
+        self, qw: Tensor, qb: Tensor | None, pw: Tensor, pb: Tensor, e: int, h: int
+    ) -> tuple[Tensor, ...]:
+        rows = h * 3 * self.head_dim
+        qkv_b = None if qb is None else qb[:rows]
+        return qw[:rows, :e], qkv_b, pw[:e, : h * self.head_dim], pb[:e]
 
     def macs(self, embed_dim: int, heads: int, tokens: int) -> int:
         inner = heads * self.head_dim

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._views import ViewMemo
+
 __all__ = ["PointwiseConv2d", "SlicedConv2d", "pointwise_conv"]
 
 
@@ -37,7 +39,7 @@ class PointwiseConv2d(nn.Conv2d):
         return pointwise_conv(x, self.weight.flatten(1), self.bias)
 
 
-class SlicedConv2d(nn.Module):
+class SlicedConv2d(ViewMemo, nn.Module):
     """Conv2d whose active in/out channels are prefixes of ``max_in_channels``/``max_out_channels``.
 
     Args:
@@ -77,6 +79,7 @@ class SlicedConv2d(nn.Module):
         )
         self.bias = nn.Parameter(torch.zeros(max_out_channels, **kw)) if bias else None
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self._init_views()
 
     def forward(self, x: Tensor, out_channels: int | None = None) -> Tensor:
         """x: (B, C_in, H, W) with C_in <= max_in_channels -> (B, out_channels, H', W').
@@ -85,13 +88,42 @@ class SlicedConv2d(nn.Module):
         """
         c_in = x.shape[1]
         if self.depthwise:
-            b = None if self.bias is None else self.bias[:c_in]
-            return F.conv2d(x, self.weight[:c_in], b, self.stride, self.padding, 1, c_in)
-        k = self.max_out_channels if out_channels is None else out_channels
-        b = None if self.bias is None else self.bias[:k]
+            k = c_in
+        else:
+            k = self.max_out_channels if out_channels is None else out_channels
+        w, b = self.sliced_weights(c_in, k)
+        if self.depthwise:
+            return F.conv2d(x, w, b, self.stride, self.padding, 1, c_in)
+        if w.dim() == 2:
+            return pointwise_conv(x, w, b)
+        return F.conv2d(x, w, b, self.stride, self.padding)
+
+    def sliced_weights(self, in_channels: int, out_channels: int) -> tuple[Tensor, Tensor | None]:
+        """(weight, bias) views of the active slice: ``(out, in)`` for a 1x1 stride-1 conv
+        (the GEMM kernel's layout), ``(out, in, k, k)`` / ``(ch, 1, k, k)`` otherwise.
+
+        Outside autograd the views are memoised per size (see :mod:`._views`)."""
+        weight, bias = self.weight, self.bias
+        if torch.is_grad_enabled():
+            return self._slice(weight, bias, in_channels, out_channels)
+        key = (in_channels, out_channels)
+        token = (weight.data_ptr(), None if bias is None else bias.data_ptr())
+        hit = self._views.get(key)
+        if hit is not None and hit[0] == token:
+            return hit[1], hit[2]
+        w, b = self._slice(weight, bias, in_channels, out_channels)
+        self._memo_put(key, (token, w, b))
+        return w, b
+
+    def _slice(
+        self, weight: Tensor, bias: Tensor | None, c_in: int, k: int
+    ) -> tuple[Tensor, Tensor | None]:
+        if self.depthwise:
+            return weight[:c_in], None if bias is None else bias[:c_in]
+        b = None if bias is None else bias[:k]
         if self.pointwise:
-            return pointwise_conv(x, self.weight2d[:k, :c_in], b)
-        return F.conv2d(x, self.weight[:k, :c_in], b, self.stride, self.padding)
+            return weight.view(self.max_out_channels, self.max_in_channels)[:k, :c_in], b
+        return weight[:k, :c_in], b
 
     @property
     def pointwise(self) -> bool:

@@ -6,10 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._views import ViewMemo
+
 __all__ = ["SlicedLinear"]
 
 
-class SlicedLinear(nn.Module):
+class SlicedLinear(ViewMemo, nn.Module):
     """Linear layer whose active in/out features are prefixes of the stored ones.
 
     Args:
@@ -34,12 +36,21 @@ class SlicedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(max_out_features, max_in_features, **kw))
         self.bias = nn.Parameter(torch.zeros(max_out_features, **kw)) if bias else None
         nn.init.trunc_normal_(self.weight, std=0.02)
+        self._init_views()
 
     def forward(self, x: Tensor, out_features: int | None = None) -> Tensor:
         """x: (..., F_in) with F_in <= max_in_features -> (..., out_features)."""
         k = self.max_out_features if out_features is None else out_features
-        b = None if self.bias is None else self.bias[:k]
-        return F.linear(x, self.weight[:k, : x.shape[-1]], b)
+        c = x.shape[-1]
+        weight, bias = self.weight, self.bias
+        if torch.is_grad_enabled():
+            return F.linear(x, weight[:k, :c], None if bias is None else bias[:k])
+        token = (weight.data_ptr(), None if bias is None else bias.data_ptr())
+        hit = self._views.get((c, k))
+        if hit is None or hit[0] != token:
+            hit = (token, weight[:k, :c], None if bias is None else bias[:k])
+            self._memo_put((c, k), hit)
+        return F.linear(x, hit[1], hit[2])
 
     @staticmethod
     def macs(in_features: int, out_features: int, tokens: int = 1) -> int:

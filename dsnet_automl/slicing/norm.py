@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._views import ViewMemo
+
 __all__ = ["SlicedBatchNorm2d", "SlicedLayerNorm"]
 
 
-class SlicedBatchNorm2d(nn.Module):
+class SlicedBatchNorm2d(ViewMemo, nn.Module):
     """BatchNorm2d over a channel prefix with one row of running statistics per stat key.
 
     Args:
@@ -54,6 +56,7 @@ class SlicedBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(n, max_features, **kw))
         self.register_buffer("running_var", torch.ones(n, max_features, **kw))
         self.register_buffer("num_batches_tracked", torch.zeros(n, dtype=torch.long, device=device))
+        self._init_views()
 
     def row(self, key: int) -> int:
         try:
@@ -69,16 +72,23 @@ class SlicedBatchNorm2d(nn.Module):
         r = self.row(c if key is None else key)
         if self.training:
             self.num_batches_tracked[r] += 1
-        return F.batch_norm(
-            x,
-            self.running_mean[r, :c],
-            self.running_var[r, :c],
-            self.weight[:c],
-            self.bias[:c],
-            self.training,
-            self.momentum,
-            self.eps,
-        )
+        mean, var, w, b = self.sliced_tensors(r, c)
+        return F.batch_norm(x, mean, var, w, b, self.training, self.momentum, self.eps)
+
+    def sliced_tensors(self, row: int, features: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(running mean, running var, weight, bias) views of statistics row ``row`` and the
+        first ``features`` channels; memoised outside autograd (see :mod:`._views`)."""
+        rm, rv, w, b = self.running_mean, self.running_var, self.weight, self.bias
+        if torch.is_grad_enabled():
+            return rm[row, :features], rv[row, :features], w[:features], b[:features]
+        key = (row, features)
+        token = (rm.data_ptr(), rv.data_ptr(), w.data_ptr(), b.data_ptr())
+        hit = self._views.get(key)
+        if hit is not None and hit[0] == token:
+            return hit[1]
+        views = (rm[row, :features], rv[row, :features], w[:features], b[:features])
+        self._memo_put(key, (token, views))
+        return views
 
     def reset_running_stats(self) -> None:
         self.running_mean.zero_()
@@ -106,7 +116,7 @@ class SlicedBatchNorm2d(nn.Module):
         return f"max_features={self.max_features}, stat_keys={list(self.stat_keys)}"
 
 
-class SlicedLayerNorm(nn.Module):
+class SlicedLayerNorm(ViewMemo, nn.Module):
     """LayerNorm over the active embedding prefix ``x[..., :e]`` with sliced affine weights."""
 
     def __init__(
@@ -122,11 +132,20 @@ class SlicedLayerNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(max_dim, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.zeros(max_dim, device=device, dtype=dtype))
+        self._init_views()
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (..., e) with e <= max_dim -> (..., e)."""
         e = x.shape[-1]
-        return F.layer_norm(x, (e,), self.weight[:e], self.bias[:e], self.eps)
+        w, b = self.weight, self.bias
+        if torch.is_grad_enabled():
+            return F.layer_norm(x, (e,), w[:e], b[:e], self.eps)
+        token = (w.data_ptr(), b.data_ptr())
+        hit = self._views.get(e)
+        if hit is None or hit[0] != token:
+            hit = (token, w[:e], b[:e])
+            self._memo_put(e, hit)
+        return F.layer_norm(x, (e,), hit[1], hit[2], self.eps)
 
     @staticmethod
     def params(dim: int) -> int:
