@@ -26,7 +26,7 @@ def test_conv_slice_equals_export_and_is_a_view():
     x = torch.randn(2, 12, 9, 9)
     y = conv(x, 20)
     assert y.shape == (2, 20, 5, 5)
-    assert close(y, conv.export(12, 20)(x))
+    assert close(y, conv.dense_copy(12, 20)(x))
     w = conv.weight[:20, :12]
     assert w.data_ptr() == conv.weight.data_ptr()  # a prefix view, no copy
     assert conv.macs(12, 20, 9, 9) == 20 * 12 * 9 * 25
@@ -35,7 +35,7 @@ def test_conv_slice_equals_export_and_is_a_view():
 def test_depthwise_conv_uses_groups_equal_active_width():
     dw = SlicedConv2d(16, 16, 3, 1, depthwise=True)
     x = torch.randn(2, 10, 6, 6)
-    exp = dw.export(10, 10)
+    exp = dw.dense_copy(10, 10)
     assert exp.groups == 10 and exp.weight.shape == (10, 1, 3, 3)
     assert close(dw(x), exp(x))
 
@@ -43,7 +43,7 @@ def test_depthwise_conv_uses_groups_equal_active_width():
 def test_linear_slice():
     lin = SlicedLinear(32, 24)
     x = torch.randn(3, 5, 20)
-    assert close(lin(x, 7), lin.export(20, 7)(x))
+    assert close(lin(x, 7), lin.dense_copy(20, 7)(x))
 
 
 def test_batchnorm_private_stats_per_width():
@@ -59,7 +59,7 @@ def test_batchnorm_private_stats_per_width():
     assert close(bn.running_mean[0, :8], ref.running_mean)
     assert close(bn.running_var[0, :8], ref.running_var)
     bn.eval()
-    assert close(bn(x8), bn.export(8).eval()(x8))
+    assert close(bn(x8), bn.dense_copy(8).eval()(x8))
 
 
 def test_batchnorm_keyed_by_other_width():
@@ -67,7 +67,7 @@ def test_batchnorm_keyed_by_other_width():
     bn.running_mean[1].fill_(1.0)
     bn.eval()
     x = torch.randn(2, 16, 3, 3)
-    assert close(bn(x, key=8), bn.export(16, key=8).eval()(x))
+    assert close(bn(x, key=8), bn.dense_copy(16, key=8).eval()(x))
     assert not close(bn(x, key=8), bn(x, key=4))
 
 
@@ -75,14 +75,14 @@ def test_layernorm_over_active_prefix():
     ln = SlicedLayerNorm(32)
     nn.init.normal_(ln.weight)
     x = torch.randn(2, 7, 20)
-    assert close(ln(x), ln.export(20)(x))
+    assert close(ln(x), ln.dense_copy(20)(x))
 
 
 def test_attention_heads_slice_matches_timm_export():
     attn = SlicedAttention(48, 6, head_dim=8)
     x = torch.randn(2, 11, 40)
     for heads in (1, 3, 6):
-        static = attn.export(40, heads).eval()
+        static = attn.dense_copy(40, heads).eval()
         assert close(attn(x, heads), static(x))
 
 
@@ -94,4 +94,4 @@ def test_qkv_layout_round_trip():
 def test_mlp_hidden_slice_matches_timm_export():
     mlp = SlicedMlp(32, 128)
     x = torch.randn(2, 5, 24)
-    assert close(mlp(x, 50), mlp.export(24, 50)(x))
+    assert close(mlp(x, 50), mlp.dense_copy(24, 50)(x))

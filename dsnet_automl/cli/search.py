@@ -221,10 +221,11 @@ def dashboard_cmd(
     optuna-dashboard executable on PATH and stops with the command (Ctrl-C or SIGTERM).
     """
     from ..search import load_study
+    from ..search.study import db_exists
 
     cfg = load_study(study, hw=hw, runs_dir=runs_dir)
     url = db or cfg.db_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+    if not db_exists(url):
         raise StudyError(f"no study DB {url!r} yet; run 'dsnet-automl search' first")
     try:
         from optuna_dashboard import run_server

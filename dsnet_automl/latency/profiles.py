@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .._io import read_yaml
+from .._validation import first_error
 from ..errors import LatencyTableError
 
 __all__ = [
@@ -112,10 +113,9 @@ def _read(path: Path) -> DeviceProfile:
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        where, msg, value = first_error(e)
         raise LatencyTableError(
-            f"device profile {path}: field {where!r}: {err['msg']} (got {err.get('input')!r}); "
+            f"device profile {path}: field {where!r}: {msg} (got {value!r}); "
             "fix the YAML (see hw_profiles/jetson-orin-nano.yaml for a complete example)"
         ) from None
 

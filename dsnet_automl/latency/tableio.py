@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .._io import atomic_path
+from .._validation import first_error
 from ..errors import LatencyTableError
 from .models import (
     IMPORTED,
@@ -177,11 +178,9 @@ def _parse_rows(path: Path, df: pd.DataFrame) -> list[tuple[_Row, BlockSignature
         try:
             row = _Row.model_validate(data)
         except ValidationError as e:
-            err = e.errors()[0]
-            col = err["loc"][0] if err["loc"] else "?"
+            col, msg, _ = first_error(e)
             raise LatencyTableError(
-                f"{where}, column {col!r}: {err['msg']} (got {data.get(col)!r}); "
-                "nothing was imported"
+                f"{where}, column {col!r}: {msg} (got {data.get(col)!r}); nothing was imported"
             ) from None
         sig = None
         try:

@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from .._db import sqlite_file
 from ..errors import StudyError
 from .objective import TrialContext, run_trial
 from .pareto import LATENCY_EXCESS
@@ -75,8 +76,9 @@ def ensure_supernet(study: StudyConfig, *, progress: bool = True) -> Path:
 
 def storage_for(study: StudyConfig, db: str | None = None) -> optuna.storages.RDBStorage:
     url = db or study.db_url
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    db_file = sqlite_file(url)
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
 
 
@@ -238,15 +240,21 @@ def params_of(trial: optuna.trial.FrozenTrial) -> TrialParams:
     return TrialParams.from_dict(trial.params)
 
 
+def db_exists(url: str) -> bool:
+    """False only for a SQLite file URL whose file is not there (other URLs: assume so)."""
+    db_file = sqlite_file(url)
+    return db_file is None or db_file.is_file()
+
+
 def load_existing(
     study: StudyConfig, *, db: str | None = None, suffix: str = "", missing_ok: bool = False
 ) -> optuna.Study | None:
     """Load a study that must exist (for export/dashboard)."""
     url = db or study.db_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+    if not db_exists(url):
         if missing_ok:
             return None
-        raise StudyError(f"no study DB {url!r}; run 'dsnet-automl search' first")
+        raise StudyError(f"no study DB {url!r} yet; run 'dsnet-automl search' first")
     try:
         return optuna.load_study(study_name=study.name + suffix, storage=storage_for(study, db))
     except KeyError:

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from .._io import read_yaml
+from .._validation import first_error
 from ..defaults import DEFAULT_DATA, DEFAULT_HW, DEFAULT_SPACE
 from ..errors import StudyError
 
@@ -161,14 +162,11 @@ class StudyConfig(BaseModel):
         return self.accuracy_db or f"sqlite:///{(Path(self.runs_dir) / 'accuracy.db').as_posix()}"
 
 
-def _fmt(err: dict[str, Any]) -> tuple[str, str]:
-    field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return field, "unknown field"
-    if err["type"] == "literal_error":
-        return field, f"value {err.get('input')!r}: {msg}"
-    return field, f"value {err.get('input')!r}: {msg}" if "input" in err else msg
+def _fmt(e: ValidationError) -> tuple[str, str]:
+    field, msg, value = first_error(e)
+    if msg == "unknown field" or value is None:
+        return field, msg
+    return field, f"value {value!r}: {msg}"
 
 
 def load_study(spec: str | Path | None = None, **overrides: Any) -> StudyConfig:
@@ -197,7 +195,7 @@ def load_study(spec: str | Path | None = None, **overrides: Any) -> StudyConfig:
     try:
         cfg = StudyConfig.model_validate(data)
     except ValidationError as e:
-        field, msg = _fmt(e.errors()[0])
+        field, msg = _fmt(e)
         model = Ranges if field.startswith("search.") else StudyConfig
         allowed = ", ".join(model.model_fields) if msg == "unknown field" else ""
         raise StudyError(

@@ -194,8 +194,8 @@ class SlicedNormAct(nn.Module):
         return self.act(self.bn(x, key))
 
     @torch.no_grad()
-    def export(self, features: int, key: int | None = None) -> nn.Module:
-        bn = self.bn.export(features, key)
+    def dense_copy(self, features: int, key: int | None = None) -> nn.Module:
+        bn = self.bn.dense_copy(features, key)
         if type(self.act) is nn.Identity:
             return bn
         return nn.Sequential(bn, copy.deepcopy(self.act))

@@ -83,11 +83,11 @@ class SlicedSqueezeExcite(nn.Module):
         return self.reduce.params(ch, rd) + self.expand.params(rd, ch)
 
     @torch.no_grad()
-    def export(self, ch: int) -> SqueezeExcite:
+    def dense_copy(self, ch: int) -> SqueezeExcite:
         rd = self.rd(ch)
         se = SqueezeExcite(ch, rd_channels=rd)
-        se.conv_reduce = self.reduce.export(ch, rd)
-        se.conv_expand = self.expand.export(rd, ch)
+        se.conv_reduce = self.reduce.dense_copy(ch, rd)
+        se.conv_expand = self.expand.dense_copy(rd, ch)
         se.act1, se.gate = copy.deepcopy(self.act), copy.deepcopy(self.gate)
         return se
 
@@ -157,12 +157,12 @@ class MBConvUnit(Unit):
 
     @torch.no_grad()
     def extract(self, mid: int) -> nn.Module:
-        layers = [self.expand.export(self.in_ch, mid), self.bn_e.export(mid)]
+        layers = [self.expand.dense_copy(self.in_ch, mid), self.bn_e.dense_copy(mid)]
         if self.dw is not None:
-            layers += [self.dw.export(mid, mid), self.bn_dw.export(mid)]
+            layers += [self.dw.dense_copy(mid, mid), self.bn_dw.dense_copy(mid)]
         if self.se is not None:
-            layers.append(self.se.export(mid))
-        layers += [self.proj.export(mid, self.out_ch), self.bn_p.export(self.out_ch, mid)]
+            layers.append(self.se.dense_copy(mid))
+        layers += [self.proj.dense_copy(mid, self.out_ch), self.bn_p.dense_copy(self.out_ch, mid)]
         short = nn.Identity() if self.has_skip else None
         return StaticResidual(nn.Sequential(*layers), short, None, copy.deepcopy(self.drop_path))
 

@@ -117,7 +117,7 @@ class ResNetBlock(Unit):
         layers: list[nn.Module] = []
         cin = self.in_ch
         for conv, norm, out in zip(self.convs, self.norms, self._outs(mid), strict=True):
-            layers += [conv.export(cin, out), norm.export(out, mid)]
+            layers += [conv.dense_copy(cin, out), norm.dense_copy(out, mid)]
             cin = out
         down = copy.deepcopy(self.downsample) if self.downsample is not None else nn.Identity()
         return StaticResidual(

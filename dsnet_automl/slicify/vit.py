@@ -74,12 +74,12 @@ class LayerScaleViTBlock(ViTBlock):
     @torch.no_grad()
     def extract(self, embed: int, heads: int, hidden: int) -> nn.Module:
         return StaticLSViTBlock(
-            self.norm1.export(embed),
-            self.attn.export(embed, heads),
+            self.norm1.dense_copy(embed),
+            self.attn.dense_copy(embed, heads),
             copy.deepcopy(self.ls1),
             copy.deepcopy(self.drop_path1),
-            self.norm2.export(embed),
-            self.mlp.export(embed, hidden),
+            self.norm2.dense_copy(embed),
+            self.mlp.dense_copy(embed, hidden),
             copy.deepcopy(self.ls2),
             copy.deepcopy(self.drop_path2),
         )

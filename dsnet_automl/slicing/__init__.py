@@ -1,6 +1,6 @@
 """Sliced ops: every active slice is a contiguous prefix view of one stored weight.
 
-Each op's ``forward`` takes the active sizes as arguments (no hidden state), ``export(...)``
+Each op's ``forward`` takes the active sizes as arguments (no hidden state), ``dense_copy(...)``
 returns a plain torch/timm module with a dense copy of the slice, and ``macs``/``params``
 count the slice analytically. Depth slicing (running the first ``d`` blocks of a stage) lives
 in :mod:`dsnet_automl.supernets.base`, where a config becomes a plan of units to run.

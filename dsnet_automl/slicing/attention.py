@@ -110,7 +110,7 @@ class SlicedAttention(ViewMemo, nn.Module):
         return qkv + inner * embed_dim + embed_dim
 
     @torch.no_grad()
-    def export(self, embed_dim: int, heads: int) -> Attention:
+    def dense_copy(self, embed_dim: int, heads: int) -> Attention:
         """A ``timm.layers.Attention`` with the active heads copied (timm's qkv layout)."""
         attn = Attention(
             embed_dim,

@@ -149,7 +149,7 @@ class SlicedConv2d(ViewMemo, nn.Module):
         return out_channels * per_out + (out_channels if self.bias is not None else 0)
 
     @torch.no_grad()
-    def export(self, in_channels: int, out_channels: int) -> nn.Conv2d:
+    def dense_copy(self, in_channels: int, out_channels: int) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` holding a dense copy of the active slice."""
         if self.depthwise:
             out_channels = in_channels

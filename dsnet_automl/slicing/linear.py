@@ -60,7 +60,7 @@ class SlicedLinear(ViewMemo, nn.Module):
         return in_features * out_features + (out_features if self.bias is not None else 0)
 
     @torch.no_grad()
-    def export(self, in_features: int, out_features: int) -> nn.Linear:
+    def dense_copy(self, in_features: int, out_features: int) -> nn.Linear:
         """A plain ``nn.Linear`` holding a dense copy of the active slice."""
         lin = nn.Linear(
             in_features,

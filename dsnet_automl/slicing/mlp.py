@@ -46,10 +46,10 @@ class SlicedMlp(nn.Module):
         return self.fc1.params(embed_dim, hidden) + self.fc2.params(hidden, embed_dim)
 
     @torch.no_grad()
-    def export(self, embed_dim: int, hidden: int) -> Mlp:
+    def dense_copy(self, embed_dim: int, hidden: int) -> Mlp:
         """A ``timm.layers.Mlp`` holding dense copies of the active slices."""
         w = self.fc1.weight
         mlp = Mlp(embed_dim, hidden, act_layer=nn.GELU, device=w.device, dtype=w.dtype)
-        mlp.fc1 = self.fc1.export(embed_dim, hidden)
-        mlp.fc2 = self.fc2.export(hidden, embed_dim)
+        mlp.fc1 = self.fc1.dense_copy(embed_dim, hidden)
+        mlp.fc2 = self.fc2.dense_copy(hidden, embed_dim)
         return mlp

@@ -100,7 +100,7 @@ class SlicedBatchNorm2d(ViewMemo, nn.Module):
         return 2 * features
 
     @torch.no_grad()
-    def export(self, features: int, key: int | None = None) -> nn.BatchNorm2d:
+    def dense_copy(self, features: int, key: int | None = None) -> nn.BatchNorm2d:
         r = self.row(features if key is None else key)
         bn = nn.BatchNorm2d(
             features, self.eps, self.momentum, device=self.weight.device, dtype=self.weight.dtype
@@ -152,7 +152,7 @@ class SlicedLayerNorm(ViewMemo, nn.Module):
         return 2 * dim
 
     @torch.no_grad()
-    def export(self, dim: int) -> nn.LayerNorm:
+    def dense_copy(self, dim: int) -> nn.LayerNorm:
         ln = nn.LayerNorm(dim, eps=self.eps, device=self.weight.device, dtype=self.weight.dtype)
         ln.weight.copy_(self.weight[:dim])
         ln.bias.copy_(self.bias[:dim])

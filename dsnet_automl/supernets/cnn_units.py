@@ -51,7 +51,7 @@ class ConvBNAct(Unit):
 
     def extract(self, in_ch: int, out_ch: int) -> nn.Module:
         act = _act(self.act_layer) if self.act_layer is not None else nn.Identity()
-        return nn.Sequential(self.conv.export(in_ch, out_ch), self.bn.export(out_ch), act)
+        return nn.Sequential(self.conv.dense_copy(in_ch, out_ch), self.bn.dense_copy(out_ch), act)
 
     def macs(self, in_shape: Shape, in_ch: int, out_ch: int) -> tuple[int, Shape]:
         _, h, w = in_shape
@@ -96,11 +96,11 @@ class DepthwiseSeparable(Unit):
 
     def extract(self, in_ch: int, out_ch: int) -> nn.Module:
         return nn.Sequential(
-            self.dw.export(in_ch, in_ch),
-            self.bn_dw.export(in_ch),
+            self.dw.dense_copy(in_ch, in_ch),
+            self.bn_dw.dense_copy(in_ch),
             _act(self.act_layer),
-            self.pw.export(in_ch, out_ch),
-            self.bn_pw.export(out_ch),
+            self.pw.dense_copy(in_ch, out_ch),
+            self.bn_pw.dense_copy(out_ch),
             _act(self.act_layer),
         )
 
@@ -177,15 +177,16 @@ class Bottleneck(Unit):
         down = None
         if self.has_downsample:
             down = nn.Sequential(
-                self.down_conv.export(self.in_ch, self.out_ch), self.down_bn.export(self.out_ch)
+                self.down_conv.dense_copy(self.in_ch, self.out_ch),
+                self.down_bn.dense_copy(self.out_ch),
             )
         return StaticBottleneck(
-            self.conv1.export(self.in_ch, mid),
-            self.bn1.export(mid),
-            self.conv2.export(mid, mid),
-            self.bn2.export(mid),
-            self.conv3.export(mid, self.out_ch),
-            self.bn3.export(self.out_ch, key=mid),
+            self.conv1.dense_copy(self.in_ch, mid),
+            self.bn1.dense_copy(mid),
+            self.conv2.dense_copy(mid, mid),
+            self.bn2.dense_copy(mid),
+            self.conv3.dense_copy(mid, self.out_ch),
+            self.bn3.dense_copy(self.out_ch, key=mid),
             down,
         )
 
@@ -255,7 +256,7 @@ class ClassifierHead(Unit):
 
     def extract(self, in_ch: int) -> nn.Module:
         return nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(1), self.fc.export(in_ch, self.num_classes)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(1), self.fc.dense_copy(in_ch, self.num_classes)
         )
 
     def macs(self, in_shape: Shape, in_ch: int) -> tuple[int, Shape]:

@@ -118,10 +118,10 @@ class ViTBlock(Unit):
     @torch.no_grad()
     def extract(self, embed: int, heads: int, hidden: int) -> nn.Module:
         return StaticViTBlock(
-            self.norm1.export(embed),
-            self.attn.export(embed, heads),
-            self.norm2.export(embed),
-            self.mlp.export(embed, hidden),
+            self.norm1.dense_copy(embed),
+            self.attn.dense_copy(embed, heads),
+            self.norm2.dense_copy(embed),
+            self.mlp.dense_copy(embed, hidden),
         )
 
     def macs(self, in_shape: Shape, embed: int, heads: int, hidden: int) -> tuple[int, Shape]:
