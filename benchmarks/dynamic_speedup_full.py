@@ -135,64 +135,6 @@ def _trace(m: nn.Module, x: torch.Tensor) -> torch.jit.ScriptModule:
     return torch.jit.freeze(torch.jit.trace(m.eval(), x, check_trace=False))
 
 
-class _OrtFallback:
-    """Minimal ORT dynamic runner on export_dynamic's files (if dsnet_automl.runtime is absent)."""
-
-    def __init__(self, d: Path, providers, threads: int) -> None:
-        import onnxruntime as ort
-
-        so = _ort_options(threads)
-        self.num_routes = len(list(d.glob("route_*.onnx")))
-
-        def sess(f):
-            return ort.InferenceSession(str(d / f), sess_options=so, providers=providers)
-
-        self.prefix, self.gate = sess("prefix.onnx"), sess("gate.onnx")
-        self.routes = [sess(f"route_{k}.onnx") for k in range(self.num_routes)]
-
-    @staticmethod
-    def _run(s, x):
-        return s.run(None, {s.get_inputs()[0].name: x})
-
-    def run(self, x: np.ndarray):
-        h_att, logits = self._run(self.gate, self._run(self.prefix, x)[0])
-        routes = logits.argmax(1)
-        if len(routes) == 1:
-            return self._run(self.routes[int(routes[0])], h_att)[0], routes
-        order = np.argsort(routes, kind="stable")
-        counts = np.bincount(routes, minlength=self.num_routes)
-        groups = np.split(h_att[order], np.cumsum(counts)[:-1])
-        outs = [self._run(self.routes[k], g)[0] for k, g in enumerate(groups) if len(g)]
-        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
-        res = np.empty_like(out)
-        res[order] = out
-        return res, routes
-
-
-def _ort_options(threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return so
-
-
-def _onnx_export(module: nn.Module, x: torch.Tensor, path: Path, out_names: list[str]) -> None:
-    torch.onnx.export(
-        module.eval(),
-        (x,),
-        str(path),
-        dynamo=False,
-        opset_version=17,
-        input_names=["input"],
-        output_names=out_names,
-        dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in out_names}},
-    )
-
-
 class _GateOut(nn.Module):
     def __init__(self, gate: nn.Module) -> None:
         super().__init__()
@@ -282,13 +224,10 @@ def _first_mix(gates, space) -> str:
 
 
 def ort_backend(net, spaces, gates, statics, x_probe, workdir: Path, device, threads) -> Backend:
-    from dsnet_automl.export import export_dynamic
-
-    try:
-        from dsnet_automl.runtime import OrtDynamicNet
-    except ImportError:
-        OrtDynamicNet = None
     import onnxruntime as ort
+
+    from dsnet_automl.export import export_dynamic, export_onnx
+    from dsnet_automl.runtime import OrtDynamicNet, session_options
 
     if device == "cuda" and hasattr(ort, "preload_dlls"):
         ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels torch brought
@@ -298,8 +237,8 @@ def ort_backend(net, spaces, gates, statics, x_probe, workdir: Path, device, thr
         else ["CPUExecutionProvider"]
     )
     be = Backend("ort", device, False)
-    be.runtime = "dsnet_automl.runtime.OrtDynamicNet" if OrtDynamicNet else "benchmark fallback"
-    so = _ort_options(threads)
+    be.runtime = "dsnet_automl.runtime.OrtDynamicNet"
+    so = session_options(threads)
     for name, s in spaces.items():
         d = DynamicNet(net, gates[_first_mix(gates, s)], s["routes"], mode="sliced").eval()
         sdir = workdir / name
@@ -313,24 +252,21 @@ def ort_backend(net, spaces, gates, statics, x_probe, workdir: Path, device, thr
             for f in sdir.iterdir():
                 if f.name != "gate.onnx":
                     (mdir / f.name).symlink_to(f.resolve())
-            _onnx_export(_GateOut(g), h, mdir / "gate.onnx", ["features", "logits"])
-            if OrtDynamicNet and (mdir / "runtime.json").is_file():
-                r = OrtDynamicNet(mdir, providers=providers, threads=threads)
-            else:
-                r = _OrtFallback(mdir, providers, threads)
+            export_onnx(_GateOut(g), h, mdir / "gate.onnx", ["features", "logits"])
+            r = OrtDynamicNet(mdir, providers=providers, threads=threads)
             be.dynamic[mix] = r.run
-            be.providers = r.prefix.get_providers()
+            be.providers = r.providers
             if mix == "all-largest":
-                be.gate_input = lambda x1, r=r: r._run(r.prefix, x1)[0]
+                be.gate_input = r.features
 
                 def gate_fn(h1, r=r):
-                    _, logits = r._run(r.gate, h1)
+                    _, logits = r.route_logits(h1)
                     return int(logits.argmax(1)[0])
 
                 be.gate_fn = gate_fn
     for key, cfg in statics.items():
         path = workdir / f"static_{key}.onnx"
-        _onnx_export(net.extract(cfg), x_probe[:2], path, ["out"])
+        export_onnx(net.extract(cfg), x_probe[:2], path, ["out"])
         s = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         iname = s.get_inputs()[0].name
         be.static[key] = lambda x, s=s, iname=iname: s.run(None, {iname: x})[0]

@@ -24,7 +24,7 @@ from .errors import DsnetError
 from .routing import DynamicNet
 from .runtime import ort as _ort_runtime
 
-__all__ = ["export_dynamic", "run_onnx"]
+__all__ = ["export_dynamic", "export_onnx", "run_onnx"]
 
 
 class _GateModule(nn.Module):
@@ -42,6 +42,22 @@ def _parts(dyn: DynamicNet) -> dict[str, nn.Module]:
     for k, suf in enumerate(dyn.suffixes):
         parts[f"route_{k}"] = net.extract_steps(suf)
     return {k: v.eval() for k, v in parts.items()}
+
+
+def export_onnx(module: nn.Module, inp: Tensor, path: str | Path, out_names: list[str]) -> None:
+    """One module to ONNX (opset 17, TorchScript-based exporter, dynamic batch axis), atomically;
+    its input is named ``input``, its outputs ``out_names``."""
+    with atomic_path(path) as tmp:
+        torch.onnx.export(
+            module.eval(),
+            (inp,),
+            str(tmp),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=out_names,
+            dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in out_names}},
+        )
 
 
 def run_onnx(path: str | Path, x: Tensor) -> list[Any]:
@@ -86,19 +102,7 @@ def export_dynamic(
             files.append(path.name)
         if "onnx" in formats:
             path = out / f"{name}.onnx"
-            n_out = len(ref)
-            out_names = ["out"] if n_out == 1 else ["features", "logits"]
-            with atomic_path(path) as tmp:
-                torch.onnx.export(
-                    module,
-                    (inp,),
-                    str(tmp),
-                    dynamo=False,
-                    opset_version=17,
-                    input_names=["input"],
-                    output_names=out_names,
-                    dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in out_names}},
-                )
+            export_onnx(module, inp, path, ["out"] if len(ref) == 1 else ["features", "logits"])
             if check:
                 got = run_onnx(path, inp)
                 diffs[f"{name}.onnx"] = _max_diff([torch.from_numpy(a) for a in got], ref)

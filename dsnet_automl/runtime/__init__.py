@@ -4,6 +4,6 @@ Importing this package imports neither torch nor the training/search code: it is
 device that has only numpy and onnxruntime runs.
 """
 
-from .ort import MANIFEST, BundleError, OrtDynamicNet, find_export_dir
+from .ort import MANIFEST, BundleError, OrtDynamicNet, find_export_dir, session_options
 
-__all__ = ["MANIFEST", "BundleError", "OrtDynamicNet", "find_export_dir"]
+__all__ = ["MANIFEST", "BundleError", "OrtDynamicNet", "find_export_dir", "session_options"]

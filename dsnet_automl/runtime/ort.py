@@ -34,7 +34,7 @@ except ImportError:  # the standalone copy (dsnet_runtime.py) on a device
         """The export directory or an input is not what the runtime expects."""
 
 
-__all__ = ["MANIFEST", "BundleError", "OrtDynamicNet", "find_export_dir"]
+__all__ = ["MANIFEST", "BundleError", "OrtDynamicNet", "find_export_dir", "session_options"]
 
 MANIFEST = "runtime.json"
 FORMAT = "dsnet_automl.runtime"
@@ -55,7 +55,12 @@ def find_export_dir(path: str | os.PathLike) -> Path:
     raise BundleError(f"{str(p)!r} holds no ONNX export ({MANIFEST} not found); {hint}")
 
 
-def _session_options(ort: Any, threads: int | None, graph_optimization: str, spin: bool):
+def session_options(
+    threads: int | None = None, graph_optimization: str = "all", spin: bool = False
+) -> Any:
+    """``onnxruntime.SessionOptions`` as the runtime uses them (see :class:`OrtDynamicNet`)."""
+    import onnxruntime as ort
+
     if graph_optimization not in _OPT_LEVELS:
         raise BundleError(
             f"graph_optimization={graph_optimization!r}; allowed: {', '.join(_OPT_LEVELS)}"
@@ -121,7 +126,7 @@ class OrtDynamicNet:
                 f"none of the execution providers {names} is available in this onnxruntime "
                 f"(available: {', '.join(available)}); for CUDA/TensorRT install onnxruntime-gpu"
             )
-        so = _session_options(ort, threads, graph_optimization, spin)
+        so = session_options(threads, graph_optimization, spin)
         files = meta["files"]
 
         def session(name: str):
