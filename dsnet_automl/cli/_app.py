@@ -12,7 +12,18 @@ from rich.markup import escape
 
 from ..errors import DsnetError
 
-__all__ = ["app", "batch_sizes_option", "console", "err_console", "fmt_count", "handle_errors"]
+__all__ = [
+    "EVAL_SPLITS",
+    "app",
+    "batch_sizes_option",
+    "choice_option",
+    "console",
+    "err_console",
+    "fmt_count",
+    "handle_errors",
+]
+
+EVAL_SPLITS = ("val", "test")  # the splits a trained net is evaluated on
 
 app = typer.Typer(
     name="dsnet-automl",
@@ -56,6 +67,15 @@ def batch_sizes_option(text: str, flag: str = "--batch-sizes") -> list[int]:
     if not sizes or min(sizes) < 1:
         raise DataError(f"{flag} {text!r}: give positive integers, e.g. 1,32")
     return sizes
+
+
+def choice_option(value: str, flag: str, allowed: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``allowed``; else one clear error naming the flag."""
+    from ..errors import DataError
+
+    if value not in allowed:
+        raise DataError(f"{flag} {value!r}; allowed: {', '.join(allowed)}")
+    return value
 
 
 def fmt_count(n: float) -> str:

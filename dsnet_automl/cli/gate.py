@@ -11,8 +11,8 @@ from rich.table import Table
 
 from .._io import atomic_write_text, read_yaml
 from ..defaults import DEFAULT_DATA
-from ..errors import DataError, SearchSpaceError
-from ._app import app, batch_sizes_option, console, handle_errors
+from ..errors import SearchSpaceError
+from ._app import EVAL_SPLITS, app, batch_sizes_option, choice_option, console, handle_errors
 
 
 def _route_space(net, routes: str, gate_stage: str | None):
@@ -137,10 +137,7 @@ def eval_dynamic_cmd(
     from ..dynamic_eval import evaluate_dynamic_vs_static, plot_accuracy_vs_macs
     from ..routing import DynamicNet
 
-    if split not in ("val", "test"):
-        raise DataError(f"--split {split!r}; allowed: val, test")
-    if mode not in ("sliced", "extracted"):
-        raise DataError(f"--mode {mode!r}; allowed: sliced, extracted")
+    choice_option(split, "--split", EVAL_SPLITS)
     sizes = batch_sizes_option(batch_sizes)
     dyn = DynamicNet.load(bundle, mode=mode)  # type: ignore[arg-type]
     spec = data or (dyn.metadata.get("data") or DEFAULT_DATA)

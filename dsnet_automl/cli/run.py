@@ -6,16 +6,15 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import typer
 from rich.table import Table
 
 from ..errors import CheckpointError, DataError
-from ._app import app, batch_sizes_option, console, handle_errors
+from ._app import EVAL_SPLITS, app, batch_sizes_option, choice_option, console, handle_errors
 
-Backend = Literal["torch", "onnxruntime"]
 _BACKENDS = ("torch", "onnxruntime")
 
 BundleArg = Annotated[
@@ -54,9 +53,7 @@ class _Net:
     """One backend's dynamic net as numpy in -> numpy out: ``run(x)`` and ``static(k, x)``."""
 
     def __init__(self, bundle: Path, backend: str, providers: str, threads: int | None) -> None:
-        if backend not in _BACKENDS:
-            raise DataError(f"--backend {backend!r}; allowed: {', '.join(_BACKENDS)}")
-        self.backend = backend
+        choice_option(backend, "--backend", _BACKENDS)
         if backend == "onnxruntime":
             from ..runtime import OrtDynamicNet
 
@@ -129,19 +126,16 @@ def _inputs(
     spec = data or net.data
     if not spec:
         raise DataError("no input: give --input FILE.npy or --data SPEC (the bundle names none)")
-    if split not in ("val", "test"):
-        raise DataError(f"--split {split!r}; allowed: val, test")
-    from ..data import eval_loaders
+    choice_option(split, "--split", EVAL_SPLITS)
+    from torch.utils.data import Subset
 
-    val, test = eval_loaders(spec, net.input_shape, model=net.supernet)
-    xs, ys, n = [], [], 0
-    for xb, yb in val if split == "val" else test:
-        xs.append(xb.numpy())
-        ys.append(yb.numpy())
-        n += len(xb)
-        if limit and n >= limit:
-            break
-    x, y = np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
+    from ..data import load_dataset, split_tensors
+
+    ds = getattr(load_dataset(spec, net.input_shape, model=net.supernet), split)
+    if limit is not None and limit < len(ds):  # decode only what is used
+        ds = Subset(ds, range(limit))
+    xt, yt = split_tensors(ds)
+    x, y = xt.numpy(), yt.numpy()
     return x.astype(np.float32), y, f"{spec} {split}"
 
 

@@ -78,7 +78,7 @@ def create_supernet(
         space: a slice grid overriding the default; its largest values set the stored
             capacity, so it may narrow or widen the built-in grid.
     """
-    if isinstance(name, SliceSpace) or not isinstance(name, str) or name.startswith("timm:"):
+    if not isinstance(name, str) or name.startswith("timm:"):
         raise SearchSpaceError(
             f"supernets.create_supernet builds registered supernets only ({name!r}); use "
             "dsnet_automl.create_supernet for YAML paths and timm:<arch> names"
