@@ -22,6 +22,11 @@ __all__ = ["ViewMemo"]
 _MAX_ENTRIES = 64  # active-size pairs per op (width grids are small; a sweep clears it)
 
 
+# Each op inlines its own lookup (grad check, data_ptr token, hit test, _memo_put) rather than
+# calling one shared helper taking a closure: the helper was measured 6% slower on a batch-1
+# forward of ds_mobilenet_v1_tiny (1.06 -> 1.12 ms), the very overhead this memo exists to cut.
+
+
 class ViewMemo:
     """Mixin for ``nn.Module`` ops: ``self._views`` maps an active-size key to
     ``(token, *views)`` where ``token`` is the tuple of the base tensors' ``data_ptr``."""
