@@ -1,4 +1,5 @@
-"""``dsnet-automl tables``: list, show, export, import and predict per-device latency tables."""
+"""``dsnet-automl tables``: list, show, export, import, predict and calibrate per-device latency
+tables."""
 
 from __future__ import annotations
 
@@ -11,18 +12,28 @@ from rich.table import Table
 from ..errors import LatencyTableError
 from ..factory import create_supernet, load_space
 from ..latency import (
+    CALIBRATED,
     DEFAULT_DB,
     SOURCES,
     LatencyPredictor,
     LatencyStore,
+    PairResult,
+    calibrate,
+    constants_for,
     export_table,
+    find_reference,
     import_table,
     list_profiles,
     load_profile,
-    normalize_backend,
+    load_reference,
     predict_table,
+    profile_path,
+    split_backend,
     summary,
+    table_backend,
     table_frame,
+    to_calibrated,
+    write_calibrated,
 )
 from ._app import app, console, handle_errors
 
@@ -33,7 +44,7 @@ tables_app = typer.Typer(
 app.add_typer(tables_app, name="tables")
 
 DbOpt = Annotated[str, typer.Option("--db", help="SQLAlchemy URL of the latency database.")]
-_STYLE = dict(zip(SOURCES, ("green", "cyan", "yellow"), strict=True))
+_STYLE = dict(zip(SOURCES, ("green", "cyan", "yellow", "magenta"), strict=True))
 
 
 def _src(counts: dict[str, int]) -> str:
@@ -166,19 +177,96 @@ def predict_cmd(
     batch_size: Annotated[
         list[int] | None, typer.Option(help="Batch sizes (default: the profile's).")
     ] = None,
-    backend: Annotated[str | None, typer.Option(help="torch or onnxruntime.")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="torch-eager, onnxruntime, tensorrt, ncnn, tflite, ... (default: the "
+            "profile's); its calibrated constants are used when the profile has them."
+        ),
+    ] = None,  # fmt: skip
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp32",
     db: DbOpt = DEFAULT_DB,
 ) -> None:
-    """Fill a device's table with roofline predictions (source = predicted)."""
+    """Fill a device's table with roofline predictions (source = predicted, or predicted
+    (calibrated) when the profile has constants calibrated for this backend/precision)."""
     prof = load_profile(hw)
     sp = load_space(space)
     net = create_supernet(sp.supernet, space=sp)
-    n = predict_table(
-        LatencyStore(db),
-        prof,
-        net,
-        sp,
-        batch_sizes=batch_size,
-        backend=normalize_backend(backend or prof.backend),
+    key = table_backend(backend or prof.backend, precision)
+    n = predict_table(LatencyStore(db), prof, net, sp, batch_sizes=batch_size, backend=key)
+    calibrated = constants_for(prof, *split_backend(key)).calibrated
+    label = CALIBRATED if calibrated else "predicted"
+    console.print(
+        f"wrote {n} [{_STYLE[label]}]{label}[/] block rows for {prof.name} ({sp.supernet}, "
+        f"backend {key})",
+        soft_wrap=True,
     )
-    console.print(f"wrote {n} [yellow]predicted[/] block rows for {prof.name} ({sp.supernet})")
+
+
+def _pair_table(r: PairResult) -> Table:
+    c = r.constants
+    mem = f", memory efficiency {c.memory_efficiency:.3g}" if c.memory_efficiency else ""
+    t = Table(
+        title=f"{r.device} {r.pair}: {r.n} published figures -> efficiency {c.efficiency:.3g}, "
+        f"overhead {c.layer_overhead_s * 1e6:.3g} us/block{mem}"
+    )
+    for col in ("network", "batch", "input", "published ms", "before ms", "fitted ms",
+                "held-out ms", "held-out err %"):  # fmt: skip
+        t.add_column(col, no_wrap=col == "network")
+    for row in r.rows:
+        t.add_row(
+            row.network, str(row.batch_size), str(row.input_size), f"{row.published_ms:.3g}",
+            f"{row.before_ms:.3g}", f"{row.fitted_ms:.3g}", f"{row.loo_ms:.3g}",
+            f"{row.loo_ape:.1f}",
+        )  # fmt: skip
+    return t
+
+
+@tables_app.command("calibrate")
+@handle_errors
+def calibrate_cmd(
+    hw: Annotated[str, typer.Argument(help="Device profile name or alias.")],
+    backend: Annotated[
+        str | None, typer.Option(help="Only this backend (default: every one with figures).")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="Only this precision: fp32, fp16 or int8.")
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Reference file (default: hw_profiles/reference/<device>.yaml)."),
+    ] = None,
+    write: Annotated[
+        bool, typer.Option("--write/--dry-run", help="Write the constants into the profile.")
+    ] = True,
+) -> None:
+    """Fit the profile's roofline constants to the device's published latencies, per backend
+    and precision, and report leave-one-network-out errors."""
+    prof = load_profile(hw, detect_host=False)
+    ref = load_reference(reference or find_reference(prof.name))
+    if ref.device != prof.name:
+        raise LatencyTableError(
+            f"reference file is for device {ref.device!r}, not {prof.name!r}; pass the "
+            f"reference file of {prof.name}"
+        )
+    b = split_backend(backend)[0] if backend else None
+    p = split_backend(f"torch/{precision}")[1] if precision else None
+    results, refused = calibrate(prof, ref, backend=b, precision=p)
+    for r in results:
+        console.print(_pair_table(r))
+        s = r.summary
+        console.print(
+            f"{r.pair}: held-out (leave-one-network-out) median {s['loo_median_ape']:.1f}%, "
+            f"max {s['loo_max_ape']:.1f}%, Kendall tau {s['loo_tau']:.2f}; before calibration "
+            f"median {s['before_median_ape']:.1f}%, tau {s['before_tau']:.2f}",
+            soft_wrap=True,
+        )
+    for line in refused:
+        console.print(f"[yellow]{line}[/]", soft_wrap=True)
+    if not results:
+        raise LatencyTableError(f"{prof.name}: no backend/precision has enough figures to fit")
+    if write:
+        path = profile_path(prof.name)
+        fitted = {r.pair: to_calibrated(r) for r in results}
+        write_calibrated(path, fitted, note="fitted by 'dsnet-automl tables calibrate'")
+        console.print(f"wrote calibrated {', '.join(fitted)} into {path}", soft_wrap=True)

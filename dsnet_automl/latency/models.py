@@ -4,11 +4,17 @@ Tables: ``schema_version`` (one row), ``devices``, ``block_signatures`` (structu
 a unique constraint, shared by all devices), ``block_measurements`` (one row per device x
 signature x batch size x backend) and ``network_measurements`` (end-to-end latency of whole
 sub-nets, used to fit and check the predictor). ``source`` is ``measured`` (taken here by the
-profiler), ``imported`` (measured elsewhere, brought in from a file) or ``predicted`` (roofline).
+profiler), ``imported`` (measured elsewhere, brought in from a file), ``predicted`` (roofline
+from the profile's assumed constants) or ``predicted (calibrated)`` (roofline from constants
+fitted to published measurements, see :mod:`.calibration`). Only the first two are evidence.
+
+Schema history: version 2 added ``predicted (calibrated)`` to the ``source`` CHECK constraints
+(version-1 databases are migrated on open, see :mod:`.migrations`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -27,7 +33,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "IMPORTED",
     "MEASURED",
+    "CALIBRATED",
+    "EVIDENCE",
     "PREDICTED",
+    "PREDICTIONS",
     "SOURCES",
     "Base",
     "BlockMeasurement",
@@ -35,12 +44,33 @@ __all__ = [
     "Device",
     "NetworkMeasurement",
     "SchemaVersion",
+    "combined_source",
 ]
 
-SCHEMA_VERSION = 1
-# where a latency figure comes from: timed here, imported from a device's export, or predicted
-MEASURED, IMPORTED, PREDICTED = SOURCES = ("measured", "imported", "predicted")
+SCHEMA_VERSION = 2
+# where a latency figure comes from: timed here, imported from a device's export, predicted from
+# the profile's assumed constants, or predicted from constants calibrated on published figures
+MEASURED, IMPORTED, PREDICTED, CALIBRATED = SOURCES = (
+    "measured",
+    "imported",
+    "predicted",
+    "predicted (calibrated)",
+)
+EVIDENCE = (MEASURED, IMPORTED)
+PREDICTIONS = (PREDICTED, CALIBRATED)
 _SOURCE_CHECK = f"source IN ({', '.join(repr(s) for s in SOURCES)})"
+
+
+def combined_source(sources: Iterable[str]) -> str:
+    """The label of a figure built from parts of these sources: ``measured`` when every part
+    is evidence, ``predicted (calibrated)`` when every predicted part is calibrated, else
+    ``predicted`` (the weakest part decides; no parts at all is ``predicted``)."""
+    srcs = set(sources)
+    if not srcs:
+        return PREDICTED
+    if srcs <= set(EVIDENCE):
+        return MEASURED
+    return CALIBRATED if srcs <= {*EVIDENCE, CALIBRATED} else PREDICTED
 
 
 def _now() -> datetime:
@@ -90,7 +120,7 @@ class _Timing:
     p90_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     repeats: Mapped[int] = mapped_column(Integer, default=0)
     versions: Mapped[str] = mapped_column(Text, default="{}")  # JSON {library: version}
-    source: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str] = mapped_column(String(30))
     measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 

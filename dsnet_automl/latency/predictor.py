@@ -4,13 +4,14 @@
 end-to-end measurements the profiler took (``calibration="affine"`` also fits a scale on the
 block sum; ``"none"`` uses the plain sum). A block with no row in the table
 is predicted by a roofline model from the device profile's published figures
-(``max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)) + per-block overhead``);
-any estimate that used a predicted block is labelled ``predicted``.
+(``max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)) + per-block overhead``,
+:mod:`.roofline`); any estimate that used a predicted block is labelled ``predicted``, or
+``predicted (calibrated)`` when every prediction it can use comes from calibrated constants
+(:func:`.models.combined_source`). ``backend`` may name a precision (``tensorrt/fp16``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,31 +21,15 @@ from ..config import SliceSpace, SubnetConfig
 from ..errors import LatencyTableError
 from ..supernets.base import BlockCall, Supernet
 from .grid import grid_signatures
-from .models import IMPORTED, MEASURED, PREDICTED
-from .profiler import normalize_backend
+from .models import CALIBRATED, EVIDENCE, MEASURED, PREDICTED, combined_source
 from .profiles import DeviceProfile, load_profile
+from .roofline import constants_for, roofline_ms, split_backend, table_backend
 from .signature import BlockSignature, signature_of
 from .store import LatencyStore, Timing
 
 __all__ = ["LatencyEstimate", "LatencyPredictor", "fit_overhead", "predict_table", "roofline_ms"]
 
-_EVIDENCE = (MEASURED, IMPORTED)
-
-
-def roofline_ms(
-    net: Supernet, call: BlockCall, profile: DeviceProfile, batch_size: int = 1
-) -> float:
-    """Roofline latency (ms) of one block call on ``profile`` (fp32)."""
-    eff = profile.efficiency.value
-    flops = 2.0 * call.macs * batch_size
-    params = net.units[call.index].params(**dict(call.active))
-    acts = batch_size * (math.prod(call.in_shape) + math.prod(call.out_shape))
-    nbytes = 4.0 * (params + acts)
-    t = max(
-        flops / (profile.peak_flops["fp32"].value * eff),
-        nbytes / (profile.memory_bandwidth.value * eff),
-    )
-    return 1e3 * (t + profile.layer_overhead_s.value)
+_EVIDENCE = EVIDENCE
 
 
 @dataclass(frozen=True)
@@ -55,7 +40,7 @@ class LatencyEstimate:
     blocks_ms: float
     overhead_ms: float
     scale: float
-    source: str  # MEASURED (every block from evidence) or PREDICTED
+    source: str  # MEASURED (every block from evidence), PREDICTED or CALIBRATED
     predicted_blocks: int
     total_blocks: int
 
@@ -94,13 +79,18 @@ class LatencyPredictor:
         self.store = store
         self.profile = hw if isinstance(hw, DeviceProfile) else load_profile(hw)
         self.net, self.batch_size = net, batch_size
-        self.backend = normalize_backend(backend or self.profile.backend)
+        self.backend = table_backend(backend or self.profile.backend)
+        self._backend, self.precision = split_backend(self.backend)
+        self.constants = constants_for(self.profile, self._backend, self.precision)
         self.allow_roofline = allow_roofline
         self.refresh()
 
     def refresh(self) -> None:
         """Reload the table from the store and re-fit the overhead."""
         self.table = self.store.block_table(self.profile.name, self.batch_size, self.backend)
+        roofline = [CALIBRATED if self.constants.calibrated else PREDICTED]
+        srcs = [src for _, src in self.table.values()] + roofline * self.allow_roofline
+        self.prediction_source = combined_source(s for s in srcs if s not in _EVIDENCE)
         self._sig_cache: dict[tuple[int, tuple, tuple], BlockSignature] = {}
         self.scale, self.overhead_ms, self.fit_points = self._fit()
 
@@ -125,7 +115,10 @@ class LatencyPredictor:
                 f"'dsnet-automl profile --hw {self.profile.name} --space {self.net.name}' or "
                 "'dsnet-automl tables import FILE'"
             )
-        return roofline_ms(self.net, call, self.profile, self.batch_size), PREDICTED
+        ms = roofline_ms(
+            self.net, call, self.profile, self.batch_size, self.precision, constants=self.constants
+        )
+        return ms, CALIBRATED if self.constants.calibrated else PREDICTED
 
     def blocks(self, cfg: SubnetConfig) -> tuple[float, int, int]:
         """``(sum of block ms, predicted block count, block count)``."""
@@ -161,7 +154,7 @@ class LatencyPredictor:
     # ---------------------------------------------------------------- predictions
     def estimate(self, cfg: SubnetConfig) -> LatencyEstimate:
         s, n_pred, n = self.blocks(cfg)
-        src = MEASURED if n_pred == 0 else PREDICTED
+        src = MEASURED if n_pred == 0 else self.prediction_source
         scale, over = (self.scale, self.overhead_ms) if n_pred == 0 else (1.0, 0.0)
         return LatencyEstimate(scale * s + over, s, over, scale, src, n_pred, n)
 
@@ -200,15 +193,22 @@ def predict_table(
     *,
     batch_sizes: Iterable[int] | None = None,
     backend: str | None = None,
+    precision: str = "fp32",
 ) -> int:
-    """Store roofline latencies (``source=predicted``) for every block of the grid; rows with
-    evidence are never overwritten. Returns the number of rows written."""
-    backend = normalize_backend(backend or profile.backend)
+    """Store roofline latencies for every block of the grid, labelled ``predicted (calibrated)``
+    when the profile has calibrated constants for this backend/precision, else ``predicted``;
+    rows with evidence are never overwritten. Rows go under the backend key
+    :func:`.roofline.table_backend` (``tensorrt/fp16``). Returns the number of rows written."""
+    key = table_backend(backend or profile.backend, precision)
+    name, precision = split_backend(key)
+    consts = constants_for(profile, name, precision)
+    source = CALIBRATED if consts.calibrated else PREDICTED
     written = 0
     sigs = grid_signatures(net, space)
     dev = (profile.name, profile.kind)
     for bs in batch_sizes or profile.batch_sizes:
         for sig, call in sigs.items():
-            t = Timing(roofline_ms(net, call, profile, bs), repeats=0, threads=profile.threads)
-            written += store.put_block(dev, sig, bs, backend, t, source=PREDICTED, macs=call.macs)
+            ms = roofline_ms(net, call, profile, bs, precision, constants=consts)
+            t = Timing(ms, repeats=0, threads=profile.threads)
+            written += store.put_block(dev, sig, bs, key, t, source=source, macs=call.macs)
     return written

@@ -42,7 +42,7 @@ from ..errors import LatencyTableError
 from ..factory import create_supernet
 from ..supernets.base import Supernet
 from .grid import grid_signatures
-from .models import PREDICTED
+from .models import PREDICTIONS
 from .profiles import DeviceProfile
 from .store import LatencyStore, Timing
 
@@ -289,7 +289,7 @@ class Profiler:
             task = bar.add_task(f"profiling {space.supernet} on {self.profile.name}", total=total)
             for bs in batch_sizes:
                 table = self.store.block_table(dev[0], bs, self.backend)
-                done = {s for s, (_, src) in table.items() if src != PREDICTED}
+                done = {s for s, (_, src) in table.items() if src not in PREDICTIONS}
                 todo = [(s, c) for s, c in sigs.items() if s not in done]
                 rep.skipped += len(sigs) - len(todo)
                 bar.advance(task, (len(sigs) - len(todo)) * self.rounds)
@@ -300,7 +300,7 @@ class Profiler:
                     self.store.put_block(dev, sig, bs, self.backend, timing, macs=call.macs)
                 rep.measured += len(todo)
                 nets = self.store.network_table(dev[0], space.supernet, bs, self.backend)
-                have = {c for c, _, src in nets if src != PREDICTED}
+                have = {c for c, _, src in nets if src not in PREDICTIONS}
                 todo_n = [(c.to_json(), c) for c in cfgs if c.to_json() not in have]
                 rep.networks_skipped += len(cfgs) - len(todo_n)
                 bar.advance(task, (len(cfgs) - len(todo_n)) * self.rounds)

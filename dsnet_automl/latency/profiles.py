@@ -4,6 +4,11 @@ A profile names the device, its aliases, kind (cpu/gpu/npu), default backend and
 batch sizes of interest, and the published figures a roofline prediction needs (peak FLOP/s per
 dtype, memory bandwidth, caches), each with the source it was taken from.
 
+``calibrated`` (optional) holds, per ``"<backend>/<precision>"``, the roofline constants fitted
+to the device's published measurements by ``dsnet-automl tables calibrate`` (see
+:mod:`.calibration`); predictions for that backend and precision use them instead of the
+assumed ``efficiency`` and ``layer_overhead_s``.
+
 Lookup order: a directory passed explicitly, then ``$DSNET_HW_PROFILES``, then ``./hw_profiles``
 (user-edited copies win), then the copy shipped inside the package
 (``dsnet_automl/latency/profiles_data``), so an installed package finds them too.
@@ -17,7 +22,7 @@ import os
 import platform
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -26,16 +31,25 @@ from .._validation import first_error
 from ..errors import LatencyTableError
 
 __all__ = [
+    "BACKENDS_ANY",
+    "PRECISIONS",
+    "Calibrated",
     "DeviceProfile",
     "Figure",
     "detect",
     "list_profiles",
     "load_profile",
     "profile_dirs",
+    "profile_path",
 ]
 
 Kind = Literal["cpu", "gpu", "npu"]
-Backend = Literal["torch-eager", "torchscript", "onnxruntime", "tensorrt"]
+Backend = Literal[
+    "torch-eager", "torchscript", "onnxruntime", "tensorrt", "tflite", "ncnn", "openvino"
+]
+Precision = Literal["fp32", "fp16", "int8"]
+BACKENDS_ANY: tuple[str, ...] = get_args(Backend)  # every backend a profile or table may name
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 class Figure(BaseModel):
@@ -44,6 +58,18 @@ class Figure(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     value: float = Field(gt=0)
     source: str = Field(min_length=3)
+
+
+class Calibrated(BaseModel):
+    """Roofline constants of one backend/precision fitted to published measurements."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    efficiency: float = Field(gt=0)
+    layer_overhead_s: float = Field(ge=0)
+    memory_efficiency: float | None = Field(default=None, gt=0)  # None: same as efficiency
+    source: str = Field(min_length=10)
+    loo_median_ape: float = Field(ge=0)  # leave-one-network-out median abs % error
+    n: int = Field(ge=3)
 
 
 class DeviceProfile(BaseModel):
@@ -64,6 +90,19 @@ class DeviceProfile(BaseModel):
     caches: dict[str, Figure] = Field(default_factory=dict)
     efficiency: Figure
     layer_overhead_s: Figure
+    calibrated: dict[str, Calibrated] = Field(default_factory=dict)
+
+    @field_validator("calibrated")
+    @classmethod
+    def _calibrated_keys(cls, v: dict[str, Calibrated]) -> dict[str, Calibrated]:
+        for key in v:
+            backend, _, precision = key.partition("/")
+            if backend not in BACKENDS_ANY or precision not in PRECISIONS:
+                raise ValueError(
+                    f"key {key!r} is not '<backend>/<precision>' with backend one of "
+                    f"{', '.join(BACKENDS_ANY)} and precision one of {', '.join(PRECISIONS)}"
+                )
+        return v
 
     @field_validator("batch_sizes")
     @classmethod
@@ -127,6 +166,14 @@ def _all_profiles(extra: str | Path | None = None) -> dict[str, tuple[DeviceProf
             prof = _read(path)
             found.setdefault(prof.name, (prof, path))
     return found
+
+
+def profile_path(name: str, extra: str | Path | None = None) -> Path:
+    """The YAML file :func:`load_profile` reads for ``name`` (a name, alias or ``.yaml`` path)."""
+    if str(name).endswith((".yaml", ".yml")) and Path(name).is_file():
+        return Path(name)
+    key = load_profile(name, detect_host=False, extra=extra).name
+    return _all_profiles(extra)[key][1]
 
 
 def list_profiles(extra: str | Path | None = None) -> list[DeviceProfile]:

@@ -7,7 +7,8 @@ timeout instead of dead-locking on a lock upgrade) and a transaction that still 
 ``database is locked`` is retried with back-off.
 
 Opening is careful: a file that is not a SQLite database, or one written by a newer
-dsnet-automl, raises :class:`LatencyTableError` before anything is written to it.
+dsnet-automl, raises :class:`LatencyTableError` before anything is written to it; a database of
+an older schema version that :mod:`.migrations` knows is upgraded in one transaction.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from sqlalchemy.orm import Session
 
 from .._db import LazyEngineStore, install_sqlite_events, sqlite_file
 from ..errors import LatencyTableError
+from .migrations import MIGRATABLE, migrate
 from .models import (
+    EVIDENCE,
     MEASURED,
-    PREDICTED,
+    PREDICTIONS,
     SCHEMA_VERSION,
     SOURCES,
     Base,
@@ -65,9 +68,9 @@ def replaces(new: str, old: str | None) -> bool:
     """Whether a row of source ``new`` overwrites an existing row of source ``old``.
 
     Evidence beats prediction: a measured or imported row replaces anything; a predicted row
-    only fills gaps or refreshes another prediction.
+    (calibrated or not) only fills gaps or refreshes another prediction.
     """
-    return old is None or new != PREDICTED or old == PREDICTED
+    return old is None or new in EVIDENCE or old in PREDICTIONS
 
 
 def _is_locked(e: OperationalError) -> bool:
@@ -94,6 +97,7 @@ class LatencyStore(LazyEngineStore):
     def _open(self) -> Engine:
         path = self._sqlite_path()
         sqlite = make_url(self.url).drivername.startswith("sqlite")
+        version = None
         if path is not None:
             if path.exists() and path.stat().st_size > 0:
                 with path.open("rb") as f:
@@ -103,7 +107,7 @@ class LatencyStore(LazyEngineStore):
                             "another kind of file); it was left untouched: move it away or "
                             "pass another --db"
                         )
-                self._check_schema(create_engine(self.url))
+                version = self._check_schema(create_engine(self.url))
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
         kw: dict[str, Any] = {"connect_args": {"timeout": self.timeout_s}} if sqlite else {}
@@ -111,17 +115,33 @@ class LatencyStore(LazyEngineStore):
         if sqlite:
             install_sqlite_events(engine, timeout_s=self.timeout_s, wal=path is not None)
         if path is None:  # non-file databases: check once the engine exists
-            self._check_schema(engine, dispose=False)
+            version = self._check_schema(engine, dispose=False)
+        if version in MIGRATABLE:
+            self._migrate(engine)
         self._create(engine)
         return engine
 
-    def _check_schema(self, engine: Engine, *, dispose: bool = True) -> None:
+    def _migrate(self, engine: Engine) -> None:
+        try:
+            migrate(engine.execution_options(sqlite_begin="IMMEDIATE"))
+        except SQLAlchemyError as e:
+            engine.dispose()
+            raise LatencyTableError(
+                f"latency database {self._sqlite_path() or self.url}: upgrading it to schema "
+                f"version {SCHEMA_VERSION} failed ({getattr(e, 'orig', e)}); it was left as it "
+                "was: export it with 'dsnet-automl tables export' and import the file into a "
+                "new --db"
+            ) from e
+
+    def _check_schema(self, engine: Engine, *, dispose: bool = True) -> int | None:
+        """The database's schema version (``None`` when empty); raises unless this version
+        reads it as it is or :mod:`.migrations` can upgrade it."""
         where = self._sqlite_path() or self.url
         try:
             with engine.connect() as conn:
                 tables = set(inspect(conn).get_table_names())
                 if not tables:
-                    return
+                    return None
                 if "schema_version" not in tables:
                     raise LatencyTableError(
                         f"{where} is a database but not a dsnet-automl latency database "
@@ -143,12 +163,13 @@ class LatencyStore(LazyEngineStore):
                 f"dsnet-automl understands ({SCHEMA_VERSION}); it was left untouched: upgrade "
                 "dsnet-automl, or export the tables with the newer version and import the file"
             )
-        if version is not None and version < SCHEMA_VERSION:
+        if version is not None and version < SCHEMA_VERSION and version not in MIGRATABLE:
             raise LatencyTableError(
                 f"latency database {where} has schema version {version}, older than "
                 f"{SCHEMA_VERSION}; export it with the dsnet-automl that wrote it "
                 "('dsnet-automl tables export') and import the file into a new --db"
             )
+        return version
 
     def _create(self, engine: Engine) -> None:
         def create(s: Session) -> None:

@@ -30,7 +30,7 @@ import yaml
 
 from .._io import atomic_write_text
 from ..errors import StudyError
-from ..latency.models import MEASURED, PREDICTED
+from ..latency.models import PREDICTED, combined_source
 from .pareto import FRONT_LABELS, pareto_trials, plot_fronts, trials_frame
 from .space import GATE_KEYS, SGS_KEYS, TrialParams
 
@@ -38,8 +38,7 @@ __all__ = ["export_study"]
 
 
 def _source(trials: list[optuna.trial.FrozenTrial]) -> str:
-    srcs = {t.user_attrs.get("latency_source", PREDICTED) for t in trials}
-    return MEASURED if srcs == {MEASURED} else PREDICTED
+    return combined_source(t.user_attrs.get("latency_source", PREDICTED) for t in trials)
 
 
 def export_study(

@@ -4,7 +4,8 @@ II, SGS), and return validation accuracy and expected latency on the target devi
 ``expected latency = sum_k share_k * latency(route_k)`` where ``share_k`` is the fraction of
 validation samples the trained gate sends to route ``k`` and ``latency(route_k)`` is the
 end-to-end latency of route ``k``'s sub-net (prefix included) from the device's latency table
-(``measured`` only when every block has evidence, else ``predicted``). The gate's own cost
+(``measured`` only when every block has evidence, ``predicted (calibrated)`` when every
+predicted block used calibrated constants, else ``predicted``). The gate's own cost
 (a tiny SE-style head) is not included.
 
 Each trial also records its **test** top-1 (``test_accuracy``): trials are selected on val,
@@ -29,7 +30,7 @@ from .._io import atomic_write_text
 from ..config import SubnetConfig
 from ..errors import TrainingInterrupted
 from ..latency import LatencyPredictor, LatencyStore, load_profile
-from ..latency.models import MEASURED, PREDICTED
+from ..latency.models import combined_source
 from ..supernets.base import Supernet
 from .space import GATE_KEYS, SGS_KEYS, TrialParams, trial_routes
 from .study_config import StudyConfig
@@ -130,7 +131,7 @@ def run_trial(
         "accuracy": float(last["val_top1"]),
         "test_accuracy": float(test["top1"]),
         "latency_ms": float(sum(h / n * c for h, c in zip(hist, costs, strict=True))),
-        "latency_source": MEASURED if sources == {MEASURED} else PREDICTED,
+        "latency_source": combined_source(sources),
         "route_hist": hist,
         "test_route_hist": list(test["route_hist"]),
         "route_latency_ms": costs,

@@ -1,0 +1,304 @@
+"""Calibrate a device profile's roofline constants on its published reference latencies.
+
+Model (:mod:`.roofline`): a network of block calls ``b`` takes
+``sum_b max(F_b / (P x e), B_b / (W x m)) + n_blocks x o`` per batch, with ``P`` the profile's
+peak FLOP/s of the precision, ``W`` its memory bandwidth, ``F_b``/``B_b`` the block's FLOPs and
+bytes at the entry's batch and input size. Per ``(backend, precision)`` the free constants are
+fitted to that device's published figures of the pair: ``e`` (compute efficiency) and ``o``
+(per-block overhead: kernel launches, dispatch), plus a separate memory efficiency ``m`` only
+when the data asks for it (see below); otherwise ``m = e``.
+
+Why log residuals: published figures span 1 ms to 100+ ms; least squares on
+``log(predicted / published)`` minimises *relative* error, so a large network does not drown
+the small ones, and the fit is symmetric in over- and under-prediction.
+:func:`scipy.optimize.least_squares` fits it with positivity bounds (``e, m`` in
+``[1e-4, 50]``: above 1 means the profile's peak figure is too low for that backend, reported as
+it is; ``o`` in ``[0, 10 ms]``).
+
+Honesty: every network is also predicted by a fit that never saw it (leave-one-*network*-out:
+all figures of that network, e.g. from several sources or batch sizes, are left out together).
+The pair's summary is the median and max absolute % error of those held-out predictions and
+Kendall's tau between them and the published figures. The memory term is kept only with at
+least 6 figures and a held-out median error at least 2 points lower than without it. A pair with
+fewer than 3 figures is refused (2 constants cannot be checked on fewer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.stats import kendalltau
+
+from ..errors import LatencyTableError
+from ..supernets.base import Supernet
+from .profiles import Calibrated, DeviceProfile
+from .reference import ReferenceEntry, ReferenceFile
+from .roofline import BlockCosts, RooflineConstants, block_costs, peak_flops
+
+__all__ = [
+    "MIN_FIGURES",
+    "FigureSet",
+    "NetCache",
+    "NetworkRow",
+    "PairResult",
+    "calibrate",
+    "calibrate_pair",
+    "fit_constants",
+    "to_calibrated",
+]
+
+MIN_FIGURES = 3
+_MEMORY_TERM_MIN = 6  # figures needed before a third constant is even tried
+_MEMORY_TERM_GAIN = 2.0  # held-out median APE points it must save
+_EFF_BOUNDS = (1e-4, 50.0)
+_OVERHEAD_US_BOUNDS = (0.0, 1e4)
+
+
+class NetCache:
+    """Supernets built from timm names (random init), one per network (ViTs: per input size,
+    their patch grid is fixed at build time); block costs cached per entry geometry."""
+
+    def __init__(self, build: Callable[[str, int], Supernet] | None = None) -> None:
+        self._build = build or _build_timm
+        self._nets: dict[tuple[str, int | None], Supernet] = {}
+        self._costs: dict[tuple[str, int, int, str], BlockCosts] = {}
+
+    def net(self, network: str, input_size: int) -> Supernet:
+        vit = network.startswith(("vit_", "deit_"))
+        key = (network, input_size if vit else None)
+        if key not in self._nets:
+            try:
+                self._nets[key] = self._build(network, input_size)
+            except Exception as e:  # noqa: BLE001 - timm/slicify raise many types
+                first = (str(e).splitlines() or [type(e).__name__])[0]
+                raise LatencyTableError(
+                    f"network {network!r} at input {input_size} cannot be built ({first})"
+                ) from None
+        return self._nets[key]
+
+    def costs(self, e: ReferenceEntry) -> BlockCosts:
+        key = (e.network, e.input_size, e.batch_size, e.precision)
+        if key not in self._costs:
+            net = self.net(e.network, e.input_size)
+            size = (3, e.input_size, e.input_size)
+            self._costs[key] = block_costs(net, None, e.batch_size, e.precision, size)
+        return self._costs[key]
+
+
+def _build_timm(network: str, input_size: int) -> Supernet:
+    import timm
+
+    from ..slicify import slicify
+
+    kw = {"img_size": input_size} if network.startswith(("vit_", "deit_")) else {}
+    return slicify(timm.create_model(network, pretrained=False, **kw), verify=False)
+
+
+@dataclass(frozen=True)
+class FigureSet:
+    """The figures of one (backend, precision) on one device, ready to fit."""
+
+    profile: DeviceProfile
+    precision: str
+    entries: tuple[ReferenceEntry, ...]
+    costs: tuple[BlockCosts, ...]
+
+    @property
+    def published(self) -> np.ndarray:
+        return np.array([e.batch_latency_ms for e in self.entries])
+
+    def predict(self, c: RooflineConstants, idx: np.ndarray | None = None) -> np.ndarray:
+        peak, bw = peak_flops(self.profile, self.precision), self.profile.memory_bandwidth.value
+        ids = range(len(self.entries)) if idx is None else idx
+        return np.array([1e3 * self.costs[i].seconds(peak, bw, c) for i in ids])
+
+
+def _constants(x: np.ndarray) -> RooflineConstants:
+    mem = float(x[2]) if len(x) > 2 else None
+    return RooflineConstants(float(x[0]), float(x[1]) * 1e-6, mem, calibrated=True)
+
+
+def fit_constants(
+    pair: FigureSet, idx: np.ndarray | None = None, *, memory_term: bool = False
+) -> RooflineConstants:
+    """Least squares on ``log(predicted / published)`` over the figures ``idx`` (default: all),
+    starting from the profile's assumed constants; ``memory_term`` fits a separate memory
+    efficiency."""
+    idx = np.arange(len(pair.entries)) if idx is None else idx
+    target = np.log(pair.published[idx])
+    p = pair.profile
+    x0 = [p.efficiency.value, p.layer_overhead_s.value * 1e6] + [p.efficiency.value] * memory_term
+    lo = [_EFF_BOUNDS[0], _OVERHEAD_US_BOUNDS[0]] + [_EFF_BOUNDS[0]] * memory_term
+    hi = [_EFF_BOUNDS[1], _OVERHEAD_US_BOUNDS[1]] + [_EFF_BOUNDS[1]] * memory_term
+    x0 = np.clip(x0, lo, hi)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return np.log(pair.predict(_constants(x), idx)) - target
+
+    res = least_squares(residuals, x0, bounds=(lo, hi), x_scale="jac", method="trf")
+    return _constants(res.x)
+
+
+def _loo(pair: FigureSet, memory_term: bool) -> np.ndarray:
+    """Held-out prediction of every figure: fitted without any figure of its network."""
+    nets = np.array([e.network for e in pair.entries])
+    out = np.full(len(nets), np.nan)
+    for name in dict.fromkeys(nets):
+        train = np.flatnonzero(nets != name)
+        if len(train) < 2 + memory_term:
+            continue
+        c = fit_constants(pair, train, memory_term=memory_term)
+        test = np.flatnonzero(nets == name)
+        out[test] = pair.predict(c, test)
+    return out
+
+
+def _ape(pred: np.ndarray, pub: np.ndarray) -> np.ndarray:
+    return 100.0 * np.abs(pred - pub) / pub
+
+
+def _tau(pred: np.ndarray, pub: np.ndarray) -> float:
+    ok = np.isfinite(pred)
+    if ok.sum() < 2:
+        return math.nan
+    return float(kendalltau(pred[ok], pub[ok]).statistic)
+
+
+@dataclass(frozen=True)
+class NetworkRow:
+    """One published figure against its predictions (ms per batch)."""
+
+    network: str
+    batch_size: int
+    input_size: int
+    published_ms: float
+    before_ms: float  # assumed (uncalibrated) constants
+    fitted_ms: float  # in-sample: constants fitted on every figure
+    loo_ms: float  # held-out: constants fitted without this network
+    url: str
+
+    @property
+    def loo_ape(self) -> float:
+        return 100.0 * abs(self.loo_ms - self.published_ms) / self.published_ms
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """Calibration of one (backend, precision) of one device, with its held-out errors."""
+
+    device: str
+    backend: str
+    precision: str
+    constants: RooflineConstants
+    rows: tuple[NetworkRow, ...]
+    summary: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pair(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+
+def _summary(pub: np.ndarray, before: np.ndarray, fitted: np.ndarray, loo: np.ndarray) -> dict:
+    ok = np.isfinite(loo)
+    loo_ape = _ape(loo[ok], pub[ok]) if ok.any() else np.array([math.nan])
+    return {
+        "loo_median_ape": float(np.median(loo_ape)),
+        "loo_max_ape": float(np.max(loo_ape)),
+        "loo_tau": _tau(loo, pub),
+        "fit_median_ape": float(np.median(_ape(fitted, pub))),
+        "fit_tau": _tau(fitted, pub),
+        "before_median_ape": float(np.median(_ape(before, pub))),
+        "before_max_ape": float(np.max(_ape(before, pub))),
+        "before_tau": _tau(before, pub),
+    }
+
+
+def calibrate_pair(
+    profile: DeviceProfile, entries: list[ReferenceEntry], cache: NetCache
+) -> PairResult:
+    """Fit one pair's constants on ``entries`` (same backend and precision, >= 3 of them)."""
+    e0 = entries[0]
+    pair = FigureSet(profile, e0.precision, tuple(entries), tuple(cache.costs(e) for e in entries))
+    loo = _loo(pair, memory_term=False)
+    memory_term = False
+    if len(entries) >= _MEMORY_TERM_MIN:
+        loo_m = _loo(pair, memory_term=True)
+        if np.nanmedian(_ape(loo_m, pair.published)) <= (
+            np.nanmedian(_ape(loo, pair.published)) - _MEMORY_TERM_GAIN
+        ):
+            loo, memory_term = loo_m, True
+    c = fit_constants(pair, memory_term=memory_term)
+    before = pair.predict(
+        RooflineConstants(profile.efficiency.value, profile.layer_overhead_s.value)
+    )
+    fitted = pair.predict(c)
+    rows = tuple(
+        NetworkRow(e.network, e.batch_size, e.input_size, e.batch_latency_ms, float(b), float(f),
+                   float(h), e.source.url)
+        for e, b, f, h in zip(entries, before, fitted, loo, strict=True)
+    )  # fmt: skip
+    summary = _summary(pair.published, before, fitted, loo)
+    return PairResult(profile.name, e0.backend, e0.precision, c, rows, summary)
+
+
+def calibrate(
+    profile: DeviceProfile,
+    ref: ReferenceFile,
+    cache: NetCache | None = None,
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> tuple[list[PairResult], list[str]]:
+    """Calibrate every (backend, precision) of ``ref`` (or only the one asked for).
+
+    Returns:
+        the results, and one line per pair refused for having fewer than 3 figures.
+    """
+    cache = cache or NetCache()
+    groups: dict[tuple[str, str], list[ReferenceEntry]] = {}
+    for e in ref.entries:
+        if (backend or e.backend) == e.backend and (precision or e.precision) == e.precision:
+            groups.setdefault((e.backend, e.precision), []).append(e)
+    if not groups:
+        have = sorted({e.pair for e in ref.entries})
+        raise LatencyTableError(
+            f"{profile.name}: no published figure for {backend or '*'}/{precision or '*'}; "
+            f"the reference file has: {', '.join(have)}"
+        )
+    results, refused = [], []
+    for (b, p), entries in sorted(groups.items()):
+        if len(entries) < MIN_FIGURES:
+            refused.append(
+                f"{profile.name} {b}/{p}: {len(entries)} published figure(s), need at least "
+                f"{MIN_FIGURES} to fit and check 2 constants; not calibrated"
+            )
+            continue
+        results.append(calibrate_pair(profile, entries, cache))
+    return results, refused
+
+
+def to_calibrated(result: PairResult) -> Calibrated:
+    """The profile's ``calibrated`` entry for ``result`` (source names every URL used)."""
+    urls = ", ".join(dict.fromkeys(r.url for r in result.rows))
+    day = datetime.now(UTC).date().isoformat()
+    c = result.constants
+    return Calibrated(
+        efficiency=round(c.efficiency, 6),
+        layer_overhead_s=float(f"{c.layer_overhead_s:.4g}"),
+        memory_efficiency=None if c.memory_efficiency is None else round(c.memory_efficiency, 6),
+        source=(
+            f"calibrated on {result.n} published measurements ({result.backend}, "
+            f"{result.precision}; sources: {urls}) on {day}"
+        ),
+        loo_median_ape=round(result.summary["loo_median_ape"], 2),
+        n=result.n,
+    )
