@@ -208,7 +208,7 @@ def _pair_table(r: PairResult) -> Table:
     mem = f", memory efficiency {c.memory_efficiency:.3g}" if c.memory_efficiency else ""
     t = Table(
         title=f"{r.device} {r.pair}: {r.n} published figures -> efficiency {c.efficiency:.3g}, "
-        f"overhead {c.layer_overhead_s * 1e6:.3g} us/block{mem}"
+        f"overhead {c.layer_overhead_s * 1e6:.3g} us/layer{mem}"
     )
     for col in ("network", "batch", "input", "published ms", "before ms", "fitted ms",
                 "held-out ms", "held-out err %"):  # fmt: skip

@@ -1,11 +1,12 @@
 """Calibrate a device profile's roofline constants on its published reference latencies.
 
 Model (:mod:`.roofline`): a network of block calls ``b`` takes
-``sum_b max(F_b / (P x e), B_b / (W x m)) + n_blocks x o`` per batch, with ``P`` the profile's
-peak FLOP/s of the precision, ``W`` its memory bandwidth, ``F_b``/``B_b`` the block's FLOPs and
-bytes at the entry's batch and input size. Per ``(backend, precision)`` the free constants are
-fitted to that device's published figures of the pair: ``e`` (compute efficiency) and ``o``
-(per-block overhead: kernel launches, dispatch), plus a separate memory efficiency ``m`` only
+``sum_b [max(F_b / (P x e), B_b / (W x m)) + L_b x o]`` per batch, with ``P`` the profile's
+peak FLOP/s of the precision, ``W`` its memory bandwidth, ``F_b``/``B_b``/``L_b`` the block's
+FLOPs, bytes and weight layers at the entry's batch and input size. Per ``(backend, precision)``
+the free constants are fitted to that device's published figures of the pair: ``e`` (compute
+efficiency) and ``o`` (per-layer overhead: kernel launches, dispatch; the profile's
+``layer_overhead_s``), plus a separate memory efficiency ``m`` only
 when the data asks for it (see below); otherwise ``m = e``.
 
 Why log residuals: published figures span 1 ms to 100+ ms; least squares on
@@ -20,7 +21,8 @@ all figures of that network, e.g. from several sources or batch sizes, are left 
 The pair's summary is the median and max absolute % error of those held-out predictions and
 Kendall's tau between them and the published figures. The memory term is kept only with at
 least 6 figures and a held-out median error at least 2 points lower than without it. A pair with
-fewer than 3 figures is refused (2 constants cannot be checked on fewer).
+fewer than 3 figures, or with figures of a single network only, is refused (its constants could
+not be checked on a network the fit did not see).
 """
 
 from __future__ import annotations
@@ -261,7 +263,8 @@ def calibrate(
     """Calibrate every (backend, precision) of ``ref`` (or only the one asked for).
 
     Returns:
-        the results, and one line per pair refused for having fewer than 3 figures.
+        the results, and one line per pair refused as too thin (fewer than 3 figures, or one
+        network only).
     """
     cache = cache or NetCache()
     groups: dict[tuple[str, str], list[ReferenceEntry]] = {}
@@ -276,14 +279,25 @@ def calibrate(
         )
     results, refused = [], []
     for (b, p), entries in sorted(groups.items()):
-        if len(entries) < MIN_FIGURES:
-            refused.append(
-                f"{profile.name} {b}/{p}: {len(entries)} published figure(s), need at least "
-                f"{MIN_FIGURES} to fit and check 2 constants; not calibrated"
-            )
-            continue
-        results.append(calibrate_pair(profile, entries, cache))
+        why = _too_thin(entries)
+        if why:
+            refused.append(f"{profile.name} {b}/{p}: {why}; not calibrated")
+        else:
+            results.append(calibrate_pair(profile, entries, cache))
     return results, refused
+
+
+def _too_thin(entries: list[ReferenceEntry]) -> str:
+    """Why these figures cannot be fitted and checked ("" when they can)."""
+    nets = sorted({e.network for e in entries})
+    if len(entries) < MIN_FIGURES:
+        return (
+            f"{len(entries)} published figure(s), need at least {MIN_FIGURES} to fit and check "
+            "2 constants"
+        )
+    if len(nets) < 2:
+        return f"all {len(entries)} figures are of {nets[0]}: no network is left to check a fit on"
+    return ""
 
 
 def to_calibrated(result: PairResult) -> Calibrated:

@@ -4,7 +4,7 @@
 end-to-end measurements the profiler took (``calibration="affine"`` also fits a scale on the
 block sum; ``"none"`` uses the plain sum). A block with no row in the table
 is predicted by a roofline model from the device profile's published figures
-(``max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)) + per-block overhead``,
+(``max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)) + per-layer overhead``,
 :mod:`.roofline`); any estimate that used a predicted block is labelled ``predicted``, or
 ``predicted (calibrated)`` when every prediction it can use comes from calibrated constants
 (:func:`.models.combined_source`). ``backend`` may name a precision (``tensorrt/fp16``).
