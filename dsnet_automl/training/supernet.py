@@ -7,9 +7,12 @@ writes ``checkpoint.pt`` atomically after every epoch and when stopped (SIGTERM,
 
 Determinism: the model is initialised from ``cfg.seed``; the batch order of epoch ``e`` depends
 only on ``(seed, e)``; the random sub-nets and the view augmentation of step ``s`` come from
-generators seeded with ``(seed, s)``. With the model/teacher/optimizer/scheduler states in the
-checkpoint, a resumed run (even from the middle of an epoch) repeats the uninterrupted run
-exactly on CPU. The first Ctrl-C/SIGTERM finishes the current step, checkpoints and raises
+generators seeded with ``(seed, s)``. Two processes running the same config at the same torch
+thread count (``cfg.threads`` pins it) produce bit-identical weights on CPU; another thread
+count rounds differently and ends elsewhere, as another seed would. With the
+model/teacher/optimizer/scheduler states in the checkpoint, a resumed run (even from the
+middle of an epoch) repeats the uninterrupted run exactly on CPU. The first Ctrl-C/SIGTERM
+finishes the current step, checkpoints and raises
 :class:`~dsnet_automl.errors.TrainingInterrupted`; a second Ctrl-C aborts at once.
 
 Data-parallel: launched under an initialised ``torch.distributed`` group (Ray Train's
@@ -41,6 +44,7 @@ from ..config import SliceSpace, SubnetConfig
 from ..data import ArrayDataset, load_dataset, make_loaders
 from ..errors import CheckpointError, DsnetError, TrainingInterrupted
 from ..factory import create_supernet, load_space
+from ..latency import pinned_threads
 from .checkpoint import capture_rng, load_checkpoint, save_checkpoint
 from .config import RUNTIME_FIELDS, TrainConfig
 from .distributed import Shard, broadcast_state
@@ -357,8 +361,15 @@ def train_supernet(
         TrainingInterrupted: stopped by SIGTERM/Ctrl-C (after writing the checkpoint), or the
             loss became non-finite (the last epoch's checkpoint is kept).
     """
+    with pinned_threads(cfg.threads):  # the process's count is restored afterwards
+        return _train_supernet(cfg, Path(out_dir), resume, report, max_steps)
+
+
+def _train_supernet(
+    cfg: TrainConfig, out: Path, resume: bool, report: Report | None, max_steps: int | None
+) -> TrainResult:
     t_start = time.perf_counter()
-    shard, out = Shard.current(), Path(out_dir)
+    shard = Shard.current()
     shard.local_batch(cfg.batch_size)  # fail early on a batch the ranks cannot split
     resolve_device(cfg.device, shard)  # fail early on a device that is not there
     space = load_space(cfg.space)
