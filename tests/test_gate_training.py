@@ -202,3 +202,38 @@ def test_cli_train_eval_export(stage1_checkpoint, tmp_path):
     assert (out / "export" / "gate.onnx").is_file()
     r = runner.invoke(app, ["train-gate", str(stage1_checkpoint), "--routes", "1"])
     assert r.exit_code == 1 and "at least 2 routes" in r.output
+
+
+def test_signal_mid_epoch_checkpoints_raises_and_resumes_bit_exactly(tmp_path, monkeypatch):
+    """The loop's one interrupt rule, on the gate: SIGTERM finishes the step, writes the
+    checkpoint at that step, raises TrainingInterrupted; resume equals the uninterrupted run
+    (weights and every epoch's metrics)."""
+    import os
+    import signal
+
+    from dsnet_automl.errors import TrainingInterrupted
+    from dsnet_automl.training import gate as gate_mod
+
+    full = fresh_dyn()
+    ref = train_gate(full, cfg(), tmp_path / "full", data=DATA)
+    calls = {"n": 0}
+    real = gate_mod.gate_loss
+
+    def loss_then_signal(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # inside epoch 1, before its last step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(gate_mod, "gate_loss", loss_then_signal)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train_gate(fresh_dyn(), cfg(), tmp_path / "sig", data=DATA)
+    ck = torch.load(tmp_path / "sig" / "gate_train.ckpt", weights_only=True)
+    assert (ck["epoch"], ck["step_in_epoch"], ck["global_step"]) == (0, 2, 2)
+    monkeypatch.setattr(gate_mod, "gate_loss", real)
+    resumed = fresh_dyn()
+    res = train_gate(resumed, cfg(), tmp_path / "sig", data=DATA, resume=True)
+    for k, v in full.gate.state_dict().items():
+        assert torch.equal(v, resumed.gate.state_dict()[k]), k
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in res.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in ref.history]

@@ -120,3 +120,18 @@ def test_lower_layers_import_nothing_above_them():
     for low in ("dsnet_automl.config", "dsnet_automl.slicing", "dsnet_automl.supernets"):
         bad = sorted(x for x in reach(low) if x.startswith(above))
         assert bad == [], f"{low} reaches {bad}"
+
+
+def test_training_functions_stay_small():
+    """Issue 17: the trainers share training/loop.py instead of each growing one long
+    function; no function in training/ is over 80 lines."""
+    import dsnet_automl.training as training
+
+    long = []
+    for path in sorted(Path(training.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    long.append(f"{path.name}:{node.name} ({n} lines)")
+    assert long == []

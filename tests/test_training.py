@@ -354,3 +354,30 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path):
     assert ckpt["config"]["epochs"] == 2 and ckpt["epoch"] == 2
     with pytest.raises(CheckpointError, match="already trained 2 of 2 epochs; give --epochs >= 2"):
         train_supernet(_cfg(epochs=1), out, resume=True)
+
+
+def test_signal_mid_epoch_resumes_with_the_same_epoch_metrics(tmp_path, monkeypatch):
+    """SIGTERM inside an epoch: checkpoint at that step (with the epoch's running sums),
+    TrainingInterrupted, and the resumed run's weights and epoch losses equal the
+    uninterrupted run's (the same loop as the gate's, see training/loop.py)."""
+    from dsnet_automl.training import supernet as sn
+
+    full = train_supernet(_cfg(), tmp_path / "full")
+    calls = {"n": 0}
+    real = sn._train_step
+
+    def step_then_signal(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sn, "_train_step", step_then_signal)
+    with pytest.raises(TrainingInterrupted, match="epoch 1, step 2"):
+        train_supernet(_cfg(), tmp_path / "sig")
+    ck = _state(tmp_path / "sig" / "checkpoint.pt")
+    assert (ck["epoch"], ck["step_in_epoch"]) == (0, 2) and ck["epoch_sums"]["steps"] == 2
+    monkeypatch.setattr(sn, "_train_step", real)
+    res = train_supernet(_cfg(), tmp_path / "sig", resume=True)
+    _assert_same(_state(full.checkpoint), _state(res.checkpoint))
+    assert [h["loss"] for h in res.history] == [h["loss"] for h in full.history]

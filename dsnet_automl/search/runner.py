@@ -16,11 +16,19 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..errors import TrainingInterrupted
 from .objective import TrialContext, run_trial
 from .route_menu import Knowledge, learn, route_menu
 from .static import run_static, run_static_attention
 from .static_front import write_front_csv
-from .study import budget_left, ensure_supernet, make_objective, open_study, requeue_unfinished
+from .study import (
+    INTERRUPTED,
+    budget_left,
+    ensure_supernet,
+    make_objective,
+    open_study,
+    requeue_unfinished,
+)
 from .study_config import StudyConfig
 
 __all__ = ["SearchResult", "counts", "run_search"]
@@ -140,6 +148,9 @@ def run_search(
 
             # failed trials use budget in this session so a broken setup cannot loop forever
             s.optimize(objective, n_trials=left, catch=(Exception,), callbacks=[cb])
+        last = s.get_trials(deepcopy=False)[-1:]
+        if last and last[0].user_attrs.get(INTERRUPTED):
+            raise TrainingInterrupted(str(last[0].user_attrs.get("error")))
     static = att = None
     if study.static_trials:
         static = run_static(study, ctx, db=db, front=know.front if know else None)

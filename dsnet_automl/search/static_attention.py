@@ -17,7 +17,6 @@ import torch
 
 from ..config import RouteSpace, SubnetConfig
 from ..data import eval_loaders
-from ..errors import TrainingInterrupted
 from ..routing import DynamicNet
 from ..supernets.base import Supernet
 from ..training.gate import GateTrainConfig, evaluate_dynamic, train_gate
@@ -91,11 +90,6 @@ def train_static_attention(
             progress=False,
         )
         res = train_gate(dyn, train_cfg, out_dir, data=data, resume=True)
-        if res.interrupted or not res.history:
-            raise TrainingInterrupted(
-                f"static+attention training in {str(out_dir)!r} stopped after epoch "
-                f"{res.epochs_done}/{epochs}; call again with the same out_dir to resume"
-            )
         _, test_loader = eval_loaders(
             data, tuple(supernet.input_size), seed, model=supernet.space.supernet
         )

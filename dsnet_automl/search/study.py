@@ -20,13 +20,14 @@ import optuna
 from optuna.trial import TrialState
 
 from .._db import sqlite_file
-from ..errors import StudyError
+from ..errors import StudyError, TrainingInterrupted
 from .objective import TrialContext, run_trial
 from .pareto import LATENCY_EXCESS
 from .space import TrialParams, suggest
 from .study_config import StudyConfig
 
 __all__ = [
+    "INTERRUPTED",
     "DIRECTIONS",
     "budget_left",
     "ensure_supernet",
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 DIRECTIONS = ("maximize", "minimize")  # accuracy, latency_ms
+INTERRUPTED = "stopped_by_signal"  # user attr of a trial stopped by SIGINT/SIGTERM
 optuna.logging.set_verbosity(logging.WARNING)
 
 
@@ -199,6 +201,13 @@ def make_objective(
         try:
             out = trial_fn(ctx, params, trial_dir, report=report)
         except optuna.TrialPruned:
+            raise
+        except TrainingInterrupted as e:
+            # Ctrl-C/SIGTERM reached the gate training (its checkpoint is written): this trial
+            # is recorded FAIL (a resumed study re-queues it) and the study stops here
+            trial.set_user_attr("error", f"interrupted: {e}")
+            trial.set_user_attr(INTERRUPTED, True)
+            trial.study.stop()
             raise
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e)[:300]}")

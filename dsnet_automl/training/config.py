@@ -11,8 +11,9 @@ from ..defaults import DEFAULT_DATA, DEFAULT_SPACE
 
 __all__ = ["RUNTIME_FIELDS", "TrainConfig"]
 
-# fields that may differ between a run and its resumption (they do not change the result on CPU)
-RUNTIME_FIELDS = frozenset({"device", "num_workers", "progress"})
+# fields that may differ between a run and its resumption (they do not change the result on CPU;
+# ``threads`` changes only float rounding, so a resume under another count is allowed)
+RUNTIME_FIELDS = frozenset({"device", "num_workers", "progress", "threads"})
 
 
 class TrainConfig(BaseModel):
@@ -73,6 +74,13 @@ class TrainConfig(BaseModel):
     )
 
     seed: int = 0
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads during the run (None: the process's count). On CPU a "
+        "run is bit-repeatable across processes at the same count only: another count sums "
+        "in another order, and training amplifies that rounding like another seed",
+    )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     amp: bool = Field(True, description="mixed precision + channels_last on CUDA")
     num_workers: int = Field(0, ge=0)

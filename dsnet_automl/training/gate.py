@@ -18,32 +18,32 @@ dynamic trial) the SGS CE and the cost penalty are constant, so only the attenti
 (``fc1``, ``fc2``) stays bit-identical to its init (no AdamW weight decay either). See
 ``GateTrainConfig.train_slimming``.
 
-Only gate weights train. Checkpoints (gate, optimizer, epoch, RNG) are written atomically each
-epoch and on SIGINT/SIGTERM; ``resume=True`` continues from the last one.
+Only gate weights train. The loop is Stage I's (:mod:`.loop`): checkpoints (gate, optimizer,
+position, RNG) are written atomically each epoch and on SIGINT/SIGTERM, which then raises
+:class:`~dsnet_automl.errors.TrainingInterrupted`; ``resume=True`` continues from the exact step.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
 from .._io import atomic_path
 from ..config import RouteSpace
-from ..data import epoch_sampler, load_dataset, make_loaders
+from ..data import load_dataset, make_loaders
 from ..errors import CheckpointError, SearchSpaceError
 from ..routing import DynamicNet
-from .checkpoint import capture_rng, restore_rng
-from .signals import StopFlag, graceful_signals
+from .checkpoint import capture_rng
+from .loop import LoopState, StepProgress, run_epochs
 from .supernet import resolve_device
 
 __all__ = [
@@ -94,7 +94,6 @@ class GateTrainResult:
     out_dir: Path
     epochs_done: int
     history: list[dict[str, Any]] = field(default_factory=list)
-    interrupted: bool = False
 
 
 @torch.no_grad()
@@ -213,39 +212,23 @@ def evaluate_dynamic(dyn: DynamicNet, loader, device: torch.device) -> dict[str,
     }
 
 
-def _save(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+@dataclass
+class _GateRun:
+    """What one Stage II run builds before its first step."""
+
+    dyn: DynamicNet
+    cfg: GateTrainConfig
+    device: torch.device
+    loaders: tuple[Any, Any]  # train, val
+    opt: torch.optim.Optimizer
+    sched: Any
+    costs: Tensor
+    target: float
+    slim: bool
 
 
-def _ckpt(dyn: DynamicNet, opt, sched, epoch: int, history: list, cfg: GateTrainConfig) -> dict:
-    return {
-        "format": "dsnet_automl.stage2",
-        "gate": dyn.gate.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "epoch": epoch,
-        "history": history,
-        "config": cfg.model_dump(),
-        "routes": dyn.route_space.to_dict(),
-        "rng": capture_rng(),
-    }
-
-
-def train_gate(
-    dyn: DynamicNet,
-    cfg: GateTrainConfig,
-    out_dir: str | Path,
-    *,
-    data: str,
-    resume: bool = False,
-    report: Callable[[dict[str, Any]], None] | None = None,
-) -> GateTrainResult:
-    """Train ``dyn.gate`` in place with SGS; writes ``gate_train.ckpt`` and the bundle
-    (:meth:`DynamicNet.save`) to ``out_dir``. ``report`` gets each epoch's metrics (Ray/Optuna
-    use it for intermediate values and pruning)."""
-    out_dir = Path(out_dir)
-    ckpt_path = out_dir / "gate_train.ckpt"
+def _build(dyn: DynamicNet, cfg: GateTrainConfig, data: str) -> _GateRun:
+    """Freeze the supernet, load the data, build the gate's optimizer and schedule."""
     slim = trains_slimming(dyn, cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -260,77 +243,111 @@ def train_gate(
     costs = torch.tensor(dyn.route_costs(), dtype=torch.float32, device=device)
     target = cfg.target_cost or float(costs[-1])
     dyn.gate.tau = cfg.tau
-    start, history = 0, []
+    return _GateRun(dyn, cfg, device, (train_loader, val_loader), opt, sched, costs, target, slim)
+
+
+def _restore(run: _GateRun, ck: dict[str, Any], path: Path) -> LoopState:
+    """Load a gate-training checkpoint into ``run`` (its RNG is restored by the loop);
+    -> where it stands."""
+    run.dyn.gate.load_state_dict(ck["gate"])
+    try:
+        run.opt.load_state_dict(ck["optimizer"])
+    except ValueError:
+        raise CheckpointError(
+            f"gate checkpoint {str(path)!r} optimises other gate parameters "
+            f"(train_slimming now {run.slim}); use another --out directory or the same "
+            "train_slimming"
+        ) from None
+    run.sched.load_state_dict(ck["scheduler"])
+    state = LoopState.from_dict(ck)
+    if "global_step" not in ck:  # written before mid-epoch checkpoints existed
+        state.global_step = state.epoch * len(run.loaders[0])
+    return state
+
+
+def _checkpoint(run: _GateRun, state: LoopState) -> dict[str, Any]:
+    return {
+        "format": "dsnet_automl.stage2",
+        "gate": run.dyn.gate.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "config": run.cfg.model_dump(),
+        "routes": run.dyn.route_space.to_dict(),
+        "rng": capture_rng(),
+        **state.to_dict(),
+    }
+
+
+def _gate_step(run: _GateRun, batch: Any, state: LoopState) -> dict[str, float]:
+    x, y = (t.to(run.device) for t in batch[:2])
+    loss, st = gate_loss(run.dyn, x, y, run.costs, run.cfg, run.target, slim=run.slim)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    return {"loss": float(loss.detach()), "cost": st["cost"], "samples": len(y)}
+
+
+def _gate_end_epoch(run: _GateRun, state: LoopState) -> dict[str, Any]:
+    run.sched.step()
+    val = evaluate_dynamic(run.dyn, run.loaders[1], run.device)
+    return {
+        "epoch": state.epoch + 1,
+        "loss": state.mean("loss"),
+        "train_cost": state.mean("cost"),
+        "val_top1": val["top1"],
+        "val_avg_cost": val["avg_cost"],
+        "route_hist": val["route_hist"],
+        "seconds": state.sums.get("seconds", 0.0),
+    }
+
+
+def train_gate(
+    dyn: DynamicNet,
+    cfg: GateTrainConfig,
+    out_dir: str | Path,
+    *,
+    data: str,
+    resume: bool = False,
+    report: Callable[[dict[str, Any]], None] | None = None,
+) -> GateTrainResult:
+    """Train ``dyn.gate`` in place with SGS; writes ``gate_train.ckpt`` (every epoch and on a
+    stop) and, when done, the bundle (:meth:`DynamicNet.save`) to ``out_dir``. ``report`` gets
+    each epoch's metrics (Ray/Optuna use it for intermediate values and pruning).
+
+    ``resume`` continues from ``gate_train.ckpt`` when it exists (else starts afresh), from
+    the exact step it stopped at: the same loop and interrupt rule as Stage I (:mod:`.loop`).
+
+    Raises:
+        TrainingInterrupted: SIGINT/SIGTERM, after writing the checkpoint (no bundle yet).
+        CheckpointError: a checkpoint of another route space or gate parameter set.
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "gate_train.ckpt"
+    run = _build(dyn, cfg, data)
+    ck = None
     if resume and ckpt_path.exists():
         ck = load_checkpoint_stage2(ckpt_path, dyn.route_space)
-        dyn.gate.load_state_dict(ck["gate"])
-        try:
-            opt.load_state_dict(ck["optimizer"])
-        except ValueError:
-            raise CheckpointError(
-                f"gate checkpoint {str(ckpt_path)!r} optimises other gate parameters "
-                f"(train_slimming now {slim}); use another --out directory or the same "
-                "train_slimming"
-            ) from None
-        sched.load_state_dict(ck["scheduler"])
-        start, history = int(ck["epoch"]), list(ck["history"])
-        restore_rng(ck["rng"])
-    flag = StopFlag()
-    interrupted = False
-    progress = Progress(
-        TextColumn("gate epoch {task.fields[epoch]}/{task.total}"),
-        BarColumn(),
-        TextColumn("loss {task.fields[loss]:.3f} cost {task.fields[cost]:.3g}"),
-        TimeRemainingColumn(),
-        disable=not cfg.progress,
-    )
-    with graceful_signals(flag), progress:
-        task = progress.add_task(
-            "gate", total=cfg.epochs, completed=start, epoch=start, loss=0.0, cost=0.0
-        )
-        for epoch in range(start, cfg.epochs):
-            dyn.gate.train()
-            epoch_sampler(train_loader).set_epoch(epoch)
-            t0, tot, nb, cost_sum = time.perf_counter(), 0.0, 0, 0.0
-            for x, y, *_ in train_loader:
-                x, y = x.to(device), y.to(device)
-                loss, st = gate_loss(dyn, x, y, costs, cfg, target, slim=slim)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                tot, nb, cost_sum = tot + float(loss.detach()), nb + 1, cost_sum + st["cost"]
-                if flag.signum is not None:
-                    break
-            if flag.signum is not None:
-                interrupted = True
-                _save(ckpt_path, _ckpt(dyn, opt, sched, epoch, history, cfg))
-                break
-            sched.step()
-            val = evaluate_dynamic(dyn, val_loader, device)
-            row = {
-                "epoch": epoch + 1,
-                "loss": tot / max(1, nb),
-                "train_cost": cost_sum / max(1, nb),
-                "val_top1": val["top1"],
-                "val_avg_cost": val["avg_cost"],
-                "route_hist": val["route_hist"],
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(row)
-            _save(ckpt_path, _ckpt(dyn, opt, sched, epoch + 1, history, cfg))
-            progress.update(
-                task, advance=1, epoch=epoch + 1, loss=row["loss"], cost=row["val_avg_cost"]
-            )
-            if report is not None:
-                report(row)
+    state = _restore(run, ck, ckpt_path) if ck is not None else LoopState()
+    dyn.gate.train()
+
+    def save(st: LoopState) -> None:
+        with atomic_path(ckpt_path) as tmp:
+            torch.save(_checkpoint(run, st), tmp)
+
+    bar = StepProgress("gate", cfg.epochs, len(run.loaders[0]), cfg.progress)
+    run_epochs(
+        state, run.loaders[0], epochs=cfg.epochs, step=partial(_gate_step, run),
+        end_epoch=partial(_gate_end_epoch, run), save=save, progress=bar, where=str(ckpt_path),
+        report=report, rng=ck["rng"] if ck is not None else None,
+    )  # fmt: skip
+    history = state.history
     dyn.save(
         out_dir,
         metrics=history[-1] if history else None,
         train_config=cfg.model_dump(),
         data=data,
     )
-    done = history[-1]["epoch"] if history else start
-    return GateTrainResult(out_dir, done, history, interrupted)
+    return GateTrainResult(out_dir, history[-1]["epoch"] if history else state.epoch, history)
 
 
 def load_checkpoint_stage2(path: Path, routes: RouteSpace) -> dict[str, Any]:

@@ -112,11 +112,8 @@ def tune_supernet(
     Raises:
         CheckpointError: a fresh run over an existing experiment, or resume without one.
         DsnetError: no trial finished (every trial failed), bad options.
+        TrainingInterrupted: the sweep stopped before every trial ended (resume continues it).
     """
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
     from ..ray_session import ray_session, storage_uri
 
     t0 = time.perf_counter()
@@ -126,7 +123,42 @@ def tune_supernet(
     exp_path = f"{storage.rstrip('/')}/{opts.name}"
     base_dict = base.model_dump()
     param_space = space.param_space()
-    tuned = list(param_space)
+    trainable, per_trial = _trainable(base, opts, storage)
+    # a local Ray advertises one spare logical CPU for the data-parallel trials' drivers
+    spare = 1 if opts.workers_per_trial > 1 else 0
+    with ray_session(opts.address, num_cpus=(os.cpu_count() or 1) + spare):
+        if _experiment_exists(exp_path, resume):
+            from ray import tune
+
+            tuner = tune.Tuner.restore(
+                exp_path, trainable=trainable, resume_errored=True, resume_unfinished=True
+            )
+        else:
+            max_epochs = max(space.epochs or [base.epochs])
+            tuner = _new_tuner(trainable, param_space, max_epochs, opts, storage, per_trial, spare)
+        grid = tuner.fit()
+        table = _trials_table(grid, list(param_space))
+        best = _best_trial(grid, table, out, opts, resume, exp_path)
+        best_dir = out / "best"
+        _copy_best(best, best_dir)
+    tuned = {k: best.config.get(k) for k in param_space}
+    best_cfg = trial_config(base_dict, {k: v for k, v in tuned.items() if k in best.config})
+    atomic_write_text(out / "trials.csv", table.to_csv(index=False))
+    atomic_write_text(out / "best.yaml", _best_yaml(best, tuned, best_dir, best_cfg))
+    best_metrics = {
+        k: v for k, v in best.metrics.items() if isinstance(v, int | float | str | bool)
+    }
+    return TuneResult(
+        best_cfg, best_dir / "checkpoint.pt", best_metrics, table, time.perf_counter() - t0,
+        exp_path,
+    )  # fmt: skip
+
+
+def _trainable(base: TrainConfig, opts: TuneOptions, storage: str) -> tuple[Any, float]:
+    """The Tune trainable with its resources, and the CPUs one trial holds."""
+    from ray import tune
+
+    base_dict = base.model_dump()
     if opts.workers_per_trial > 1:
         if base.batch_size % opts.workers_per_trial:
             raise DsnetError(
@@ -138,130 +170,128 @@ def tune_supernet(
         )
         # the trial itself only drives (sleeps in fit()); its Train workers hold the CPUs/GPUs
         trainable = tune.with_resources(trainable, {"cpu": _DRIVER_CPU})
-        per_trial = opts.workers_per_trial * opts.cpus_per_worker
+        return trainable, opts.workers_per_trial * opts.cpus_per_worker
+    trainable = tune.with_parameters(
+        local_trial, base=base_dict, threads=opts.threads, storage=storage
+    )
+    res = {"cpu": opts.cpus_per_worker}
+    if opts.gpus_per_worker:
+        res["gpu"] = opts.gpus_per_worker
+    return tune.with_resources(trainable, res), opts.cpus_per_worker
 
-    else:
-        trainable = tune.with_parameters(
-            local_trial, base=base_dict, threads=opts.threads, storage=storage
+
+def _experiment_exists(exp_path: str, resume: bool) -> bool:
+    """Whether to restore: refuses resume without an experiment and a fresh run over one."""
+    from ray import tune
+
+    exists = tune.Tuner.can_restore(exp_path)
+    if resume and not exists:
+        raise CheckpointError(
+            f"no Tune experiment at {exp_path!r} to resume; run without --resume to start"
         )
-        res = {"cpu": opts.cpus_per_worker}
-        if opts.gpus_per_worker:
-            res["gpu"] = opts.gpus_per_worker
-        trainable = tune.with_resources(trainable, res)
-        per_trial = opts.cpus_per_worker
+    if exists and not resume:
+        raise CheckpointError(
+            f"{exp_path!r} already holds a Tune experiment; pass --resume to continue it "
+            "or choose another --out"
+        )
+    return exists
 
-    # a local Ray advertises one spare logical CPU for the data-parallel trials' drivers
-    spare = 1 if opts.workers_per_trial > 1 else 0
-    with ray_session(opts.address, num_cpus=(os.cpu_count() or 1) + spare):
-        import ray
 
-        exists = tune.Tuner.can_restore(exp_path)
-        if resume and not exists:
-            raise CheckpointError(
-                f"no Tune experiment at {exp_path!r} to resume; run without --resume to start"
-            )
-        if exists and not resume:
-            raise CheckpointError(
-                f"{exp_path!r} already holds a Tune experiment; pass --resume to continue it "
-                "or choose another --out"
-            )
-        if resume:
-            tuner = tune.Tuner.restore(
-                exp_path, trainable=trainable, resume_errored=True, resume_unfinished=True
-            )
-        else:
-            cpus = ray.cluster_resources().get("CPU", 1) - spare
-            concurrent = opts.concurrent or max(1, int(cpus // per_trial))
-            max_epochs = max(space.epochs or [base.epochs])
-            asha = graceful_asha if opts.workers_per_trial > 1 else ASHAScheduler
-            scheduler = (
-                asha(
-                    time_attr="epoch",
-                    max_t=max_epochs,
-                    grace_period=min(opts.grace_period, max_epochs),
-                    reduction_factor=opts.reduction_factor,
-                )
-                if opts.asha
-                else None
-            )
-            searcher = (
-                OptunaSearch(seed=opts.seed)
-                if any(not _fixed(v) for v in param_space.values())
-                else None
-            )
-            tuner = tune.Tuner(
-                trainable,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    metric=METRIC,
-                    mode="max",
-                    num_samples=opts.samples,
-                    max_concurrent_trials=concurrent,
-                    scheduler=scheduler,
-                    search_alg=searcher,
-                    # single-process trials reuse their actor (no new process, no re-import
-                    # of torch/timm per trial); a data-parallel trial needs a fresh one: a
-                    # finished Train run's placement group is released when its driver exits
-                    reuse_actors=opts.workers_per_trial == 1,
-                ),
-                run_config=tune.RunConfig(
-                    name=opts.name,
-                    storage_path=storage,
-                    verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                ),
-            )
-        grid = tuner.fit()
-        table = _trials_table(grid, tuned)
-        finished = grid.num_terminated + grid.num_errors
-        if finished < len(grid) or (not resume and finished < opts.samples):
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "trials.csv", table.to_csv(index=False))
-            raise TrainingInterrupted(
-                f"Tune sweep interrupted with {grid.num_terminated} of {opts.samples} trials "
-                f"finished (state in {exp_path}); continue it with --tune --resume"
-            )
-        ok = [r for r in grid if not r.error and (r.metrics or {}).get(METRIC) is not None]
-        if not ok:
-            errs = "; ".join(str(r.error).splitlines()[0][:200] for r in grid if r.error)
-            raise DsnetError(f"no Stage I trial finished ({len(grid)} trials); errors: {errs}")
-        best = max(ok, key=lambda r: r.metrics[METRIC])
-        ckpt = _checkpoint_of(best)
-        if ckpt is None:
-            raise DsnetError(f"best trial {best.path} has no checkpoint")
-        best_dir = out / "best"
-        if best_dir.exists():
-            shutil.rmtree(best_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.to_directory(str(best_dir))
-    best_cfg = trial_config(base_dict, {k: best.config[k] for k in tuned if k in best.config})
-    best_metrics = {
-        k: v for k, v in best.metrics.items() if isinstance(v, int | float | str | bool)
-    }
-    atomic_write_text(out / "trials.csv", table.to_csv(index=False))
-    atomic_write_text(
-        out / "best.yaml",
-        yaml.safe_dump(
-            {
-                "metric": METRIC,
-                "value": float(best.metrics[METRIC]),
-                "epoch": int(best.metrics.get("epoch", 0)),
-                "tuned": {k: best.config.get(k) for k in tuned},
-                "checkpoint": str(best_dir / "checkpoint.pt"),
-                "trial_path": best.path,
-                "config": best_cfg.model_dump(),
-            },
-            sort_keys=False,
+def _new_tuner(
+    trainable: Any,
+    param_space: dict[str, Any],
+    max_epochs: int,
+    opts: TuneOptions,
+    storage: str,
+    per_trial: float,
+    spare: int,
+) -> Any:
+    """A fresh Tuner: ASHA on epochs (graceful for data-parallel trials), seeded TPE."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    cpus = ray.cluster_resources().get("CPU", 1) - spare
+    concurrent = opts.concurrent or max(1, int(cpus // per_trial))
+    asha = graceful_asha if opts.workers_per_trial > 1 else ASHAScheduler
+    scheduler = None
+    if opts.asha:
+        scheduler = asha(
+            time_attr="epoch",
+            max_t=max_epochs,
+            grace_period=min(opts.grace_period, max_epochs),
+            reduction_factor=opts.reduction_factor,
+        )
+    tuned = any(not _fixed(v) for v in param_space.values())
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode="max",
+            num_samples=opts.samples,
+            max_concurrent_trials=concurrent,
+            scheduler=scheduler,
+            search_alg=OptunaSearch(seed=opts.seed) if tuned else None,
+            # single-process trials reuse their actor (no new process, no re-import of
+            # torch/timm per trial); a data-parallel trial needs a fresh one: a finished
+            # Train run's placement group is released when its driver exits
+            reuse_actors=opts.workers_per_trial == 1,
+        ),
+        run_config=tune.RunConfig(
+            name=opts.name,
+            storage_path=storage,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
-    return TuneResult(
-        best_cfg,
-        best_dir / "checkpoint.pt",
-        best_metrics,
-        table,
-        time.perf_counter() - t0,
-        exp_path,
+
+
+def _best_trial(
+    grid: Any, table: pd.DataFrame, out: Path, opts: TuneOptions, resume: bool, exp_path: str
+) -> Any:
+    """The finished trial with the best ``METRIC``; an unfinished sweep writes its table and
+    raises :class:`TrainingInterrupted`, a sweep where no trial finished :class:`DsnetError`."""
+    finished = grid.num_terminated + grid.num_errors
+    if finished < len(grid) or (not resume and finished < opts.samples):
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "trials.csv", table.to_csv(index=False))
+        raise TrainingInterrupted(
+            f"Tune sweep interrupted with {grid.num_terminated} of {opts.samples} trials "
+            f"finished (state in {exp_path}); continue it with --tune --resume"
+        )
+    ok = [r for r in grid if not r.error and (r.metrics or {}).get(METRIC) is not None]
+    if not ok:
+        errs = "; ".join(str(r.error).splitlines()[0][:200] for r in grid if r.error)
+        raise DsnetError(f"no Stage I trial finished ({len(grid)} trials); errors: {errs}")
+    return max(ok, key=lambda r: r.metrics[METRIC])
+
+
+def _copy_best(best: Any, best_dir: Path) -> None:
+    """The best trial's last checkpoint into ``best_dir`` (replacing an older copy)."""
+    ckpt = _checkpoint_of(best)
+    if ckpt is None:
+        raise DsnetError(f"best trial {best.path} has no checkpoint")
+    if best_dir.exists():
+        shutil.rmtree(best_dir)
+    best_dir.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.to_directory(str(best_dir))
+
+
+def _best_yaml(best: Any, tuned: dict[str, Any], best_dir: Path, cfg: TrainConfig) -> str:
+    return yaml.safe_dump(
+        {
+            "metric": METRIC,
+            "value": float(best.metrics[METRIC]),
+            "epoch": int(best.metrics.get("epoch", 0)),
+            "tuned": tuned,
+            "checkpoint": str(best_dir / "checkpoint.pt"),
+            "trial_path": best.path,
+            "config": cfg.model_dump(),
+        },
+        sort_keys=False,
     )
 
 

@@ -7,9 +7,12 @@ writes ``checkpoint.pt`` atomically after every epoch and when stopped (SIGTERM,
 
 Determinism: the model is initialised from ``cfg.seed``; the batch order of epoch ``e`` depends
 only on ``(seed, e)``; the random sub-nets and the view augmentation of step ``s`` come from
-generators seeded with ``(seed, s)``. With the model/teacher/optimizer/scheduler states in the
-checkpoint, a resumed run (even from the middle of an epoch) repeats the uninterrupted run
-exactly on CPU. The first Ctrl-C/SIGTERM finishes the current step, checkpoints and raises
+generators seeded with ``(seed, s)``. Two processes running the same config at the same torch
+thread count (``cfg.threads`` pins it) produce bit-identical weights on CPU; another thread
+count rounds differently and ends elsewhere, as another seed would. With the
+model/teacher/optimizer/scheduler states in the checkpoint, a resumed run (even from the
+middle of an epoch) repeats the uninterrupted run exactly on CPU. The first Ctrl-C/SIGTERM
+finishes the current step, checkpoints and raises
 :class:`~dsnet_automl.errors.TrainingInterrupted`; a second Ctrl-C aborts at once.
 
 Data-parallel: launched under an initialised ``torch.distributed`` group (Ray Train's
@@ -38,17 +41,18 @@ from torch.utils.data import Subset
 
 from .._io import atomic_write_text
 from ..config import SliceSpace, SubnetConfig
-from ..data import ArrayDataset, epoch_sampler, load_dataset, make_loaders
+from ..data import ArrayDataset, load_dataset, make_loaders
 from ..errors import CheckpointError, DsnetError, TrainingInterrupted
 from ..factory import create_supernet, load_space
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from ..latency import pinned_threads
+from .checkpoint import capture_rng, load_checkpoint, save_checkpoint
 from .config import RUNTIME_FIELDS, TrainConfig
 from .distributed import Shard, broadcast_state
 from .ema import EmaTeacher
 from .evaluate import accuracy, evaluate_configs
+from .loop import LoopState, StepProgress, run_epochs
 from .optim import build_optimizer
 from .sandwich import SandwichStep
-from .signals import StopFlag, graceful_signals
 
 __all__ = ["CHECKPOINT_NAME", "TrainResult", "resolve_device", "train_supernet"]
 
@@ -149,6 +153,190 @@ def _prepare_data(cfg: TrainConfig, space: SliceSpace):
     return data
 
 
+@dataclass
+class _Run:
+    """Everything one Stage I run builds before its first step."""
+
+    cfg: TrainConfig
+    space: SliceSpace
+    shard: Shard
+    device: torch.device
+    data: Any
+    net: Any
+    teacher: EmaTeacher | None
+    mvco: bool
+    loaders: tuple[Any, Any, Any]  # train, val, test
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    autocast: Callable[[], Any]
+    step: SandwichStep
+    use_amp: bool
+
+
+def _open_checkpoint(
+    cfg: TrainConfig, out: Path, space: SliceSpace, resume: bool
+) -> tuple[dict[str, Any] | None, bool]:
+    """``(checkpoint or None, extends the run)``; refuses resume without a checkpoint, a fresh
+    run over one, and a resume under another recipe."""
+    path = out / CHECKPOINT_NAME
+    if resume and not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint {str(path)!r} to resume; run without --resume to start"
+        )
+    if not resume and path.exists():
+        raise CheckpointError(
+            f"{str(out)!r} already holds a checkpoint; pass --resume to continue it or choose "
+            "another --out directory"
+        )
+    if not resume:
+        return None, False
+    # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
+    ckpt = load_checkpoint(path, space=space, map_location="cpu")
+    return ckpt, _check_resume(ckpt, cfg, path)
+
+
+def _amp(use_amp: bool) -> tuple[torch.amp.GradScaler | None, Callable[[], Any]]:
+    """``(grad scaler or None, autocast factory)``: bf16 where the GPU has it (no scaler),
+    else fp16 with a scaler; a no-op off CUDA or without ``--amp``."""
+    if not use_amp:
+        return None, nullcontext
+    bf16 = torch.cuda.is_bf16_supported()
+    scaler = None if bf16 else torch.amp.GradScaler("cuda")
+    return scaler, partial(torch.autocast, "cuda", dtype=torch.bfloat16 if bf16 else torch.float16)
+
+
+def _build(cfg: TrainConfig, space: SliceSpace, shard: Shard, fresh: bool) -> _Run:
+    """Seed, load the data, build net/teacher/loaders/optimizer and the sandwich step."""
+    device = resolve_device(cfg.device, shard)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    data = _prepare_data(cfg, space)
+    init = cfg.init if fresh else None  # a resumed run has its weights
+    net = create_supernet(space.supernet, space=space, num_classes=data.num_classes, init=init)
+    net = net.to(device)
+    use_amp = cfg.amp and device.type == "cuda"
+    if use_amp:
+        net = net.to(memory_format=torch.channels_last)
+    single = _single_config(space, cfg.single_config)
+    mvco = net.default_mvco if cfg.mvco is None else cfg.mvco
+    teacher = None
+    if cfg.distill == "ib" and single is None:
+        teacher = EmaTeacher(net, cfg.ema_decay, warmup=cfg.ema_warmup)
+    loaders = make_loaders(
+        data,
+        cfg.batch_size,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        shard=(shard.rank, shard.world),
+    )
+    optimizer, scheduler = build_optimizer(net, cfg, len(loaders[0]))
+    scaler, autocast = _amp(use_amp)
+    step = SandwichStep(
+        net, space, cfg, teacher=teacher, mvco=mvco, single=single, flip_ok=data.flip_ok,
+        shard=shard,
+    )  # fmt: skip
+    return _Run(
+        cfg, space, shard, device, data, net, teacher, mvco, loaders, optimizer, scheduler,
+        scaler, autocast, step, use_amp,
+    )  # fmt: skip
+
+
+def _restore(run: _Run, ckpt: dict[str, Any] | None, extend: bool) -> LoopState:
+    """Load a resumed run's weights, optimizer and position (the loop restores its RNG);
+    -> where it stands."""
+    if ckpt is None:
+        broadcast_state(run.net, run.shard)  # ranks start from rank 0's weights
+        if run.teacher is not None:
+            broadcast_state(run.teacher.module, run.shard)
+        return LoopState()
+    run.net.load_state_dict(ckpt["model"])
+    if run.teacher is not None and ckpt.get("ema") is not None:
+        run.teacher.load_state_dict(ckpt["ema"])
+    elif run.teacher is not None:  # the checkpoint had no teacher: start it from the weights
+        run.teacher.module.load_state_dict(run.net.state_dict())
+    if int(ckpt["global_step"]) == 0:  # initialise-only run: the new recipe starts afresh
+        extend = False
+    else:
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+    if extend:  # the schedule restored with the old total: re-derive it for the new one
+        for fn in run.scheduler.lr_lambdas:
+            fn.total = max(1, run.cfg.epochs * len(run.loaders[0]))
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    broadcast_state(run.net, run.shard)
+    if run.teacher is not None:
+        broadcast_state(run.teacher.module, run.shard)
+    return LoopState.from_dict(ckpt)
+
+
+def _checkpoint(run: _Run, state: LoopState) -> dict[str, Any]:
+    return {
+        "supernet": run.space.supernet,
+        "space": run.space.to_dict(),
+        "num_classes": run.data.num_classes,
+        "data": run.cfg.data,
+        "config": run.cfg.model_dump(),
+        "model": run.net.state_dict(),
+        "ema": run.teacher.state_dict() if run.teacher is not None else None,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "rng": capture_rng(),
+        **state.to_dict(),
+    }
+
+
+def _train_step(run: _Run, batch: Any, state: LoopState) -> dict[str, float]:
+    x, y = (t.to(run.device, non_blocking=True) for t in batch[:2])
+    if run.use_amp:
+        x = x.contiguous(memory_format=torch.channels_last)
+    seed = run.cfg.seed * 1_000_003 + state.global_step
+    gen = torch.Generator(device=run.device).manual_seed(seed)
+    stats = run.step(
+        x, y, rng=random.Random(seed), gen=gen, optimizer=run.optimizer, scaler=run.scaler,
+        autocast=run.autocast, scheduler=run.scheduler,
+    )  # fmt: skip
+    if not math.isfinite(stats.loss_total):
+        raise TrainingInterrupted(
+            f"loss became {stats.loss_total} at step {state.global_step}; lower --lr "
+            f"(now {run.cfg.lr}) or --batch-size; the last epoch's checkpoint is kept"
+        )
+    return {"loss": stats.loss_largest, "samples": run.shard.world * len(y)}
+
+
+def _end_epoch(run: _Run, state: LoopState) -> dict[str, Any]:
+    cfg, epoch = run.cfg, state.epoch + 1
+    metrics: dict[str, Any] = {
+        "epoch": epoch,
+        "step": state.global_step,
+        "loss": state.mean("loss"),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "samples_per_s": state.rate(),
+    }
+    due = cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
+    if due and run.shard.main:
+        val = run.loaders[1]
+        for name, sub in (("smallest", run.space.smallest()), ("largest", run.space.largest())):
+            metrics[f"val_top1_{name}"] = accuracy(run.net, val, sub, device=run.device)[0]
+    return metrics
+
+
+def _final_test(run: _Run, out: Path) -> pd.DataFrame:
+    """Test top-1 of the smallest/middle/largest configs, also written to ``test_top1.csv``."""
+    named = named_configs(run.space)
+    diff = getattr(run.data.test, "difficulty", None)
+    test = evaluate_configs(
+        run.net, run.loaders[2], list(named), device=run.device, difficulty=diff
+    )
+    test.insert(0, "name", list(named.values()))
+    test.to_csv(out / "test_top1.csv", index=False)
+    return test
+
+
 def train_supernet(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -170,248 +358,52 @@ def train_supernet(
     Raises:
         CheckpointError: resume without a checkpoint, a fresh run over an existing one, or a
             checkpoint of another config.
-        TrainingInterrupted: stopped by SIGTERM/Ctrl-C (after writing the checkpoint).
+        TrainingInterrupted: stopped by SIGTERM/Ctrl-C (after writing the checkpoint), or the
+            loss became non-finite (the last epoch's checkpoint is kept).
     """
+    with pinned_threads(cfg.threads):  # the process's count is restored afterwards
+        return _train_supernet(cfg, Path(out_dir), resume, report, max_steps)
+
+
+def _train_supernet(
+    cfg: TrainConfig, out: Path, resume: bool, report: Report | None, max_steps: int | None
+) -> TrainResult:
     t_start = time.perf_counter()
     shard = Shard.current()
-    out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT_NAME
-    ckpt, extend = None, False
-    if resume:
-        if not ckpt_path.is_file():
-            raise CheckpointError(
-                f"no checkpoint {str(ckpt_path)!r} to resume; run without --resume to start"
-            )
-    elif ckpt_path.exists():
-        raise CheckpointError(
-            f"{str(out)!r} already holds a checkpoint; pass --resume to continue it or choose "
-            "another --out directory"
-        )
-    device = resolve_device(cfg.device, shard)
     shard.local_batch(cfg.batch_size)  # fail early on a batch the ranks cannot split
+    resolve_device(cfg.device, shard)  # fail early on a device that is not there
     space = load_space(cfg.space)
     if cfg.img_size is not None:  # stored with the checkpoint: later stages use the same size
         space = space.with_input_size((space.input_size[0], cfg.img_size, cfg.img_size))
-    if resume:
-        # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
-        ckpt = load_checkpoint(ckpt_path, space=space, map_location="cpu")
-        extend = _check_resume(ckpt, cfg, ckpt_path)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-
-    data = _prepare_data(cfg, space)
-    init = None if ckpt is not None else cfg.init  # a resumed run has its weights
-    net = create_supernet(space.supernet, space=space, num_classes=data.num_classes, init=init).to(
-        device
-    )
-    use_amp = cfg.amp and device.type == "cuda"
-    if use_amp:
-        net = net.to(memory_format=torch.channels_last)
-    single = _single_config(space, cfg.single_config)
-    mvco = net.default_mvco if cfg.mvco is None else cfg.mvco
-    teacher = (
-        EmaTeacher(net, cfg.ema_decay, warmup=cfg.ema_warmup)
-        if cfg.distill == "ib" and single is None
-        else None
-    )
-    train_loader, val_loader, test_loader = make_loaders(
-        data,
-        cfg.batch_size,
-        seed=cfg.seed,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        shard=(shard.rank, shard.world),
-    )
-    steps_per_epoch = len(train_loader)
-    optimizer, scheduler = build_optimizer(net, cfg, steps_per_epoch)
-    bf16 = use_amp and torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda") if use_amp and not bf16 else None
-    autocast = (
-        partial(torch.autocast, "cuda", dtype=torch.bfloat16 if bf16 else torch.float16)
-        if use_amp
-        else nullcontext
-    )
-    step = SandwichStep(
-        net,
-        space,
-        cfg,
-        teacher=teacher,
-        mvco=mvco,
-        single=single,
-        flip_ok=data.flip_ok,
-        shard=shard,
-    )
-
-    epoch, step_in_epoch, global_step, history = 0, 0, 0, []
-    if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        if teacher is not None and ckpt.get("ema") is not None:
-            teacher.load_state_dict(ckpt["ema"])
-        elif teacher is not None:  # the checkpoint had no teacher: start it from the weights
-            teacher.module.load_state_dict(net.state_dict())
-        if int(ckpt["global_step"]) == 0:  # initialise-only run: the new recipe starts afresh
-            extend = False
-        else:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-        if extend:  # the schedule restored with the old total: re-derive it for the new one
-            for fn in scheduler.lr_lambdas:
-                fn.total = max(1, cfg.epochs * steps_per_epoch)
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        epoch, step_in_epoch = int(ckpt["epoch"]), int(ckpt["step_in_epoch"])
-        global_step = int(ckpt["global_step"])
-        history = list(ckpt.get("history", []))
-        restore_rng(ckpt["rng"])
-    broadcast_state(net, shard)  # ranks start from rank 0's weights, whatever their seed
-    if teacher is not None:
-        broadcast_state(teacher.module, shard)
+    ckpt, extend = _open_checkpoint(cfg, out, space, resume)
+    run = _build(cfg, space, shard, fresh=ckpt is None)
+    state = _restore(run, ckpt, extend)
+    ckpt_path = out / CHECKPOINT_NAME
     if shard.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
 
-    def save() -> None:
-        if not shard.main:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "supernet": space.supernet,
-                "space": space.to_dict(),
-                "num_classes": data.num_classes,
-                "data": cfg.data,
-                "config": cfg.model_dump(),
-                "model": net.state_dict(),
-                "ema": teacher.state_dict() if teacher is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "epoch": epoch,
-                "step_in_epoch": step_in_epoch,
-                "global_step": global_step,
-                "rng": capture_rng(),
-                "history": history,
-            },
-        )
+    def save(st: LoopState) -> None:
+        if shard.main:
+            save_checkpoint(ckpt_path, _checkpoint(run, st))
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    def on_epoch(metrics: dict[str, Any]) -> None:
+        if shard.main:
+            pd.DataFrame(state.history).to_csv(out / "metrics.csv", index=False)
+            bar.print(metrics)
 
-    flag = StopFlag()
-    progress = Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"),
-        TextColumn("{task.fields[sps]:.0f} samples/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not (cfg.progress and shard.main),
-        transient=False,
-    )
-    total_steps = cfg.epochs * steps_per_epoch
-    result = TrainResult(out, ckpt_path, history, mvco=mvco)
-    sampler = epoch_sampler(train_loader)
-    with graceful_signals(flag), progress:
-        task = progress.add_task(
-            "train",
-            total=total_steps,
-            completed=global_step,
-            epoch=epoch + 1,
-            loss=float("nan"),
-            sps=0.0,
-        )
-        while epoch < cfg.epochs:
-            sampler.set_epoch(epoch, step_in_epoch)
-            t_epoch, seen, loss_sum, n_loss = time.perf_counter(), 0, 0.0, 0
-            for x, y in train_loader:
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                if use_amp:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                seed = cfg.seed * 1_000_003 + global_step
-                gen = torch.Generator(device=device).manual_seed(seed)
-                stats = step(
-                    x,
-                    y,
-                    rng=random.Random(seed),
-                    gen=gen,
-                    optimizer=optimizer,
-                    scaler=scaler,
-                    autocast=autocast,
-                    scheduler=scheduler,
-                )
-                if not math.isfinite(stats.loss_total):
-                    save()
-                    raise TrainingInterrupted(
-                        f"loss became {stats.loss_total} at step {global_step}; lower --lr "
-                        f"(now {cfg.lr}) or --batch-size; checkpoint {ckpt_path}"
-                    )
-                global_step += 1
-                step_in_epoch += 1
-                seen += len(y)
-                loss_sum += stats.loss_largest
-                n_loss += 1
-                sps = shard.world * seen / max(1e-9, time.perf_counter() - t_epoch)
-                progress.update(task, advance=1, loss=loss_sum / n_loss, sps=sps, epoch=epoch + 1)
-                if flag.signum is not None or (max_steps is not None and global_step >= max_steps):
-                    save()
-                    if flag.signum is not None:
-                        raise TrainingInterrupted(
-                            f"stopped by signal {flag.signum} at epoch {epoch + 1}, step "
-                            f"{step_in_epoch}; checkpoint {ckpt_path}; continue with --resume"
-                        )
-                    result.interrupted = True
-                    result.seconds = time.perf_counter() - t_start
-                    return result
-            metrics: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": global_step,
-                "loss": loss_sum / max(1, n_loss),
-                "lr": optimizer.param_groups[0]["lr"],
-                "samples_per_s": shard.world * seen / max(1e-9, time.perf_counter() - t_epoch),
-            }
-            due = cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
-            if due and shard.main:
-                for name, sub in (("smallest", space.smallest()), ("largest", space.largest())):
-                    metrics[f"val_top1_{name}"] = accuracy(net, val_loader, sub, device=device)[0]
-            epoch += 1
-            step_in_epoch = 0
-            history.append(metrics)
-            save()
-            if shard.main:
-                pd.DataFrame(history).to_csv(out / "metrics.csv", index=False)
-            if cfg.progress and shard.main:
-                progress.console.print(
-                    "  ".join(
-                        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in metrics.items()
-                    )
-                )
-            if report is not None:
-                report(dict(metrics))
-            if flag.signum is not None:
-                raise TrainingInterrupted(
-                    f"stopped by signal {flag.signum} after epoch {epoch}; checkpoint "
-                    f"{ckpt_path}; continue with --resume"
-                )
+    bar = StepProgress("", cfg.epochs, len(run.loaders[0]), cfg.progress and shard.main)
+    result = TrainResult(out, ckpt_path, state.history, mvco=run.mvco)
+    result.interrupted = not run_epochs(
+        state, run.loaders[0], epochs=cfg.epochs, step=partial(_train_step, run),
+        end_epoch=partial(_end_epoch, run), save=save, progress=bar, where=str(ckpt_path),
+        on_epoch=on_epoch, report=report, max_steps=max_steps,
+        rng=ckpt["rng"] if ckpt is not None else None,
+    )  # fmt: skip
     if cfg.epochs == 0 and ckpt is None:
-        save()  # an initialise-only run: the (pretrained) starting point as a checkpoint
-    result.seconds = time.perf_counter() - t_start
-    if not shard.main:
-        return result
-    named = named_configs(space)
-    diff = getattr(data.test, "difficulty", None)
-    test = evaluate_configs(net, test_loader, list(named), device=device, difficulty=diff)
-    test.insert(0, "name", list(named.values()))
-    test.to_csv(out / "test_top1.csv", index=False)
-    result.test = test
+        save(state)  # an initialise-only run: the (pretrained) starting point as a checkpoint
+    if shard.main and not result.interrupted:
+        result.test = _final_test(run, out)
+    result.history = state.history
     result.seconds = time.perf_counter() - t_start
     return result
