@@ -8,7 +8,8 @@ of that network's figures out. Printed per pair: published vs predicted (assumed
 "before", in-sample fit, held-out), then one summary row per pair: held-out median and max
 absolute % error, Kendall tau of held-out predictions vs published, the same for the assumed
 constants, and the targets of issue 18 (held-out median <= 25%; tau >= 0.8, judged only for
-pairs with >= 8 figures). Pairs with fewer than 3 figures are listed as too thin; pairs whose
+pairs with >= 8 figures). Pairs with fewer than 3 figures (or one network only) are listed as
+too thin; a fit with a constant at its bound is flagged degenerate; pairs whose
 figures for the same network, batch and input disagree by more than 1.5x are flagged as
 inconsistent (different sources, threads or power modes).
 
@@ -45,6 +46,8 @@ def inconsistencies(r: PairResult) -> list[str]:
 def verdicts(r: PairResult) -> dict[str, str]:
     s = r.summary
     med = "met" if s["loo_median_ape"] <= MEDIAN_TARGET else "missed"
+    if r.at_bound:
+        med = "n/a (degenerate fit)"
     if r.n < TAU_MIN_N:
         tau = f"n/a (n={r.n} < {TAU_MIN_N})"
     else:
@@ -79,6 +82,7 @@ def summary_row(r: PairResult) -> dict:
         **{k: (None if isinstance(x, float) and math.isnan(x) else x) for k, x in s.items()},
         "median_target": v["median"], "tau_target": v["tau"],
         "inconsistent": inconsistencies(r),
+        "at_bound": r.at_bound,
         "rows": [w.__dict__ | {"loo_ape": w.loo_ape} for w in r.rows],
     }  # fmt: skip
 
@@ -96,6 +100,8 @@ def summary_table(rows: list[dict], thin: list[str]) -> str:
     ]
     for r in rows:
         note = "inconsistent: " + "; ".join(r["inconsistent"]) if r["inconsistent"] else ""
+        if r["at_bound"]:
+            note += f" degenerate fit ({', '.join(r['at_bound'])} at its bound)"
         out.append(
             f"| {r['device']} | {r['pair']} | {r['n']} | {_f(r['loo_median_ape'], '.1f')} | "
             f"{_f(r['loo_max_ape'], '.1f')} | {_f(r['loo_tau'], '.2f')} | "

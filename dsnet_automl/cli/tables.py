@@ -265,8 +265,16 @@ def calibrate_cmd(
         console.print(f"[yellow]{line}[/]", soft_wrap=True)
     if not results:
         raise LatencyTableError(f"{prof.name}: no backend/precision has enough figures to fit")
-    if write:
+    for r in results:
+        if r.at_bound:
+            console.print(
+                f"[yellow]{prof.name} {r.pair}: {', '.join(r.at_bound)} at the bound of its "
+                "range: these figures cannot separate compute from per-layer overhead; not "
+                "written[/]",
+                soft_wrap=True,
+            )
+    fitted = {r.pair: to_calibrated(r) for r in results if not r.at_bound}
+    if write and fitted:
         path = profile_path(prof.name)
-        fitted = {r.pair: to_calibrated(r) for r in results}
         write_calibrated(path, fitted, note="fitted by 'dsnet-automl tables calibrate'")
         console.print(f"wrote calibrated {', '.join(fitted)} into {path}", soft_wrap=True)

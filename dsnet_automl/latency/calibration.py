@@ -208,6 +208,18 @@ class PairResult:
     def n(self) -> int:
         return len(self.rows)
 
+    @property
+    def at_bound(self) -> list[str]:
+        """Constants fitted at a bound of their range: the figures cannot separate compute from
+        overhead (e.g. efficiency 50 and all time in the per-layer overhead), so the constants
+        mean nothing outside these networks even when the held-out error is small."""
+        c, hi = self.constants, _EFF_BOUNDS[1] * 0.99
+        effs = {"efficiency": c.efficiency, "memory_efficiency": c.memory_efficiency}
+        out = [f"{k} {v:.3g}" for k, v in effs.items() if v is not None and v >= hi]
+        if c.layer_overhead_s * 1e6 >= _OVERHEAD_US_BOUNDS[1] * 0.99:
+            out.append(f"layer_overhead_s {c.layer_overhead_s:.3g}")
+        return out
+
 
 def _summary(pub: np.ndarray, before: np.ndarray, fitted: np.ndarray, loo: np.ndarray) -> dict:
     ok = np.isfinite(loo)

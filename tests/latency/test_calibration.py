@@ -281,3 +281,11 @@ def test_predict_table_uses_backend_precision_constants(cache: NetCache) -> None
     assert len(trt) == len(eager) == n and {s for _, s in trt.values()} == {CALIBRATED}
     assert {s for _, s in eager.values()} == {PREDICTED}
     assert sum(ms for ms, _ in trt.values()) != pytest.approx(sum(ms for ms, _ in eager.values()))
+
+
+def test_degenerate_fit_is_flagged(cache: NetCache) -> None:
+    """Figures that are all overhead cannot pin the efficiency: flagged, not trusted."""
+    prof = load_profile("jetson-orin-nano")
+    truth = RooflineConstants(efficiency=1e4, layer_overhead_s=100e-6)
+    (r,) = calibrate(prof, _ref(prof.name, _entries(cache, prof, truth)), cache)[0]
+    assert r.at_bound == ["efficiency 50"]
