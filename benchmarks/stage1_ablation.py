@@ -7,6 +7,9 @@ can be split over many short invocations (each one under the CPU lock) and resum
 sessions; the report is built from every cached file of the space:
 
     flock /tmp/dsnet_cpu.lock python benchmarks/stage1_ablation.py --only ib --seeds 0 --epochs 4
+    # a 12-epoch run in chunks of ~2.5 min: repeat until it prints "done"
+    flock /tmp/dsnet_cpu.lock python benchmarks/stage1_ablation.py --only ib --seeds 0 \\
+        --epochs 12 --chunk-steps 600
     python benchmarks/stage1_ablation.py --report          # mean +- std, paired diffs, verdicts
 
 Methods (all share the seed, so the same init, data order and random sub-nets per step):
@@ -30,9 +33,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -135,8 +138,24 @@ def git_commit() -> str:
     return r.stdout.strip()
 
 
-def run_one(args: argparse.Namespace, method: str, seed: int, epochs: int) -> dict[str, Any]:
-    """Train and evaluate one run; -> the JSON document cached for it."""
+def _train(args: argparse.Namespace, cfg: TrainConfig, run_dir: Path) -> tuple[Any, float]:
+    """Train (or resume) ``cfg`` in ``run_dir``, at most ``--chunk-steps`` steps this call;
+    -> (result, seconds of every call so far). ``result.interrupted`` when the chunk ended."""
+    ckpt, spent = run_dir / "checkpoint.pt", run_dir / "seconds.txt"
+    done = 0
+    if ckpt.is_file():
+        done = int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+    max_steps = done + args.chunk_steps if args.chunk_steps else None
+    t0 = time.perf_counter()
+    res = train_supernet(cfg, run_dir, resume=ckpt.is_file(), max_steps=max_steps)
+    secs = time.perf_counter() - t0 + (float(spent.read_text()) if spent.is_file() else 0.0)
+    spent.write_text(str(secs))
+    return res, secs
+
+
+def run_one(args: argparse.Namespace, method: str, seed: int, epochs: int) -> dict[str, Any] | None:
+    """Train and evaluate one run; -> the JSON document cached for it (None: a chunk ended
+    before the run, its checkpoint waits in ``--out/runs`` for the next call)."""
     base = dict(
         space=args.space, data=args.data, epochs=epochs, seed=seed, progress=False,
         eval_every=0, threads=args.threads, train_limit=args.train_limit,
@@ -146,12 +165,13 @@ def run_one(args: argparse.Namespace, method: str, seed: int, epochs: int) -> di
         kw["ema_decay"] = ema_decay_for(base, args.ema_horizon)
     cfg = TrainConfig(**base, **kw)
     names = [method.removeprefix("alone_")] if method.startswith("alone_") else list(NAMES)
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        res = train_supernet(cfg, Path(tmp) / "run")
-        secs = time.perf_counter() - t0
-        with torch.no_grad():
-            acc = evaluate(res.checkpoint, cfg, names)
+    run_dir = args.out / "runs" / result_path(args.out, args.space, method, seed, epochs).stem
+    res, secs = _train(args, cfg, run_dir)
+    if res.interrupted:
+        return None
+    with torch.no_grad():
+        acc = evaluate(res.checkpoint, cfg, names)
+    shutil.rmtree(run_dir)
     return {
         "space": args.space, "method": method, "seed": seed, "epochs": epochs,
         "seconds": round(secs, 1), "threads": args.threads, "mvco": res.mvco,
@@ -173,6 +193,9 @@ def run_campaign(args: argparse.Namespace) -> None:
                     print(f"cached  {path.name}", flush=True)
                     continue
                 doc = run_one(args, method, seed, epochs)
+                if doc is None:
+                    print(f"partial {path.stem} (--chunk-steps reached; run again)", flush=True)
+                    return
                 path.write_text(json.dumps(doc, indent=2))
                 cells = "  ".join(
                     f"{n} {100 * v['top1']:.2f}/{100 * v['top1_calibrated']:.2f}"
@@ -313,6 +336,11 @@ def main() -> None:
     ap.add_argument("--mvco-ablation", action="store_true", help="add ib_mvco and ib_no_mvco")
     ap.add_argument("--ema-horizon", type=float, default=0.05, help="ib_steps: d = 1-1/(h*T)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for every run")
+    ap.add_argument(
+        "--chunk-steps", type=int,
+        help="train at most N steps per call, then checkpoint in --out/runs and stop (keeps "
+        "each CPU-lock hold short; the next call resumes bit-exactly)",
+    )  # fmt: skip
     ap.add_argument("--train-limit", type=int, help="smoke tests only (use another --out)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="one JSON per run (cache)")
     ap.add_argument("--report", action="store_true", help="only print the report of --out")
