@@ -51,6 +51,7 @@ __all__ = [
     "calibrate",
     "calibrate_pair",
     "fit_constants",
+    "select_setting",
     "to_calibrated",
 ]
 
@@ -272,11 +273,12 @@ def calibrate(
     backend: str | None = None,
     precision: str | None = None,
 ) -> tuple[list[PairResult], list[str]]:
-    """Calibrate every (backend, precision) of ``ref`` (or only the one asked for).
+    """Calibrate every (backend, precision) of ``ref`` (or only the one asked for), on the
+    figures of the profile's setting (:func:`select_setting`).
 
     Returns:
         the results, and one line per pair refused as too thin (fewer than 3 figures, or one
-        network only).
+        network only) or per set of figures left out as another setting.
     """
     cache = cache or NetCache()
     groups: dict[tuple[str, str], list[ReferenceEntry]] = {}
@@ -290,13 +292,45 @@ def calibrate(
             f"the reference file has: {', '.join(have)}"
         )
     results, refused = [], []
-    for (b, p), entries in sorted(groups.items()):
+    for (b, p), group in sorted(groups.items()):
+        entries, skipped = select_setting(group, profile)
+        refused += [f"{profile.name} {b}/{p}: {line}" for line in skipped]
         why = _too_thin(entries)
         if why:
             refused.append(f"{profile.name} {b}/{p}: {why}; not calibrated")
         else:
             results.append(calibrate_pair(profile, entries, cache))
     return results, refused
+
+
+def select_setting(
+    entries: list[ReferenceEntry], profile: DeviceProfile
+) -> tuple[list[ReferenceEntry], list[str]]:
+    """The figures of one pair that describe the profile's setting, and a line per set left out.
+
+    One set of constants cannot fit two settings (measured: ncnn on a Pi 5 at 1 and 4 threads
+    differ 1.6-2.0x, a Jetson Nano's CPU and GPU 3x), so: figures that state ``runs_on``
+    other than the profile's ``kind`` are left out; when the remaining figures state more than
+    one thread count, only those at the profile's ``threads`` (or else the most common count)
+    are kept. Figures that state neither are always kept.
+    """
+    kept = [e for e in entries if e.runs_on in (None, profile.kind)]
+    lines = []
+    if len(kept) < len(entries):
+        units = sorted({e.runs_on for e in entries if e.runs_on not in (None, profile.kind)})
+        lines.append(
+            f"{len(entries) - len(kept)} figure(s) measured on the {'/'.join(units)} left out "
+            f"(the profile is a {profile.kind})"
+        )
+    counts = [e.threads for e in kept if e.threads is not None]
+    if len(set(counts)) > 1:
+        want = profile.threads if profile.threads in counts else max(set(counts), key=counts.count)
+        n = len(kept)
+        kept = [e for e in kept if e.threads in (None, want)]
+        lines.append(
+            f"{n - len(kept)} figure(s) at other thread counts left out (kept threads={want})"
+        )
+    return kept, lines
 
 
 def _too_thin(entries: list[ReferenceEntry]) -> str:

@@ -4,7 +4,9 @@ Each entry is one figure as published (a paper, a vendor's benchmark page, a doc
 benchmark) for a standard network our code can build: backend, precision, batch size, input
 size, power mode, and **either** ``latency_ms`` (per batch) **or** ``throughput_ips`` (images/s;
 per-batch latency = ``batch_size x 1000 / throughput_ips``), with its source (URL and the
-table / figure / section it was read from). A figure without a source is refused.
+table / figure / section it was read from). A figure without a source is refused. Optional
+``threads`` (host threads of the run) and ``runs_on`` (cpu/gpu/npu: ncnn, say, runs on either)
+let calibration keep only the figures that describe the profile's own setting.
 
 Files are looked up like device profiles: ``reference/<device>.yaml`` under each profile
 directory in :func:`.profiles.profile_dirs` order (an explicit directory, ``$DSNET_HW_PROFILES``,
@@ -63,6 +65,12 @@ class ReferenceEntry(BaseModel):
     batch_size: int = Field(ge=1)
     input_size: int = Field(ge=16, le=1024)
     power_mode: str = "unknown"
+    threads: int | None = Field(
+        default=None, ge=1, description="host threads of the run, where the source states it"
+    )
+    runs_on: Literal["cpu", "gpu", "npu"] | None = Field(
+        default=None, description="the unit that ran the network (ncnn runs either)"
+    )
     latency_ms: float | None = Field(default=None, gt=0)
     throughput_ips: float | None = Field(default=None, gt=0)
     source: ReferenceSource

@@ -289,3 +289,32 @@ def test_degenerate_fit_is_flagged(cache: NetCache) -> None:
     truth = RooflineConstants(efficiency=1e4, layer_overhead_s=100e-6)
     (r,) = calibrate(prof, _ref(prof.name, _entries(cache, prof, truth)), cache)[0]
     assert r.at_bound == ["efficiency 50"]
+
+
+def test_figures_of_another_setting_are_left_out() -> None:
+    """One set of constants cannot fit two settings: figures run on another unit, or (when a
+    pair mixes thread counts) at threads other than the profile's, are left out with a line."""
+    from dsnet_automl.latency.calibration import select_setting
+    from dsnet_automl.latency.reference import ReferenceEntry
+
+    prof = load_profile("raspberry-pi-5")  # a cpu profile, threads 4
+
+    def e(net: str, threads: int | None, unit: str | None) -> ReferenceEntry:
+        return ReferenceEntry(network=net, backend="ncnn", precision="fp16", batch_size=1,
+                              input_size=224, latency_ms=5.0, threads=threads, runs_on=unit,
+                              source=SRC)  # fmt: skip
+
+    group = [e("resnet18", 4, "cpu"), e("resnet18", 1, "cpu"), e("resnet50", 4, None),
+             e("resnet50", None, "gpu"), e("mobilenetv2_100", None, None)]  # fmt: skip
+    kept, lines = select_setting(group, prof)
+    assert [(k.network, k.threads) for k in kept] == [
+        ("resnet18", 4),
+        ("resnet50", 4),
+        ("mobilenetv2_100", None),
+    ]
+    assert lines == [
+        "1 figure(s) measured on the gpu left out (the profile is a cpu)",
+        "1 figure(s) at other thread counts left out (kept threads=4)",
+    ]
+    same = [e("resnet18", 1, "cpu"), e("resnet50", 1, "cpu")]  # one count: nothing to choose
+    assert select_setting(same, prof) == (same, [])
