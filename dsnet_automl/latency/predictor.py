@@ -2,7 +2,8 @@
 
 ``latency(cfg) = sum(block latencies) + overhead``, the overhead fitted by least squares on the
 end-to-end measurements the profiler took (``calibration="affine"`` also fits a scale on the
-block sum; ``"none"`` uses the plain sum). A block with no row in the table
+block sum; ``"none"`` uses the plain sum; ``"learned"`` regresses the end-to-end latency on
+per-block-kind features, see :mod:`.correction`). A block with no row in the table
 is predicted by a roofline model from the device profile's published figures
 (``max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)) + per-layer overhead``,
 :mod:`.roofline`); any estimate that used a predicted block is labelled ``predicted``, or
@@ -20,6 +21,7 @@ import numpy as np
 from ..config import SliceSpace, SubnetConfig
 from ..errors import LatencyTableError
 from ..supernets.base import BlockCall, Supernet
+from .correction import LearnedCorrection, network_features
 from .grid import grid_signatures
 from .models import CALIBRATED, EVIDENCE, MEASURED, PREDICTED, combined_source
 from .profiles import DeviceProfile, load_profile
@@ -30,6 +32,7 @@ from .store import LatencyStore, Timing
 __all__ = ["LatencyEstimate", "LatencyPredictor", "fit_overhead", "predict_table", "roofline_ms"]
 
 _EVIDENCE = EVIDENCE
+CALIBRATIONS = ("overhead", "affine", "none", "learned")
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,10 @@ class LatencyPredictor:
         allow_roofline: predict missing blocks from the profile; if False, a missing block
             raises :class:`LatencyTableError`.
         calibration: ``overhead`` (default: fit one per-network overhead), ``affine`` (also a
-            scale on the block sum) or ``none`` (plain block sum).
+            scale on the block sum), ``none`` (plain block sum) or ``learned`` (a per-block-kind
+            regression chosen by leave-one-out CV on the measured nets, see
+            :class:`~.correction.LearnedCorrection`; its ``overhead_ms`` is the prediction minus
+            the block sum).
     """
 
     def __init__(
@@ -71,9 +77,9 @@ class LatencyPredictor:
         allow_roofline: bool = True,
         calibration: str = "overhead",
     ) -> None:
-        if calibration not in ("overhead", "affine", "none"):
+        if calibration not in CALIBRATIONS:
             raise LatencyTableError(
-                f"calibration {calibration!r} is not one of: overhead, affine, none"
+                f"calibration {calibration!r} is not one of: {', '.join(CALIBRATIONS)}"
             )
         self.calibration = calibration
         self.store = store
@@ -92,6 +98,7 @@ class LatencyPredictor:
         srcs = [src for _, src in self.table.values()] + roofline * self.allow_roofline
         self.prediction_source = combined_source(s for s in srcs if s not in _EVIDENCE)
         self._sig_cache: dict[tuple[int, tuple, tuple], BlockSignature] = {}
+        self.correction: LearnedCorrection | None = None
         self.scale, self.overhead_ms, self.fit_points = self._fit()
 
     # ---------------------------------------------------------------- blocks
@@ -122,39 +129,56 @@ class LatencyPredictor:
 
     def blocks(self, cfg: SubnetConfig) -> tuple[float, int, int]:
         """``(sum of block ms, predicted block count, block count)``."""
-        total, n_pred = 0.0, 0
+        _, ms, n_pred = self._block_list(cfg)
+        return float(sum(ms)), n_pred, len(ms)
+
+    def _block_list(self, cfg: SubnetConfig) -> tuple[list[BlockCall], list[float], int]:
+        """``(block calls, their ms, how many were predicted)``."""
         calls = self.net.block_calls(cfg)
+        out, n_pred = [], 0
         for call in calls:
             ms, src = self.block_ms(call)
-            total += ms
+            out.append(ms)
             n_pred += src not in _EVIDENCE
-        return total, n_pred, len(calls)
+        return calls, out, n_pred
+
+    def features(self, cfg: SubnetConfig) -> tuple[dict[str, float], int]:
+        """The correction's features of ``cfg`` and how many of its blocks were predicted."""
+        calls, ms, n_pred = self._block_list(cfg)
+        return network_features(self.net, calls, ms, self.batch_size), n_pred
 
     # ---------------------------------------------------------------- fit
     def _fit(self) -> tuple[float, float, int]:
         rows = self.store.network_table(
             self.profile.name, self.net.name, self.batch_size, self.backend
         )
-        xs, ys = [], []
+        feats, ys = [], []
         for config_json, ms, src in rows:
             if src not in _EVIDENCE:
                 continue
             try:
-                cfg = SubnetConfig.from_json(config_json)
-                s, n_pred, _ = self.blocks(cfg)
+                f, n_pred = self.features(SubnetConfig.from_json(config_json))
             except (LatencyTableError, KeyError, ValueError):
                 continue
             if n_pred == 0:
-                xs.append(s)
+                feats.append(f)
                 ys.append(ms)
+        xs = [f["ms"] for f in feats]
         if self.calibration == "none":
             return 1.0, 0.0, len(xs)
+        if self.calibration == "learned" and ys:
+            self.correction = LearnedCorrection().fit(feats, ys)
         return (*fit_overhead(xs, ys, affine=self.calibration == "affine"), len(xs))
 
     # ---------------------------------------------------------------- predictions
     def estimate(self, cfg: SubnetConfig) -> LatencyEstimate:
-        s, n_pred, n = self.blocks(cfg)
+        calls, block_ms, n_pred = self._block_list(cfg)
+        s, n = float(sum(block_ms)), len(calls)
         src = MEASURED if n_pred == 0 else self.prediction_source
+        if n_pred == 0 and self.correction is not None:
+            f = network_features(self.net, calls, block_ms, self.batch_size)
+            ms = self.correction.predict(f)
+            return LatencyEstimate(ms, s, ms - s, 1.0, src, n_pred, n)
         scale, over = (self.scale, self.overhead_ms) if n_pred == 0 else (1.0, 0.0)
         return LatencyEstimate(scale * s + over, s, over, scale, src, n_pred, n)
 

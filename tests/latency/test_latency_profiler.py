@@ -127,3 +127,17 @@ def test_rounds_combine_medians_and_sum_repeats() -> None:
     assert out.measured == len(grid_signatures(net, space)) and out.networks_measured == 2
     df = table_frame(store)
     assert set(df["repeats"]) == {6}  # two rounds of 3 timed calls each
+
+
+def test_min_statistic_keeps_the_fastest_call() -> None:
+    import time
+
+    from dsnet_automl.latency.profiler import measure
+
+    naps = iter([0.0, 0.006, 0.001, 0.004] * 2)
+    t = measure(lambda: time.sleep(next(naps)), warmup=1, repeats=3, statistic="min")
+    assert 1.0 <= t.median_ms < 3.0 and t.p90_ms > 3.0
+    t = measure(lambda: time.sleep(next(naps)), warmup=1, repeats=3)
+    assert t.median_ms > 3.0
+    with pytest.raises(LatencyTableError, match="statistic 'p5' is not one of: median, min"):
+        Profiler(LatencyStore("sqlite://"), load_profile("host-cpu"), statistic="p5")
