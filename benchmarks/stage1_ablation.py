@@ -19,7 +19,9 @@ Methods (all share the seed, so the same init, data order and random sub-nets pe
   labels (three runs, ``alone_smallest`` ...).
 - ``ib_no_warmup``: decay 0.997 from the first step (the paper's setting);
   ``ib_steps``: decay tied to the run length, ``d = 1 - 1/(h * total_steps)`` with
-  ``h = --ema-horizon`` (0.05: the teacher averages over the last ~5% of the steps).
+  ``h = --ema-horizon`` (0.05: the teacher averages over the last ~5% of the steps);
+  ``ib_decay0``: decay 0, the teacher is the previous step's weights run in eval mode (no lag
+  at all; what still separates it from ``inplace`` is eval-mode BN and one step).
 - ``ib_mvco`` / ``ib_no_mvco`` (``--mvco-ablation``): IB with MvCo forced on / off (on a net
   whose default already matches, the ``ib`` run is reused).
 
@@ -60,6 +62,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "none": {"distill": "none"},
     "ib_no_warmup": {"distill": "ib", "ema_warmup": False},
     "ib_steps": {"distill": "ib"},  # ema_decay from the run length, see ema_decay_for
+    "ib_decay0": {"distill": "ib", "ema_decay": 0.0},  # no lag: isolates the eval-mode teacher
     "ib_mvco": {"distill": "ib", "mvco": True},
     "ib_no_mvco": {"distill": "ib", "mvco": False},
     **{f"alone_{n}": {"single_config": f} for n, f in NAMES.items()},
@@ -73,6 +76,7 @@ CLAIMS = [
     ("MvCo on > off (IB)", "ib_mvco", "ib_no_mvco"),
     ("IB steps-tied decay > IB", "ib_steps", "ib"),
     ("IB warm-up > no warm-up", "ib", "ib_no_warmup"),
+    ("IB decay 0 > IB", "ib_decay0", "ib"),
 ]
 METRICS = ("top1", "top1_calibrated")
 DEFAULT_OUT = Path(__file__).parent / "results" / "stage1_ablation"
