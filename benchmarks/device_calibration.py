@@ -108,7 +108,7 @@ def summary_table(rows: list[dict], thin: list[str]) -> str:
             f"{_f(r['before_median_ape'], '.1f')} | {_f(r['before_tau'], '.2f')} | "
             f"{r['median_target']} | {r['tau_target']} | {note} |"
         )
-    out += ["", *(f"- too thin: {t}" for t in thin)]
+    out += ["", *(f"- left out or too thin: {t}" for t in thin)]
     return "\n".join(out)
 
 
