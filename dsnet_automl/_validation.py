@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["first_error"]
+__all__ = ["first_error", "validated"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def first_error(e: ValidationError) -> tuple[str, str, Any]:
@@ -18,3 +20,13 @@ def first_error(e: ValidationError) -> tuple[str, str, Any]:
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
     return field, msg, err.get("input")
+
+
+def validated(model: type[M], data: Any, error: type[Exception], what: str, hint: str = "") -> M:
+    """``model`` validated from ``data``, or one line ``"{what}: field 'x': msg (got v){hint}"``
+    raised as ``error``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        where, msg, value = first_error(e)
+        raise error(f"{what}: field {where!r}: {msg} (got {value!r}){hint}") from None

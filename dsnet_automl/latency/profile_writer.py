@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
 
 from .._io import atomic_write_text, read_yaml
-from .._validation import first_error
+from .._validation import validated
 from ..errors import LatencyTableError
 from .profiles import Calibrated, DeviceProfile
 
@@ -55,12 +54,8 @@ def write_calibrated(path: str | Path, fitted: dict[str, Calibrated], note: str 
     comment = f"  # {note}\n" if note else ""
     kept = _without_block(path.read_text().splitlines(), "calibrated")
     text = "\n".join(kept) + f"\n{head}\n{comment}{rest}"
-    try:
-        DeviceProfile.model_validate(yaml.safe_load(text))
-    except ValidationError as e:
-        where, msg, value = first_error(e)
-        raise LatencyTableError(
-            f"{path}: calibrated profile would be invalid: field {where!r}: {msg} (got {value!r})"
-            "; nothing was written"
-        ) from None
+    validated(
+        DeviceProfile, yaml.safe_load(text), LatencyTableError,
+        f"{path}: calibrated profile would be invalid", "; nothing was written",
+    )  # fmt: skip
     return atomic_write_text(path, text)

@@ -24,10 +24,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._io import read_yaml
-from .._validation import first_error
+from .._validation import validated
 from ..errors import LatencyTableError
 
 __all__ = [
@@ -149,14 +149,10 @@ def profile_dirs(extra: str | Path | None = None) -> list[Path]:
 
 def _read(path: Path) -> DeviceProfile:
     data = read_yaml(path, LatencyTableError, "device profile")
-    try:
-        return DeviceProfile.model_validate(data)
-    except ValidationError as e:
-        where, msg, value = first_error(e)
-        raise LatencyTableError(
-            f"device profile {path}: field {where!r}: {msg} (got {value!r}); "
-            "fix the YAML (see hw_profiles/jetson-orin-nano.yaml for a complete example)"
-        ) from None
+    return validated(
+        DeviceProfile, data, LatencyTableError, f"device profile {path}",
+        "; fix the YAML (see hw_profiles/jetson-orin-nano.yaml for a complete example)",
+    )  # fmt: skip
 
 
 def _all_profiles(extra: str | Path | None = None) -> dict[str, tuple[DeviceProfile, Path]]:
