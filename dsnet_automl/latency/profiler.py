@@ -51,7 +51,7 @@ from ..factory import create_supernet
 from ..supernets.base import Supernet
 from .grid import grid_signatures
 from .models import PREDICTIONS
-from .profiles import DeviceProfile
+from .profiles import BACKEND_ALIASES, DeviceProfile
 from .store import LatencyStore, Timing
 
 __all__ = [
@@ -65,11 +65,10 @@ __all__ = [
 
 BACKENDS = ("torch-eager", "onnxruntime")
 STATISTICS = ("median", "min")
-_ALIASES = {"torch": "torch-eager", "eager": "torch-eager", "ort": "onnxruntime"}
 
 
 def normalize_backend(name: str) -> str:
-    b = _ALIASES.get(name, name)
+    b = BACKEND_ALIASES.get(name, name)
     if b not in BACKENDS:
         raise LatencyTableError(
             f"backend {name!r} cannot be profiled here; choose one of: torch, onnxruntime"

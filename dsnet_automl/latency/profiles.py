@@ -32,6 +32,7 @@ from ..errors import LatencyTableError
 
 __all__ = [
     "BACKENDS_ANY",
+    "BACKEND_ALIASES",
     "PRECISIONS",
     "Calibrated",
     "DeviceProfile",
@@ -50,6 +51,9 @@ Backend = Literal[
 Precision = Literal["fp32", "fp16", "int8"]
 BACKENDS_ANY: tuple[str, ...] = get_args(Backend)  # every backend a profile or table may name
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+# short names users may type for a backend (``--backend torch``)
+BACKEND_ALIASES = {"torch": "torch-eager", "eager": "torch-eager", "ort": "onnxruntime",
+                   "trt": "tensorrt"}  # fmt: skip
 
 
 class Figure(BaseModel):

@@ -36,7 +36,7 @@ from torch import nn
 from ..config import SubnetConfig
 from ..errors import LatencyTableError
 from ..supernets.base import BlockCall, Supernet
-from .profiles import BACKENDS_ANY, PRECISIONS, DeviceProfile
+from .profiles import BACKEND_ALIASES, BACKENDS_ANY, PRECISIONS, DeviceProfile
 
 __all__ = [
     "BYTES_PER_ELEMENT",
@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
-_ALIASES = {"torch": "torch-eager", "eager": "torch-eager", "ort": "onnxruntime", "trt": "tensorrt"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def split_backend(key: str) -> tuple[str, str]:
     """``"tensorrt/fp16"`` -> ``("tensorrt", "fp16")``, ``"torch"`` -> ``("torch-eager", "fp32")``;
     raises :class:`LatencyTableError` naming what is allowed."""
     backend, _, precision = key.partition("/")
-    backend = _ALIASES.get(backend, backend)
+    backend = BACKEND_ALIASES.get(backend, backend)
     precision = precision or "fp32"
     if backend not in BACKENDS_ANY or precision not in PRECISIONS:
         raise LatencyTableError(

@@ -206,9 +206,10 @@ def _amp(use_amp: bool) -> tuple[torch.amp.GradScaler | None, Callable[[], Any]]
     return scaler, partial(torch.autocast, "cuda", dtype=torch.bfloat16 if bf16 else torch.float16)
 
 
-def _build(cfg: TrainConfig, space: SliceSpace, shard: Shard, fresh: bool) -> _Run:
+def _build(
+    cfg: TrainConfig, space: SliceSpace, shard: Shard, device: torch.device, fresh: bool
+) -> _Run:
     """Seed, load the data, build net/teacher/loaders/optimizer and the sandwich step."""
-    device = resolve_device(cfg.device, shard)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -371,12 +372,12 @@ def _train_supernet(
     t_start = time.perf_counter()
     shard = Shard.current()
     shard.local_batch(cfg.batch_size)  # fail early on a batch the ranks cannot split
-    resolve_device(cfg.device, shard)  # fail early on a device that is not there
+    device = resolve_device(cfg.device, shard)  # fails early on a device that is not there
     space = load_space(cfg.space)
     if cfg.img_size is not None:  # stored with the checkpoint: later stages use the same size
         space = space.with_input_size((space.input_size[0], cfg.img_size, cfg.img_size))
     ckpt, extend = _open_checkpoint(cfg, out, space, resume)
-    run = _build(cfg, space, shard, fresh=ckpt is None)
+    run = _build(cfg, space, shard, device, fresh=ckpt is None)
     state = _restore(run, ckpt, extend)
     ckpt_path = out / CHECKPOINT_NAME
     if shard.main:
@@ -404,6 +405,5 @@ def _train_supernet(
         save(state)  # an initialise-only run: the (pretrained) starting point as a checkpoint
     if shard.main and not result.interrupted:
         result.test = _final_test(run, out)
-    result.history = state.history
     result.seconds = time.perf_counter() - t_start
     return result
