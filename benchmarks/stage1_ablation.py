@@ -63,6 +63,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "ib_no_warmup": {"distill": "ib", "ema_warmup": False},
     "ib_steps": {"distill": "ib"},  # ema_decay from the run length, see ema_decay_for
     "ib_decay0": {"distill": "ib", "ema_decay": 0.0},  # no lag: isolates the eval-mode teacher
+    "ib_batchbn": {"distill": "ib", "ema_bn": "batch"},  # teacher BN on batch statistics
     "ib_mvco": {"distill": "ib", "mvco": True},
     "ib_no_mvco": {"distill": "ib", "mvco": False},
     **{f"alone_{n}": {"single_config": f} for n, f in NAMES.items()},
@@ -77,6 +78,7 @@ CLAIMS = [
     ("IB steps-tied decay > IB", "ib_steps", "ib"),
     ("IB warm-up > no warm-up", "ib", "ib_no_warmup"),
     ("IB decay 0 > IB", "ib_decay0", "ib"),
+    ("IB batch-stat teacher > IB", "ib_batchbn", "ib"),
 ]
 METRICS = ("top1", "top1_calibrated")
 DEFAULT_OUT = Path(__file__).parent / "results" / "stage1_ablation"

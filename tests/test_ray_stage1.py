@@ -74,6 +74,7 @@ def test_tune_two_trials_completes_and_picks_best(tmp_path):
         tune_supernet(_base(), tmp_path, space=_space(), options=TuneOptions(samples=1))
 
 
+@pytest.mark.slow  # Ray fault tolerance: 40-70 s each on 2 cores; pytest -m slow
 def test_two_workers_match_one_worker(tmp_path):
     """Same global batch: 2 Ray Train workers (gloo) == 1 process, step for step.
 
@@ -105,6 +106,7 @@ def _trial_pid(storage: Path) -> int | None:
     return None
 
 
+@pytest.mark.slow  # Ray fault tolerance: 40-70 s each on 2 cores; pytest -m slow
 def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path, kill_once):
     with kill_once(lambda: _trial_pid(tmp_path / "ray")) as killed:
         res = tune_supernet(
@@ -149,6 +151,7 @@ def _cli(out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # Ray fault tolerance: 40-70 s each on 2 cores; pytest -m slow
 def test_restore_continues_interrupted_sweep_without_redoing_trials(tmp_path):
     out = tmp_path / "sweep"
     (tmp_path / "space.yaml").write_text(
@@ -208,6 +211,7 @@ def _train_worker_pid(storage: Path) -> int | None:
     return max(pids) if pids else None
 
 
+@pytest.mark.slow  # Ray fault tolerance: 40-70 s each on 2 cores; pytest -m slow
 def test_killed_data_parallel_worker_restarts_group_from_checkpoint(tmp_path, kill_once):
     cfg = _base(epochs=4, train_limit=384)
     with kill_once(lambda: _train_worker_pid(tmp_path / "out" / "ray")) as killed:

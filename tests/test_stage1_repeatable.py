@@ -102,3 +102,40 @@ def test_ema_warmup_first_updates_follow_the_ramp():
         d = (1 + n) / (10 + n)  # 0.1, 2/11, 3/12
         expected = d * expected + (1 - d) * 1.0
         assert float(t.module.weight) == pytest.approx(expected, abs=1e-7)
+
+
+def _bn_net(bn: torch.nn.Module) -> torch.nn.Sequential:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), bn, torch.nn.Dropout(0.5))
+    with torch.no_grad():  # running statistics far from any batch's
+        bn.running_mean.fill_(5.0)
+        bn.running_var.fill_(9.0)
+    return net
+
+
+@pytest.mark.parametrize("sliced", [False, True])
+def test_ema_batch_bn_teacher_uses_batch_statistics_and_keeps_running_ones(sliced):
+    from dsnet_automl.slicing.norm import SlicedBatchNorm2d
+
+    bn = SlicedBatchNorm2d(4, [4]) if sliced else torch.nn.BatchNorm2d(4)
+    net = _bn_net(bn)
+    x = torch.randn(8, 3, 6, 6)
+    running = EmaTeacher(net, bn="running")
+    batch = EmaTeacher(net, bn="batch")
+    before = {k: v.clone() for k, v in batch.module.state_dict().items()}
+    with torch.no_grad():
+        out = batch(x)
+        conv = net[0](x)
+        expected = torch.nn.functional.batch_norm(
+            conv, None, None, net[1].weight, net[1].bias, training=True, eps=net[1].eps
+        )
+        assert torch.allclose(out, expected, atol=1e-5)  # batch stats, dropout off
+        assert not torch.allclose(running(x), expected, atol=1e-2)  # eval mode: running stats
+    for k, v in batch.module.state_dict().items():
+        assert torch.equal(v, before[k]), k  # running statistics and counters untouched
+    assert not batch.module[1].training and not batch.module[2].training
+
+
+def test_ema_teacher_refuses_an_unknown_bn_mode():
+    with pytest.raises(ValueError, match="bn='train'"):
+        EmaTeacher(torch.nn.Linear(2, 2), bn="train")

@@ -58,6 +58,11 @@ class TrainConfig(BaseModel):
     ema_warmup: bool = Field(
         True, description="use min(ema_decay, (1+n)/(10+n)) at update n (short runs)"
     )
+    ema_bn: Literal["running", "batch"] = Field(
+        "running",
+        description="EMA teacher's BatchNorm: running = its averaged running statistics (eval "
+        "mode); batch = the batch's own statistics, running ones left untouched",
+    )
     mvco: bool | None = Field(None, description="multi-view consistency; None = on for ViTs")
     augment: bool = Field(True, description="random shift + noise on training batches")
     auto_augment: str | None = Field(

@@ -5,16 +5,26 @@ statistics included, as timm's ``ModelEmaV2`` and the DS-Net reference do, so th
 statistics lag together with its weights); integer buffers (``num_batches_tracked``) are
 copied. With ``warmup`` the decay at update ``n`` (0-based) is ``min(decay, (1+n)/(10+n))``
 (TensorFlow's ``num_updates`` rule), so a short run's teacher is not stuck at initialisation.
+
+``bn="batch"`` normalises the teacher's BatchNorm layers with the batch's own statistics (as the
+student's largest sub-net does in training) instead of the averaged running statistics, whose
+lag behind the averaged weights is doubled (a running average of a running average). The
+running statistics are not touched by such a forward. Every other layer stays in eval mode.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 from torch import nn
 
+from ..slicing.norm import SlicedBatchNorm2d
+
 __all__ = ["EmaTeacher"]
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, SlicedBatchNorm2d)
 
 
 class EmaTeacher(nn.Module):
@@ -26,13 +36,24 @@ class EmaTeacher(nn.Module):
         warmup: ramp the decay up over the first updates (see module docstring).
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.997, *, warmup: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        decay: float = 0.997,
+        *,
+        warmup: bool = True,
+        bn: Literal["running", "batch"] = "running",
+    ) -> None:
         super().__init__()
+        if bn not in ("running", "batch"):
+            raise ValueError(f"EmaTeacher bn={bn!r}: choose 'running' or 'batch'")
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay = decay
         self.warmup = warmup
+        self.bn = bn
+        self._norms = [m for m in self.module.modules() if isinstance(m, _BATCH_NORMS)]
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     def current_decay(self) -> float:
@@ -56,7 +77,18 @@ class EmaTeacher(nn.Module):
         self.num_updates += 1
 
     def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
+        if self.bn == "running" or not self._norms:
+            return self.module(*args, **kwargs)
+        saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in self._norms]
+        for m in self._norms:
+            m.training = True
+        try:
+            return self.module(*args, **kwargs)
+        finally:
+            for m, bufs in zip(self._norms, saved, strict=True):
+                m.training = False
+                for k, v in bufs.items():
+                    getattr(m, k).copy_(v)
 
     def train(self, mode: bool = True) -> EmaTeacher:
         """The teacher always stays in eval mode."""

@@ -224,7 +224,7 @@ def _build(
     mvco = net.default_mvco if cfg.mvco is None else cfg.mvco
     teacher = None
     if cfg.distill == "ib" and single is None:
-        teacher = EmaTeacher(net, cfg.ema_decay, warmup=cfg.ema_warmup)
+        teacher = EmaTeacher(net, cfg.ema_decay, warmup=cfg.ema_warmup, bn=cfg.ema_bn)
     loaders = make_loaders(
         data,
         cfg.batch_size,

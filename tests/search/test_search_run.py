@@ -192,6 +192,7 @@ def _gate_trial_pid(trials: Path) -> int | None:
     return None
 
 
+@pytest.mark.slow  # ~30 s on 2 cores; pytest -m slow
 def test_ray_search_killed_trial_resumes_its_gate_training(make_study, kill_once):
     """A Ray trial process killed mid gate training is retried (max_failures) and continues
     from its gate checkpoint; the study ends with every trial complete."""
