@@ -72,6 +72,13 @@ def _print_fronts(dynamic, static_att, static, hw: str, source: str) -> None:
 def search_cmd(
     study: StudyArg = None,
     hw: Annotated[str | None, typer.Option(help="Target device profile (e.g. jetson).")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Latency backend[/precision] to predict for, e.g. tensorrt/fp16 (default: the "
+            "profile's, fp32); uses the profile's calibrated constants when it has them."
+        ),
+    ] = None,
     trials: Annotated[int | None, typer.Option(help="Completed trials to reach.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel trials (Ray Tune if > 1).")] = None,
     sampler: Annotated[
@@ -123,6 +130,7 @@ def search_cmd(
     cfg = load_study(
         study,
         hw=hw,
+        backend=backend,
         trials=trials,
         workers=workers,
         sampler=sampler,

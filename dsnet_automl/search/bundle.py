@@ -130,6 +130,8 @@ def export_study(
         "study": dynamic.study_name,
         "device": hw,
         "latency_source": source,
+        "latency_backend": (dynamic.user_attrs.get("config") or {}).get("backend")
+        or "profile default",
         "bundles": entries,
         "accuracy_predictor": dynamic.user_attrs.get("accuracy_predictor"),
         "routing": "front" if dynamic.user_attrs.get("route_menu") else "fraction",

@@ -56,9 +56,9 @@ class TrialContext:
         net = load_supernet(checkpoint)
         store = LatencyStore(study.latency_db)
         profile = load_profile(study.hw)
-        pred = LatencyPredictor(store, profile, net)
+        pred = LatencyPredictor(store, profile, net, backend=study.backend)
         if not pred.table:  # no table yet: fill the predicted (roofline) one, labelled so
-            predict_table(store, profile, net, batch_sizes=[1])
+            predict_table(store, profile, net, batch_sizes=[1], backend=pred.backend)
             pred.refresh()
         from .accuracy_table import checkpoint_hash
 

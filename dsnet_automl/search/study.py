@@ -133,6 +133,12 @@ def open_study(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         s.set_metric_names(["accuracy", "latency_ms"])
+    was = (s.user_attrs.get("config") or {}).get("backend")
+    if n and was != study.backend:  # latencies of another backend are another objective
+        raise StudyError(
+            f"study {name!r} in {storage.url} was run with backend {was or 'profile default'!r}, "
+            f"not {study.backend or 'profile default'!r}; keep the backend or set another 'name'"
+        )
     s.set_user_attr("config", json.loads(study.model_dump_json()))
     return s
 

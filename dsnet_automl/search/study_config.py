@@ -88,6 +88,12 @@ class StudyConfig(BaseModel):
     space: str = Field(DEFAULT_SPACE, description="supernet name or slice-space YAML")
     data: str = DEFAULT_DATA
     hw: str = Field(DEFAULT_HW, description="device profile name/alias")
+    backend: str | None = Field(
+        None,
+        description="latency backend[/precision] the search predicts for, e.g. tensorrt/fp16 "
+        "(default: the profile's backend, fp32); the profile's calibrated constants for it are "
+        "used when present (label 'predicted (calibrated)')",
+    )
     checkpoint: str | None = Field(
         None, description="Stage I checkpoint; trained once under the run dir when absent"
     )
@@ -217,9 +223,16 @@ def check_targets(cfg: StudyConfig, source: str = "study") -> None:
 
             require_nni()
 
+    def backend() -> None:
+        if cfg.backend is not None:
+            from ..latency.roofline import split_backend
+
+            split_backend(cfg.backend)
+
     for field, fn in (
         ("space", lambda: load_space(cfg.space)),
         ("hw", lambda: load_profile(cfg.hw)),
+        ("backend", backend),
         ("sampler", sampler),
     ):
         try:

@@ -28,6 +28,7 @@ from dsnet_automl.supernets import create_supernet
             "field 'hw': unknown hardware profile 'toaster'; known profiles:",
         ),
         ("name: x\nspace: ds_nonsense\n", "field 'space':"),
+        ("name: x\nbackend: tensorrt/fp8\n", "field 'backend': backend 'tensorrt/fp8': expected"),
     ],
 )
 def test_bad_study_one_line_error(tmp_path, text, needle):
@@ -143,3 +144,31 @@ def test_package_uses_only_public_optuna_api():
         if "._storage" in line or "._trial_id" in line
     ]
     assert not bad, bad
+
+
+def test_study_backend_predicts_with_the_calibrated_constants(make_study):
+    """``backend: tensorrt/fp16`` on the Jetson Nano (a calibrated pair in the shipped profile):
+    the trial context's table and every latency it gives are ``predicted (calibrated)``, and the
+    study cannot later be resumed with another backend (another objective)."""
+    from dsnet_automl.latency import LatencyStore
+    from dsnet_automl.latency.models import CALIBRATED, PREDICTED
+    from dsnet_automl.search.objective import TrialContext
+    from dsnet_automl.search.study import open_study
+
+    cfg = load_study(make_study("trt", hw="jetson-nano", backend="tensorrt/fp16"))
+    ctx = TrialContext.create(cfg, cfg.checkpoint)
+    net = ctx.supernet
+    assert ctx.predictor.backend == "tensorrt/fp16"
+    fast, src = ctx.latency(net.space.largest())
+    assert src == CALIBRATED
+    plain = TrialContext.create(load_study(make_study("fp32", hw="jetson-nano")), cfg.checkpoint)
+    slow, src32 = plain.latency(net.space.largest())
+    assert src32 == PREDICTED and fast != slow  # another table, other constants
+    store = LatencyStore(cfg.latency_db)
+    assert store.block_table("jetson-nano", 1, "tensorrt/fp16")  # two tables, side by side
+    assert store.block_table("jetson-nano", 1, "torch-eager")
+
+    s = open_study(cfg)
+    s.enqueue_trial({}, skip_if_exists=False)  # a study with a trial in it
+    with pytest.raises(StudyError, match="was run with backend 'tensorrt/fp16', not 'profile"):
+        open_study(load_study(make_study("trt", hw="jetson-nano")))
