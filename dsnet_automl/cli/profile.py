@@ -30,6 +30,16 @@ def profile_cmd(
     threads: Annotated[
         int | None, typer.Option(min=1, help="Override the profile's threads.")
     ] = None,
+    timing: Annotated[
+        str,
+        typer.Option(
+            help="isolated: each block alone, repeated; chain: each block inside whole passes "
+            "of a few covering sub-nets (real neighbours and cache state; torch backend only)."
+        ),
+    ] = "isolated",
+    statistic: Annotated[
+        str, typer.Option(help="Per round: median of the timed calls, or min (busy machines).")
+    ] = "median",
     validate: Annotated[
         int, typer.Option(min=0, help="Whole sub-nets measured end to end to fit the predictor.")
     ] = 8,
@@ -49,6 +59,8 @@ def profile_cmd(
         repeats=repeats,
         threads=threads,
         rounds=rounds,
+        timing=timing,
+        statistic=statistic,
     )
     try:
         rep = profiler.profile_space(

@@ -4,7 +4,7 @@ calibration of profiles on published reference latencies."""
 from __future__ import annotations
 
 from .calibration import NetCache, PairResult, calibrate, to_calibrated
-from .grid import grid_signatures, relevant_dims
+from .grid import covering_configs, grid_signatures, relevant_dims
 from .models import CALIBRATED, PREDICTED, SCHEMA_VERSION, SOURCES, combined_source
 from .predictor import LatencyEstimate, LatencyPredictor, fit_overhead, predict_table
 from .profile_writer import write_calibrated
@@ -50,6 +50,7 @@ __all__ = [
     "export_table",
     "find_reference",
     "fit_overhead",
+    "covering_configs",
     "grid_signatures",
     "import_table",
     "list_profiles",

@@ -18,7 +18,7 @@ from ..config import SliceSpace, SubnetConfig
 from ..supernets.base import BlockCall, Supernet
 from .signature import BlockSignature, signature_of
 
-__all__ = ["grid_signatures", "relevant_dims"]
+__all__ = ["covering_configs", "grid_signatures", "relevant_dims"]
 
 EXHAUSTIVE_LIMIT = 4096
 
@@ -78,22 +78,66 @@ def grid_signatures(
     Returns:
         An insertion-ordered dict (network order) ``{signature: block call}``.
     """
+    return {s: call for s, (call, _) in _grid(net, space, exhaustive).items()}
+
+
+def _grid(
+    net: Supernet, space: SliceSpace | None, exhaustive: bool | None
+) -> dict[BlockSignature, tuple[BlockCall, SubnetConfig]]:
+    """``{signature: (block call, a config whose sub-net makes that call)}``, network order."""
     space = space or net.space
     if exhaustive is None:
         exhaustive = space.size <= EXHAUSTIVE_LIMIT
-    out: dict[BlockSignature, BlockCall] = {}
+    out: dict[BlockSignature, tuple[BlockCall, SubnetConfig]] = {}
 
-    def add(calls: Iterable[BlockCall], only: int | None = None) -> None:
-        for call in calls:
+    def add(cfg: SubnetConfig, only: int | None = None) -> None:
+        for call in net.block_calls(cfg):
             if only is None or call.index == only:
-                out.setdefault(signature_of(net, call), call)
+                out.setdefault(signature_of(net, call), (call, cfg))
 
     if exhaustive:
         for cfg in space:
-            add(net.block_calls(cfg))
+            add(cfg)
     else:
         bases = _backgrounds(space)
         for unit, dims in relevant_dims(net, space).items():
             for cfg in _configs_for_unit(space, dims, bases):
-                add(net.block_calls(cfg), only=unit)
-    return dict(sorted(out.items(), key=lambda kv: kv[1].index))
+                add(cfg, only=unit)
+    return dict(sorted(out.items(), key=lambda kv: kv[1][0].index))
+
+
+def covering_configs(
+    net: Supernet, space: SliceSpace | None = None
+) -> list[tuple[SubnetConfig, list[BlockSignature]]]:
+    """Few whole sub-nets that together make every block call of the grid (for timing blocks
+    inside a real chain of neighbours): ``[(config, signatures of its calls in order)]``.
+
+    Greedy: each config starts from the representative config of the first signature not yet
+    covered and then takes, unit by unit, the relevant dims of every other uncovered signature
+    that agrees with the dims fixed so far. Every config covers at least one new signature, so
+    the loop ends; a MobileNet grid of ~650 signatures needs a few dozen configs, where random
+    sub-nets need over a thousand.
+    """
+    space = space or net.space
+    reps = _grid(net, space, None)
+    dims = relevant_dims(net, space)
+    todo = dict.fromkeys(reps)  # ordered set
+    out: list[tuple[SubnetConfig, list[BlockSignature]]] = []
+    while todo:
+        first = next(iter(todo))
+        cfg = reps[first][1]
+        fixed = set(dims.get(reps[first][0].index, []))
+        for sig in todo:
+            call, rep = reps[sig]
+            ds = dims.get(call.index, [])
+            if all(cfg[d] == rep[d] for d in ds if d in fixed):
+                cfg = cfg.replace(**{d: rep[d] for d in ds})
+                fixed.update(ds)
+        sigs = [signature_of(net, c) for c in net.block_calls(cfg)]
+        if first not in sigs:  # the relevant-dims analysis missed a dim: use the rep itself
+            cfg = reps[first][1]
+            sigs = [signature_of(net, c) for c in net.block_calls(cfg)]
+        for s_ in sigs:
+            todo.pop(s_, None)
+        out.append((cfg, sigs))
+    return out

@@ -49,7 +49,7 @@ from ..config import SliceSpace, SubnetConfig
 from ..errors import LatencyTableError
 from ..factory import create_supernet
 from ..supernets.base import Supernet
-from .grid import grid_signatures
+from .grid import covering_configs, grid_signatures
 from .models import PREDICTIONS
 from .profiles import BACKEND_ALIASES, DeviceProfile
 from .store import LatencyStore, Timing
@@ -59,12 +59,14 @@ __all__ = [
     "ProfileReport",
     "Profiler",
     "measure",
+    "measure_chain",
     "normalize_backend",
     "pinned_threads",
 ]
 
 BACKENDS = ("torch-eager", "onnxruntime")
 STATISTICS = ("median", "min")
+TIMINGS = ("isolated", "chain")
 
 
 def normalize_backend(name: str) -> str:
@@ -88,6 +90,31 @@ def pinned_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(prev)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A garbage collection inside a timed call is noise, not latency."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _timing(seconds: np.ndarray, statistic: str) -> Timing:
+    """Median (``min``: the fastest call) and 10th/90th percentiles in milliseconds."""
+    p10, med, p90 = np.percentile(seconds * 1e3, [10, 50, 90])
+    if statistic == "min":
+        med = 1e3 * seconds.min()
+    return Timing(float(med), float(p10), float(p90), len(seconds))
+
+
+def _check_statistic(statistic: str) -> None:
+    if statistic not in STATISTICS:
+        raise LatencyTableError(f"statistic {statistic!r} is not one of: {', '.join(STATISTICS)}")
+
+
 def measure(
     fn: Callable[[], object],
     *,
@@ -98,29 +125,58 @@ def measure(
 ) -> Timing:
     """Time ``fn`` after ``warmup`` calls; median (``statistic="min"``: the fastest call) and
     10th/90th percentiles in milliseconds."""
-    if statistic not in STATISTICS:
-        raise LatencyTableError(f"statistic {statistic!r} is not one of: {', '.join(STATISTICS)}")
+    _check_statistic(statistic)
     for _ in range(warmup):
         fn()
     if sync:
         sync()
     times = np.empty(repeats)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a collection inside a timed call is noise, not latency
-    try:
+    with _gc_paused():
         for i in range(repeats):
             t0 = time.perf_counter()
             fn()
             if sync:
                 sync()
             times[i] = time.perf_counter() - t0
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    p10, med, p90 = np.percentile(times * 1e3, [10, 50, 90])
-    if statistic == "min":
-        med = 1e3 * times.min()
-    return Timing(float(med), float(p10), float(p90), repeats)
+    return _timing(times, statistic)
+
+
+@torch.inference_mode()
+def measure_chain(
+    modules: list[nn.Module],
+    x: torch.Tensor,
+    *,
+    warmup: int = 5,
+    repeats: int = 30,
+    sync: Callable[[], None] | None = None,
+    statistic: str = "median",
+) -> list[Timing]:
+    """Time every module of a chain where it really runs: inside whole passes
+    ``x -> m1 -> m2 -> ...``, so each module gets its real neighbour's fresh output and finds
+    the caches as the previous module left them (isolated repeats of one block run with its
+    weights hot and under-predict a whole net). One :class:`Timing` per module."""
+    _check_statistic(statistic)
+
+    def run() -> None:
+        y = x
+        for m in modules:
+            y = m(y)
+
+    for _ in range(warmup):
+        run()
+    if sync:
+        sync()
+    times = np.empty((repeats, len(modules)))
+    with _gc_paused():
+        for r in range(repeats):
+            y = x
+            for i, m in enumerate(modules):
+                t0 = time.perf_counter()
+                y = m(y)
+                if sync:
+                    sync()
+                times[r, i] = time.perf_counter() - t0
+    return [_timing(times[:, i], statistic) for i in range(len(modules))]
 
 
 def combine(timings: list[Timing]) -> Timing:
@@ -163,6 +219,9 @@ class Profiler:
             per-round values (robust to a busy machine's slow drift).
         statistic: each round's value: ``median`` (of its ``repeats`` calls) or ``min`` (its
             fastest call; with several rounds, robust to bursts of other processes).
+        timing: ``isolated`` (each block alone, repeated) or ``chain`` (each block inside whole
+            passes of a few covering sub-nets, :func:`measure_chain`; torch-eager only). Rows
+            record it in their ``versions`` (``"timing": "chain"``).
     """
 
     def __init__(
@@ -176,6 +235,7 @@ class Profiler:
         threads: int | None = None,
         rounds: int = 1,
         statistic: str = "median",
+        timing: str = "isolated",
     ) -> None:
         if rounds < 1:
             raise LatencyTableError(f"rounds={rounds} must be >= 1")
@@ -186,6 +246,13 @@ class Profiler:
         self.rounds, self.statistic = rounds, statistic
         self.store, self.profile = store, profile
         self.backend = normalize_backend(backend or profile.backend)
+        if timing not in TIMINGS:
+            raise LatencyTableError(f"timing {timing!r} is not one of: {', '.join(TIMINGS)}")
+        if timing == "chain" and self.backend != "torch-eager":
+            raise LatencyTableError(
+                f"timing 'chain' needs backend torch-eager, not {self.backend!r}"
+            )
+        self.timing = timing
         self.warmup, self.repeats = warmup, repeats
         self.threads = threads or profile.threads
         self.device = torch.device(profile.device)
@@ -200,6 +267,8 @@ class Profiler:
             import onnxruntime
 
             self.versions["onnxruntime"] = onnxruntime.__version__
+        if timing == "chain":
+            self.versions["timing"] = "chain"
 
     # ---------------------------------------------------------------- runners
     def _sync(self) -> Callable[[], None] | None:
@@ -243,7 +312,47 @@ class Profiler:
                 self._runner(module, x), warmup=self.warmup, repeats=self.repeats,
                 sync=self._sync(), statistic=self.statistic,
             )  # fmt: skip
+        return self._stamp(t)
+
+    def _stamp(self, t: Timing) -> Timing:
         return Timing(t.median_ms, t.p10_ms, t.p90_ms, t.repeats, self.threads, self.versions)
+
+    def _chain_rounds(
+        self,
+        net: Supernet,
+        cover: list[tuple[SubnetConfig, list[Any]]],
+        todo: list[Any],
+        batch_size: int,
+        bar: Progress,
+        task: TaskID,
+    ) -> Iterator[tuple[Any, Timing]]:
+        """``timing="chain"``: each signature still to measure is timed inside the first
+        covering sub-net that makes it (several occurrences in one pass: their median), once per
+        round; yields ``(signature, timing so far)`` after every sub-net (committed at once)."""
+        left = set(todo)
+        plan: list[tuple[SubnetConfig, dict[Any, list[int]]]] = []
+        for cfg, sigs in cover:
+            mine: dict[Any, list[int]] = {}
+            for i, sig in enumerate(sigs):
+                if sig in left:
+                    mine.setdefault(sig, []).append(i)
+            if mine:
+                plan.append((cfg, mine))
+                left -= set(mine)
+        seen: dict[Any, list[Timing]] = {}
+        for _ in range(self.rounds):
+            for cfg, mine in plan:
+                mods = [m.eval().to(self.device) for m in net.extract(cfg)]
+                x = torch.randn(batch_size, *net.input_size, device=self.device)
+                with pinned_threads(self.threads):
+                    ts = measure_chain(
+                        mods, x, warmup=self.warmup, repeats=self.repeats,
+                        sync=self._sync(), statistic=self.statistic,
+                    )  # fmt: skip
+                for sig, where in mine.items():
+                    seen.setdefault(sig, []).append(combine([ts[i] for i in where]))
+                    bar.advance(task)
+                    yield sig, self._stamp(combine(seen[sig]))
 
     def _rounds(
         self,
@@ -299,6 +408,7 @@ class Profiler:
             self.profile.name, self.backend, len(sigs), batch_sizes=list(batch_sizes)
         )
         cfgs = self.validation_configs(space, validate, seed)
+        cover = None  # covering sub-nets (timing="chain"), built on first need
         total = (len(sigs) + len(cfgs)) * len(batch_sizes) * self.rounds
         cols = (
             TextColumn("{task.description}"),
@@ -314,11 +424,22 @@ class Profiler:
                 todo = [(s, c) for s, c in sigs.items() if s not in done]
                 rep.skipped += len(sigs) - len(todo)
                 bar.advance(task, (len(sigs) - len(todo)) * self.rounds)
-                for sig, call, timing in self._rounds(
-                    todo, lambda c: net.units[c.index].extract(**dict(c.active)),
-                    lambda c, bs=bs: (bs, *c.in_shape), bar, task,
-                ):  # fmt: skip
-                    self.store.put_block(dev, sig, bs, self.backend, timing, macs=call.macs)
+                if self.timing == "chain":
+                    cover = cover or covering_configs(net, space)
+                    timed = self._chain_rounds(net, cover, [s for s, _ in todo], bs, bar, task)
+                else:
+                    timed = (
+                        (sig, t)
+                        for sig, _, t in self._rounds(
+                            todo,
+                            lambda c: net.units[c.index].extract(**dict(c.active)),
+                            lambda c, bs=bs: (bs, *c.in_shape),
+                            bar,
+                            task,
+                        )  # fmt: skip
+                    )
+                for sig, timing in timed:
+                    self.store.put_block(dev, sig, bs, self.backend, timing, macs=sigs[sig].macs)
                 rep.measured += len(todo)
                 nets = self.store.network_table(dev[0], space.supernet, bs, self.backend)
                 have = {c for c, _, src in nets if src not in PREDICTIONS}

@@ -36,3 +36,22 @@ def test_full_size_grids_enumerate_quickly() -> None:
     assert 400 < len(sigs) < 1000
     for cfg in (net.space.smallest(), net.space.largest(), net.space.at_fraction(0.5)):
         assert {signature_of(net, c) for c in net.block_calls(cfg)} <= set(sigs)
+
+
+@pytest.mark.parametrize(
+    ("name", "most"),
+    [("ds_mobilenet_v1_tiny", 40), ("ds_resnet50_tiny", 10), ("ds_mobilenet_v1", 260)],
+)
+def test_covering_configs_make_every_signature_with_few_subnets(name: str, most: int) -> None:
+    from dsnet_automl.latency import covering_configs
+
+    net = create_supernet(name)
+    sigs = grid_signatures(net)
+    cover = covering_configs(net)
+    made = set()
+    for cfg, cfg_sigs in cover:
+        assert cfg in net.space  # a real sub-net of the grid
+        assert cfg_sigs == [signature_of(net, c) for c in net.block_calls(cfg)]
+        made.update(cfg_sigs)
+    assert made == set(sigs)
+    assert len(cover) <= most < len(sigs)  # far fewer sub-nets than signatures
