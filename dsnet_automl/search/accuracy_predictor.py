@@ -160,6 +160,26 @@ def _cv_tau(make: Callable[[], Any], x: np.ndarray, y: np.ndarray, folds: int, s
     return float(np.nanmean(taus)) if not np.all(np.isnan(taus)) else float("-inf")
 
 
+def _quiet_fit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An MLP that stops at ``max_iter`` warns (ConvergenceWarning) into the user's terminal;
+    the candidates are chosen by cross-validated tau, so a poorly converged one loses on
+    measured quality, and the warning says nothing the metrics do not."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+@_quiet_fit
 def fit_predictor(
     space: SliceSpace,
     configs: Sequence[SubnetConfig],
