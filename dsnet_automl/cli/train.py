@@ -26,6 +26,7 @@ _SCALAR_FIELDS = (
     "num_random",
     "distill",
     "ema_decay",
+    "ema_bn",
     "mvco",
     "single_config",
     "seed",
@@ -118,6 +119,13 @@ def train_cmd(
     num_random: Annotated[int | None, typer.Option(help="Random sub-nets per step.")] = None,
     distill: Annotated[str | None, typer.Option(help="ib | inplace | none.")] = None,
     ema_decay: Annotated[float | None, typer.Option()] = None,
+    ema_bn: Annotated[
+        str | None,
+        typer.Option(
+            help="EMA teacher's BatchNorm: batch (default; the batch's statistics) | running "
+            "(its averaged running statistics; 1.6-4 pt worse in benchmarks/stage1_ablation.py)."
+        ),
+    ] = None,
     mvco: Annotated[
         bool | None,
         typer.Option("--mvco/--no-mvco", help="Multi-view consistency (default: ViTs)."),
