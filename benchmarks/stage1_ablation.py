@@ -64,6 +64,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "inplace": {"distill": "inplace"},
     "none": {"distill": "none"},
     "ib_runbn": RUN_BN,  # teacher BN on its averaged running statistics (eval mode)
+    "ib_ensemble": {"distill": "ib", "ema_bn": "batch", "ib_ensemble": True},
     "ib_no_warmup": {"distill": "ib", "ema_bn": "batch", "ema_warmup": False},
     "ib_steps": RUN_BN,  # ema_decay from the run length, see ema_decay_for
     "ib_decay0": {**RUN_BN, "ema_decay": 0.0},  # no lag: isolates the eval-mode teacher
@@ -82,6 +83,7 @@ CLAIMS = [
     ("running-BN IB: steps-tied decay > 0.997", "ib_steps", "ib_runbn"),
     ("running-BN IB: decay 0 > 0.997", "ib_decay0", "ib_runbn"),
     ("IB warm-up > no warm-up", "ib", "ib_no_warmup"),
+    ("ensemble IB > IB", "ib_ensemble", "ib"),
 ]
 METRICS = ("top1", "top1_calibrated")
 DEFAULT_OUT = Path(__file__).parent / "results" / "stage1_ablation"

@@ -381,3 +381,30 @@ def test_signal_mid_epoch_resumes_with_the_same_epoch_metrics(tmp_path, monkeypa
     res = train_supernet(_cfg(), tmp_path / "sig", resume=True)
     _assert_same(_state(full.checkpoint), _state(res.checkpoint))
     assert [h["loss"] for h in res.history] == [h["loss"] for h in full.history]
+
+
+def test_ensemble_ib_targets_the_smallest_with_the_teachers_mean(monkeypatch):
+    """ib_ensemble: the smallest sub-net's soft target = mean of the teacher's probabilities
+    at the largest and at the step's random configs; the random ones keep the largest's."""
+    torch.manual_seed(0)
+    net = create_supernet(TINY)
+    cfg = TrainConfig(space=TINY, distill="ib", num_random=2, ib_ensemble=True, augment=False)
+    teacher = EmaTeacher(net)
+    step = SandwichStep(net, net.space, cfg, teacher=teacher)
+    opt, _ = build_optimizer(net, cfg, 10)
+    x, y = _batch()
+    configs = step.configs(random.Random(5))  # the step draws the same ones from seed 5
+    with torch.no_grad():
+        probs = [teacher(x, c).float().softmax(-1) for c in [configs[0], *configs[2:]]]
+    targets = []
+
+    def spy(out, soft):
+        targets.append(soft.clone())
+        return soft_ce(out, soft)
+
+    monkeypatch.setattr(sandwich_mod, "soft_ce", spy)
+    step(x, y, rng=random.Random(5), gen=torch.Generator(), optimizer=opt)
+    assert len(targets) == 3  # smallest + 2 random
+    torch.testing.assert_close(targets[0], torch.stack(probs).mean(0))
+    for t in targets[1:]:
+        torch.testing.assert_close(t, probs[0])

@@ -27,6 +27,7 @@ _SCALAR_FIELDS = (
     "distill",
     "ema_decay",
     "ema_bn",
+    "ib_ensemble",
     "mvco",
     "single_config",
     "seed",
@@ -124,6 +125,14 @@ def train_cmd(
         typer.Option(
             help="EMA teacher's BatchNorm: batch (default; the batch's statistics) | running "
             "(its averaged running statistics; 1.6-4 pt worse in benchmarks/stage1_ablation.py)."
+        ),
+    ] = None,
+    ib_ensemble: Annotated[
+        bool | None,
+        typer.Option(
+            "--ib-ensemble/--no-ib-ensemble",
+            help="Ensemble IB: the smallest sub-net learns from the teacher's mean over the "
+            "largest and the step's random sub-nets (off by default).",
         ),
     ] = None,
     mvco: Annotated[

@@ -64,6 +64,12 @@ class TrainConfig(BaseModel):
         "left untouched (default: +1.6/+3.8/+4.0 pt smallest/middle/largest over 'running' on "
         "every seed, benchmarks/stage1_ablation.py); running = its averaged running statistics",
     )
+    ib_ensemble: bool = Field(
+        False,
+        description="ensemble IB: the smallest sub-net's target is the mean of the EMA teacher's "
+        "outputs at the largest and at this step's random configs (costs num_random extra "
+        "teacher forwards per step)",
+    )
     mvco: bool | None = Field(None, description="multi-view consistency; None = on for ViTs")
     augment: bool = Field(True, description="random shift + noise on training batches")
     auto_augment: str | None = Field(

@@ -8,7 +8,9 @@ optimizer step, then the EMA teacher update.
 Targets by ``distill`` mode:
 
 - ``ib``: largest on labels (label-smoothed CE); the others on the EMA teacher's soft output at
-  the largest config (soft CE, T=1), computed once per batch without gradients.
+  the largest config (soft CE, T=1), computed once per batch without gradients. With
+  ``ib_ensemble`` the smallest sub-net's target is instead the mean of the teacher's outputs at
+  the largest and at the step's random configs (DS-Net's "ensemble IB", off by default).
 - ``inplace``: as ``ib`` but the teacher is the current largest sub-net's detached output
   (AutoSlim / US-Nets in-place distillation).
 - ``none``: every sub-net on labels.
@@ -121,9 +123,13 @@ class SandwichStep:
             return mvco_targets(logits, n_views)
 
         soft: Tensor | None = None
+        soft_smallest: Tensor | None = None  # ensemble IB: the smallest sub-net's own target
         if distill == "ib":
             with torch.no_grad(), autocast():
                 soft = targets_from(self.teacher(xv, self.largest))
+                if cfg.ib_ensemble and len(configs) > 2:
+                    outs = [soft] + [targets_from(self.teacher(xv, c)) for c in configs[2:]]
+                    soft_smallest = torch.stack(outs).mean(0)
 
         net.train()
         optimizer.zero_grad(set_to_none=True)
@@ -134,7 +140,7 @@ class SandwichStep:
             if distill == "none" or i == 0:
                 loss = label_smoothed_ce(out.float(), yv, cfg.label_smoothing)
             else:
-                loss = soft_ce(out, soft)
+                loss = soft_ce(out, soft_smallest if i == 1 and soft_smallest is not None else soft)
             if i == 0 and distill == "inplace":
                 soft = targets_from(out.detach())
             (scaler.scale(loss) if scaler is not None else loss).backward()
