@@ -144,6 +144,18 @@ def evaluate(ckpt: Path, cfg: TrainConfig, names: list[str]) -> dict[str, dict[s
     return out
 
 
+def _setting(text: str) -> tuple[str, Any]:
+    """``lr=0.001`` -> ("lr", 0.001): the value parsed as YAML (numbers, booleans, strings)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or key not in TrainConfig.model_fields:
+        raise argparse.ArgumentTypeError(
+            f"--set {text!r}: expected FIELD=VALUE, FIELD a TrainConfig field"
+        )
+    return key, yaml.safe_load(value)
+
+
 def git_commit() -> str:
     r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return r.stdout.strip()
@@ -169,7 +181,7 @@ def run_one(args: argparse.Namespace, method: str, seed: int, epochs: int) -> di
     before the run, its checkpoint waits in ``--out/runs`` for the next call)."""
     base = dict(
         space=args.space, data=args.data, epochs=epochs, seed=seed, progress=False,
-        eval_every=0, threads=args.threads, train_limit=args.train_limit,
+        eval_every=0, threads=args.threads, train_limit=args.train_limit, **dict(args.set),
     )  # fmt: skip
     kw = dict(METHODS[method])
     if method == "ib_steps":
@@ -347,6 +359,11 @@ def main() -> None:
     ap.add_argument("--mvco-ablation", action="store_true", help="add ib_mvco and ib_no_mvco")
     ap.add_argument("--ema-horizon", type=float, default=0.05, help="ib_steps: d = 1-1/(h*T)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for every run")
+    ap.add_argument(
+        "--set", nargs="+", default=[], type=_setting, metavar="FIELD=VALUE",
+        help="TrainConfig overrides for every run (e.g. optimizer=adamw lr=0.001); recorded in "
+        "each result's config: use another --out, cached runs do not key on them",
+    )  # fmt: skip
     ap.add_argument(
         "--chunk-steps", type=int,
         help="train at most N steps per call, then checkpoint in --out/runs and stop (keeps "
