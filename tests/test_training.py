@@ -324,7 +324,9 @@ def test_mvco_default_is_a_trait_of_the_supernet_incl_slicified_vits():
     from dsnet_automl import slicify
 
     vit = timm.create_model("vit_small_patch16_224", img_size=64, global_pool="avg")
-    assert slicify(vit, verify=False).default_mvco  # was silently off for slicified ViTs
+    sliced = slicify(vit, verify=False)
+    assert sliced.default_mvco  # was silently off for slicified ViTs
+    assert sliced.default_recipe["optimizer"] == "adamw"  # and trained with a CNN's SGD
     assert create_supernet("ds_deit_small_tiny").default_mvco
     assert not create_supernet("ds_resnet50_tiny").default_mvco
     assert not slicify(timm.create_model("resnet18"), verify=False).default_mvco
@@ -408,3 +410,20 @@ def test_ensemble_ib_targets_the_smallest_with_the_teachers_mean(monkeypatch):
     torch.testing.assert_close(targets[0], torch.stack(probs).mean(0))
     for t in targets[1:]:
         torch.testing.assert_close(t, probs[0])
+
+
+@pytest.mark.parametrize(
+    ("space", "kind", "lr", "wd"),
+    [("ds_mobilenet_v1_tiny", torch.optim.SGD, 0.1, 5e-5),
+     ("ds_deit_small_tiny", torch.optim.AdamW, 1e-3, 0.05)],
+)  # fmt: skip
+def test_unset_optimizer_fields_come_from_the_supernet_family(space, kind, lr, wd):
+    net = create_supernet(space)
+    opt, _ = build_optimizer(net, TrainConfig(space=space), 10)
+    assert isinstance(opt, kind)
+    assert opt.param_groups[0]["initial_lr"] == lr and opt.param_groups[0]["weight_decay"] == wd
+    # explicit values win, field by field
+    opt, _ = build_optimizer(net, TrainConfig(space=space, optimizer="sgd", lr=0.05), 10)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["initial_lr"] == 0.05
+    assert opt.param_groups[0]["weight_decay"] == wd
+    assert TrainConfig(space=space).optimizer is None  # the run's config stays as given

@@ -113,9 +113,15 @@ def train_cmd(
         typer.Option(min=0, help="0: only initialise (e.g. --init), checkpoint and evaluate."),
     ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="sgd (nesterov) | adamw.")] = None,
-    weight_decay: Annotated[float | None, typer.Option()] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate (default: 0.1 CNNs, 1e-3 ViTs).")
+    ] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="sgd (nesterov) | adamw (default: sgd CNNs, adamw ViTs).")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="Default: 5e-5 CNNs, 0.05 ViTs.")
+    ] = None,
     warmup_epochs: Annotated[float | None, typer.Option()] = None,
     num_random: Annotated[int | None, typer.Option(help="Random sub-nets per step.")] = None,
     distill: Annotated[str | None, typer.Option(help="ib | inplace | none.")] = None,

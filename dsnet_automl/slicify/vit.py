@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..config import SliceSpace, Value
 from ..slicing import mlp_hidden, qkv_timm_to_head_major
-from ..supernets.base import Unit
+from ..supernets.base import VIT_RECIPE, Unit
 from ..supernets.vit_units import PatchEmbed, TokenHead, ViTBlock, idle_add
 from ._common import FixedUnit, Limit, TimmSupernet, unsupported
 
@@ -162,6 +162,7 @@ class TimmViTSupernet(TimmSupernet):
     """Maps ``heads`` / ``mlp_ratio`` dims to the active sizes of (reused) ViT blocks."""
 
     default_mvco = True  # a vision transformer, as DSViT
+    default_recipe = VIT_RECIPE
 
     def _active(self, unit: nn.Module, **params: Value) -> dict[str, Any]:
         if not isinstance(unit, ViTBlock):

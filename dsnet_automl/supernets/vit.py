@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import SliceSpace
 from ..slicing import mlp_hidden
-from .base import Supernet
+from .base import VIT_RECIPE, Supernet
 from .registry import register_supernet
 from .vit_units import PatchEmbed, TokenHead, ViTBlock
 
@@ -35,6 +35,7 @@ class DSViT(Supernet):
     """
 
     default_mvco = True
+    default_recipe = VIT_RECIPE
 
     def __init__(
         self,

@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..defaults import DEFAULT_DATA, DEFAULT_SPACE
 
-__all__ = ["RUNTIME_FIELDS", "TrainConfig"]
+__all__ = ["RECIPE_FIELDS", "RUNTIME_FIELDS", "TrainConfig", "with_recipe"]
+
+# fields a supernet family's recipe fills when a run leaves them unset (None)
+RECIPE_FIELDS = ("optimizer", "lr", "weight_decay")
 
 # fields that may differ between a run and its resumption (they do not change the result on CPU;
 # ``threads`` changes only float rounding, so a resume under another count is allowed)
@@ -40,10 +43,16 @@ class TrainConfig(BaseModel):
         7, ge=0, description="0: only initialise (e.g. from --init), checkpoint and evaluate"
     )
     batch_size: int = Field(32, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.1, gt=0, description="peak learning rate (after warm-up)")
+    optimizer: Literal["sgd", "adamw"] | None = Field(
+        None,
+        description="None: the supernet family's recipe (CNNs: sgd, lr 0.1, weight decay 5e-5; "
+        "vision transformers: adamw, lr 1e-3, weight decay 0.05), see Supernet.default_recipe",
+    )
+    lr: float | None = Field(
+        None, gt=0, description="peak learning rate (after warm-up); None: the recipe's"
+    )
     momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-5, ge=0)
+    weight_decay: float | None = Field(None, ge=0, description="None: the recipe's")
     warmup_epochs: float = Field(1.0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor, fraction of lr")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
@@ -101,6 +110,13 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if self.optimizer == "sgd" and self.momentum == 0 and self.lr > 1:
+        if self.optimizer == "sgd" and self.momentum == 0 and (self.lr or 0) > 1:
             raise ValueError(f"lr={self.lr} is too large for plain SGD")
         return self
+
+
+def with_recipe(cfg: TrainConfig, recipe: dict[str, object]) -> TrainConfig:
+    """``cfg`` with the recipe fields it leaves unset (None) taken from ``recipe`` (a supernet's
+    ``default_recipe``); explicit values always win."""
+    missing = {k: recipe[k] for k in RECIPE_FIELDS if getattr(cfg, k) is None and k in recipe}
+    return cfg.model_copy(update=missing) if missing else cfg

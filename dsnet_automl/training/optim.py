@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from ..supernets.base import CNN_RECIPE
+from .config import TrainConfig, with_recipe
 
 __all__ = ["WarmupCosine", "build_optimizer"]
 
@@ -30,7 +31,10 @@ class WarmupCosine:
 def build_optimizer(
     net: nn.Module, cfg: TrainConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """SGD (nesterov) or AdamW; no weight decay on norms and biases (tensors with ndim <= 1)."""
+    """SGD (nesterov) or AdamW; no weight decay on norms and biases (tensors with ndim <= 1).
+    Optimizer, lr and weight decay left unset in ``cfg`` come from ``net.default_recipe`` (the
+    run's config keeps them unset, so a resume compares what the user gave)."""
+    cfg = with_recipe(cfg, getattr(net, "default_recipe", CNN_RECIPE))
     decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [

@@ -121,8 +121,10 @@ def tune_supernet(
     out = Path(out_dir)
     storage = storage_uri(opts.storage_path or out / "ray")
     exp_path = f"{storage.rstrip('/')}/{opts.name}"
-    base_dict = base.model_dump()
     param_space = space.param_space()
+    if base.optimizer is None and {"lr", "weight_decay"} & set(param_space):
+        base = base.model_copy(update={"optimizer": "sgd"})  # the default ranges are SGD's
+    base_dict = base.model_dump()
     trainable, per_trial = _trainable(base, opts, storage)
     # a local Ray advertises one spare logical CPU for the data-parallel trials' drivers
     spare = 1 if opts.workers_per_trial > 1 else 0

@@ -304,7 +304,8 @@ def _train_step(run: _Run, batch: Any, state: LoopState) -> dict[str, float]:
     if not math.isfinite(stats.loss_total):
         raise TrainingInterrupted(
             f"loss became {stats.loss_total} at step {state.global_step}; lower --lr "
-            f"(now {run.cfg.lr}) or --batch-size; the last epoch's checkpoint is kept"
+            f"(peak now {run.optimizer.param_groups[0]['initial_lr']:g}) or --batch-size; the "
+            "last epoch's checkpoint is kept"
         )
     return {"loss": stats.loss_largest, "samples": run.shard.world * len(y)}
 

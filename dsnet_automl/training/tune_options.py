@@ -27,7 +27,7 @@ class TuneSpace(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lr: tuple[float, float] | None = (0.02, 0.4)
+    lr: tuple[float, float] | None = (0.02, 0.4)  # SGD ranges: a sweep over them pins sgd
     weight_decay: tuple[float, float] | None = (1e-5, 1e-3)
     num_random: list[int] | None = Field(default_factory=lambda: [1, 2, 3])
     ema_decay: list[float] | None = Field(default_factory=lambda: [0.99, 0.997, 0.999])
