@@ -44,6 +44,7 @@ tables_app = typer.Typer(
 app.add_typer(tables_app, name="tables")
 
 DbOpt = Annotated[str, typer.Option("--db", help="SQLAlchemy URL of the latency database.")]
+HwArg = Annotated[str, typer.Argument(help="Device profile name or alias.")]
 _STYLE = dict(zip(SOURCES, ("green", "cyan", "yellow", "magenta"), strict=True))
 
 
@@ -84,7 +85,7 @@ def list_cmd(db: DbOpt = DEFAULT_DB) -> None:
 @tables_app.command("show")
 @handle_errors
 def show_cmd(
-    hw: Annotated[str, typer.Argument(help="Device profile name or alias.")],
+    hw: HwArg,
     space: Annotated[
         str | None, typer.Option(help="Also predict this space's smallest/largest sub-net.")
     ] = None,
@@ -144,7 +145,7 @@ def show_cmd(
 @tables_app.command("export")
 @handle_errors
 def export_cmd(
-    hw: Annotated[str, typer.Argument(help="Device profile name or alias.")],
+    hw: HwArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
     format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     db: DbOpt = DEFAULT_DB,
@@ -172,7 +173,7 @@ def import_cmd(
 @tables_app.command("predict")
 @handle_errors
 def predict_cmd(
-    hw: Annotated[str, typer.Argument(help="Device profile name or alias.")],
+    hw: HwArg,
     space: Annotated[str, typer.Option(help="Supernet name or slice-space YAML.")],
     batch_size: Annotated[
         list[int] | None, typer.Option(help="Batch sizes (default: the profile's).")
@@ -225,7 +226,7 @@ def _pair_table(r: PairResult) -> Table:
 @tables_app.command("calibrate")
 @handle_errors
 def calibrate_cmd(
-    hw: Annotated[str, typer.Argument(help="Device profile name or alias.")],
+    hw: HwArg,
     backend: Annotated[
         str | None, typer.Option(help="Only this backend (default: every one with figures).")
     ] = None,

@@ -82,9 +82,13 @@ def grid_signatures(
 
 
 def _grid(
-    net: Supernet, space: SliceSpace | None, exhaustive: bool | None
+    net: Supernet,
+    space: SliceSpace | None,
+    exhaustive: bool | None,
+    dims: dict[int, list[str]] | None = None,
 ) -> dict[BlockSignature, tuple[BlockCall, SubnetConfig]]:
-    """``{signature: (block call, a config whose sub-net makes that call)}``, network order."""
+    """``{signature: (block call, a config whose sub-net makes that call)}``, network order.
+    ``dims``: :func:`relevant_dims` of ``space`` when the caller has it already."""
     space = space or net.space
     if exhaustive is None:
         exhaustive = space.size <= EXHAUSTIVE_LIMIT
@@ -100,8 +104,8 @@ def _grid(
             add(cfg)
     else:
         bases = _backgrounds(space)
-        for unit, dims in relevant_dims(net, space).items():
-            for cfg in _configs_for_unit(space, dims, bases):
+        for unit, ds in (dims if dims is not None else relevant_dims(net, space)).items():
+            for cfg in _configs_for_unit(space, ds, bases):
                 add(cfg, only=unit)
     return dict(sorted(out.items(), key=lambda kv: kv[1][0].index))
 
@@ -119,8 +123,8 @@ def covering_configs(
     sub-nets need over a thousand.
     """
     space = space or net.space
-    reps = _grid(net, space, None)
     dims = relevant_dims(net, space)
+    reps = _grid(net, space, None, dims)
     todo = dict.fromkeys(reps)  # ordered set
     out: list[tuple[SubnetConfig, list[BlockSignature]]] = []
     while todo:
