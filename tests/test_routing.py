@@ -79,6 +79,39 @@ def test_extracted_mode_equals_sliced_mode():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["ds_mobilenet_v1_tiny", "ds_resnet50_tiny", "ds_deit_small_tiny"])
+def test_fused_mode_equals_sliced_mode_and_folds_batchnorm(name):
+    """The frozen Stage II view: BN folded into the convs, outputs equal the sliced net's,
+    input gradients too (the attention head trains through them), gate shared."""
+    sliced = make_dynamic(name)
+    fused = sliced.fused()
+    assert fused.gate is sliced.gate
+    folded = [m for m in fused.static_routes.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if name == "ds_mobilenet_v1_tiny":
+        assert not folded, "every BN of a MobileNet route follows a conv in a Sequential"
+    assert not any(p.requires_grad for p in fused.static_routes.parameters())
+    fused.train()  # the gate trains; the folded copies must stay in eval mode
+    assert not fused.static_routes.training and fused.gate.training
+    fused.eval()
+    x = inputs(12, sliced.supernet.input_size)
+    a, ra = sliced(x)
+    b, rb = fused(x)
+    assert torch.equal(ra, rb)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    h = sliced.features(x).detach().requires_grad_(True)
+    hf = h.detach().clone().requires_grad_(True)
+    for k in range(sliced.num_routes):
+        (ga,) = torch.autograd.grad(sliced.run_route(k, h).square().sum(), h)
+        (gb,) = torch.autograd.grad(fused.run_route(k, hf).square().sum(), hf)
+        torch.testing.assert_close(ga, gb, rtol=1e-3, atol=1e-4)
+
+
+def test_unknown_mode_is_refused_in_one_line():
+    net = create_supernet("ds_mobilenet_v1_tiny")
+    with pytest.raises(SearchSpaceError, match="'sliced', 'extracted', 'fused'"):
+        DynamicNet.build(net, mode="folded")
+
+
 def test_gumbel_training_samples_one_hot_with_gradient():
     gate = Gate(8, 3).train()
     logits = torch.randn(5, 3, requires_grad=True)

@@ -119,7 +119,7 @@ def run_trial(
     last = res.history[-1]
     hist = list(last["route_hist"])
     n = max(1, sum(hist))
-    test = evaluate_dynamic(dyn, eval_loader(ctx, "test"), torch.device(cfg.device))
+    test = evaluate_dynamic(dyn.fused(), eval_loader(ctx, "test"), torch.device(cfg.device))
     out = {
         "accuracy": float(last["val_top1"]),
         "test_accuracy": float(test["top1"]),

@@ -93,7 +93,7 @@ def train_static_attention(
         _, test_loader = eval_loaders(
             data, tuple(supernet.input_size), seed, model=supernet.space.supernet
         )
-        test = evaluate_dynamic(dyn, test_loader, resolve_device(device))
+        test = evaluate_dynamic(dyn.fused(), test_loader, resolve_device(device))
     finally:
         saved.restore(supernet)
     return {

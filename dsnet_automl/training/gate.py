@@ -1,6 +1,8 @@
 """Stage II: train the gate with sandwich gate sparsification (SGS).
 
-Per batch, with the supernet and its BN statistics frozen (eval mode, no parameter grads):
+Per batch, with the supernet and its BN statistics frozen (eval mode, no parameter grads; the
+routes run as static copies with BN folded into the convs, ``DynamicNet.fused``, which shares
+the gate being trained):
 
 - **SGS target**: route 0 (smallest) if the smallest route already classifies the sample
   correctly, else route K-1 (largest); ``loss_sgs = CE(gate logits, target)``, by default
@@ -165,9 +167,13 @@ def gate_loss(
     h, logits = dyn.gate(h0)
     k = dyn.num_routes
     loss = logits.new_zeros(())
+    outs = None
+    if cfg.task_weight > 0:  # every route's output; route 0's also gives the SGS targets
+        outs = torch.stack([dyn.run_route(r, h) for r in range(k)], 1)  # (B, K, classes)
     if slim:
         with torch.no_grad():
-            sgs_t = sgs_targets(dyn.run_route(0, h), y, k)
+            small = outs[:, 0].detach() if outs is not None else dyn.run_route(0, h)
+            sgs_t = sgs_targets(small, y, k)
         weight = sgs_class_weights(sgs_t, k).to(logits.dtype) if cfg.sgs_balance else None
         loss_sgs = F.cross_entropy(logits, sgs_t, weight=weight)
         loss = loss + cfg.sgs_weight * loss_sgs
@@ -175,9 +181,8 @@ def gate_loss(
     else:
         logits = logits.detach()
         stats = {"sgs": 0.0}
-    if cfg.task_weight > 0:
+    if outs is not None:
         pick = dyn.gate.select(logits)  # (B, K) hard one-hot, soft gradient
-        outs = torch.stack([dyn.run_route(r, h) for r in range(k)], 1)  # (B, K, classes)
         loss_task = F.cross_entropy((pick.unsqueeze(-1) * outs).sum(1), y)
         loss = loss + cfg.task_weight * loss_task
         stats["task"] = float(loss_task.detach())
@@ -235,7 +240,7 @@ def _build(dyn: DynamicNet, cfg: GateTrainConfig, data: str) -> _GateRun:
     net = dyn.supernet.to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    dyn.to(device)
+    dyn = dyn.to(device).fused()  # frozen supernet: BN folded, same gate
     splits = load_dataset(data, net.input_size, seed=cfg.seed, model=net.space.supernet)
     train_loader, val_loader, _ = make_loaders(splits, cfg.batch_size, seed=cfg.seed)
     opt = torch.optim.AdamW(gate_trainable(dyn, slim), lr=cfg.lr, weight_decay=cfg.weight_decay)
