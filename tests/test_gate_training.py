@@ -14,6 +14,7 @@ from dsnet_automl.export import export_dynamic
 from dsnet_automl.routing import DynamicNet
 from dsnet_automl.training.gate import (
     GateTrainConfig,
+    _routed_output,
     sgs_class_weights,
     sgs_targets,
     train_gate,
@@ -43,6 +44,49 @@ def test_sgs_balance_weights_the_rare_target_up():
     w = sgs_class_weights(torch.tensor([0, 0, 0, 3]), 4)
     assert torch.allclose(w, torch.tensor([4 / 6, 0.0, 0.0, 2.0]))
     assert torch.allclose(sgs_class_weights(torch.tensor([0, 0]), 4), torch.tensor([1.0, 0, 0, 0]))
+
+
+@pytest.mark.parametrize("slim", [True, False])
+def test_routed_output_equals_the_dense_straight_through_mix(slim):
+    """Running only the chosen route with autograd gives the dense form's value and the same
+    gradients for every gate parameter (slimming and attention head)."""
+    from conftest import randomize_norms
+
+    torch.manual_seed(0)
+    net = randomize_norms(create_supernet("ds_mobilenet_v1_tiny")).eval()
+    dyn = DynamicNet.build(net, num_routes=4).fused()
+    dyn.gate.train()
+    with torch.no_grad():  # spread the routes so the batch mixes them
+        torch.nn.init.normal_(dyn.gate.fc2.weight, std=3.0)
+        torch.nn.init.normal_(dyn.gate.att2.weight, std=0.3)
+    x, y = torch.randn(24, *net.input_size), torch.randint(0, 10, (24,))
+    h0 = dyn.features(x)
+
+    def grads(fast: bool):
+        dyn.gate.zero_grad()
+        h, logits = dyn.gate(h0)
+        logits = logits if slim else logits.detach()
+        torch.manual_seed(1)  # the same Gumbel draw for both forms
+        if fast:
+            with torch.no_grad():
+                outs = torch.stack([dyn.run_route(r, h) for r in range(4)], 1)
+            out = _routed_output(dyn, h, logits, outs if slim else None)
+        else:
+            pick = dyn.gate.select(logits)
+            out = pick.unsqueeze(-1) * torch.stack([dyn.run_route(r, h) for r in range(4)], 1)
+            out = out.sum(1)
+            assert pick.argmax(1).unique().numel() >= 3, "a batch of mixed routes"
+        torch.nn.functional.cross_entropy(out, y).backward()
+        return out.detach(), {n: p.grad.clone() for n, p in dyn.gate.named_parameters()
+                              if p.grad is not None}  # fmt: skip
+
+    dense_out, dense = grads(False)
+    fast_out, fast = grads(True)
+    torch.testing.assert_close(fast_out, dense_out, rtol=1e-5, atol=1e-5)
+    assert dense.keys() == fast.keys() and any(n.startswith("att") for n in dense)
+    assert any(n.startswith("fc") for n in dense) == slim
+    for n in dense:
+        torch.testing.assert_close(fast[n], dense[n], rtol=1e-4, atol=1e-6, msg=n)
 
 
 def test_only_gate_parameters_change(tmp_path):
