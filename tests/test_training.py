@@ -427,3 +427,18 @@ def test_unset_optimizer_fields_come_from_the_supernet_family(space, kind, lr, w
     assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["initial_lr"] == 0.05
     assert opt.param_groups[0]["weight_decay"] == wd
     assert TrainConfig(space=space).optimizer is None  # the run's config stays as given
+
+
+def test_channels_last_changes_only_rounding(tmp_path):
+    """DS-MobileNetV1 trains channels_last on CPU by default (faster depthwise convs); the
+    weights after a few steps equal an NCHW run's up to float rounding."""
+    assert create_supernet(TINY).prefers_channels_last
+    assert not create_supernet("ds_resnet50_tiny").prefers_channels_last
+    runs = {}
+    for cl in (None, False):
+        train_supernet(_cfg(channels_last=cl, epochs=1), tmp_path / str(cl), max_steps=2)
+        runs[cl] = _state(tmp_path / str(cl) / "checkpoint.pt")["model"]
+    a, b = runs[None], runs[False]
+    assert any(not torch.equal(a[k], b[k]) for k in a), "another memory format, other rounding"
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)

@@ -34,6 +34,8 @@ class DSMobileNetV1(Supernet):
         act_layer: activation (DS-Net uses Swish = SiLU).
     """
 
+    prefers_channels_last = True  # depthwise convs: 1.8x faster Stage I steps on CPU
+
     def __init__(
         self,
         space: SliceSpace,

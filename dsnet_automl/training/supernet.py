@@ -171,7 +171,7 @@ class _Run:
     scaler: torch.amp.GradScaler | None
     autocast: Callable[[], Any]
     step: SandwichStep
-    use_amp: bool
+    channels_last: bool
 
 
 def _open_checkpoint(
@@ -218,7 +218,10 @@ def _build(
     net = create_supernet(space.supernet, space=space, num_classes=data.num_classes, init=init)
     net = net.to(device)
     use_amp = cfg.amp and device.type == "cuda"
-    if use_amp:
+    channels_last = cfg.channels_last
+    if channels_last is None:
+        channels_last = use_amp or net.prefers_channels_last
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
     single = _single_config(space, cfg.single_config)
     mvco = net.default_mvco if cfg.mvco is None else cfg.mvco
@@ -241,7 +244,7 @@ def _build(
     )  # fmt: skip
     return _Run(
         cfg, space, shard, device, data, net, teacher, mvco, loaders, optimizer, scheduler,
-        scaler, autocast, step, use_amp,
+        scaler, autocast, step, channels_last,
     )  # fmt: skip
 
 
@@ -293,7 +296,7 @@ def _checkpoint(run: _Run, state: LoopState) -> dict[str, Any]:
 
 def _train_step(run: _Run, batch: Any, state: LoopState) -> dict[str, float]:
     x, y = (t.to(run.device, non_blocking=True) for t in batch[:2])
-    if run.use_amp:
+    if run.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     seed = run.cfg.seed * 1_000_003 + state.global_step
     gen = torch.Generator(device=run.device).manual_seed(seed)
