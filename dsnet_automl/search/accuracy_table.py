@@ -339,6 +339,11 @@ class AccuracyTable(LazyEngineStore):
                 x, y = x.to(dev), y.to(dev)
             was_training = net.training
             net.eval()
+            # depthwise-conv nets: 0.17 vs 0.27 s per tiny DS-MobileNetV1 sub-net on val
+            channels_last = getattr(net, "prefers_channels_last", False) and x.ndim == 4
+            if channels_last:
+                net.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
             try:
                 for cfg in track(todo, description="measuring sub-nets", disable=not progress):
                     t0 = time.perf_counter()
@@ -359,6 +364,8 @@ class AccuracyTable(LazyEngineStore):
                     self.last_evaluated += 1
             finally:
                 net.train(was_training)
+                if channels_last:
+                    net.to(memory_format=torch.contiguous_format)
         return {c: have[c] for c in configs}
 
     def to_frame(
