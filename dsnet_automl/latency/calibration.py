@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.stats import kendalltau
 
 from ..errors import LatencyTableError
 from ..supernets.base import Supernet
@@ -143,6 +141,8 @@ def fit_constants(
     def residuals(x: np.ndarray) -> np.ndarray:
         return np.log(pair.predict(_constants(x), idx)) - target
 
+    from scipy.optimize import least_squares  # ~1.9 s import: only when fitting
+
     res = least_squares(residuals, x0, bounds=(lo, hi), x_scale="jac", method="trf")
     return _constants(res.x)
 
@@ -169,6 +169,8 @@ def _tau(pred: np.ndarray, pub: np.ndarray) -> float:
     ok = np.isfinite(pred)
     if ok.sum() < 2:
         return math.nan
+    from scipy.stats import kendalltau
+
     return float(kendalltau(pred[ok], pub[ok]).statistic)
 
 

@@ -24,10 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LinearRegression
-from sklearn.model_selection import LeaveOneOut
 
 from ..errors import LatencyTableError
 from ..supernets.base import BlockCall, Supernet
@@ -67,13 +66,15 @@ class _Model:
 
     def __init__(self, name: str, cols: list[str]) -> None:
         self.name, self.cols = name, cols
-        self.lin: LinearRegression | None = None
+        self.lin: Any = None  # a fitted sklearn LinearRegression
         self.offset = 0.0
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> _Model:
         if self.name == "overhead":
             self.offset = float(np.mean(y - x[:, 0]))  # same as fit_overhead(affine=False)
             return self
+        from sklearn.linear_model import LinearRegression  # ~0.8 s import: only when fitting
+
         self.lin = LinearRegression(positive=True).fit(x, y, sample_weight=1.0 / y**2)
         return self
 
@@ -105,6 +106,8 @@ class LearnedCorrection:
 
     def fit(self, feats: Sequence[dict[str, float]], ys: Sequence[float]) -> LearnedCorrection:
         """Choose the candidate with the lowest leave-one-out MAPE and refit it on all nets."""
+        from sklearn.model_selection import LeaveOneOut
+
         y = np.asarray(ys, float)
         if len(feats) != len(y):
             raise LatencyTableError(f"{len(feats)} feature rows but {len(y)} latencies")

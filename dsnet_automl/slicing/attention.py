@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention
 from torch import Tensor, nn
 
 from ._views import ViewMemo
@@ -110,8 +109,10 @@ class SlicedAttention(ViewMemo, nn.Module):
         return qkv + inner * embed_dim + embed_dim
 
     @torch.no_grad()
-    def dense_copy(self, embed_dim: int, heads: int) -> Attention:
+    def dense_copy(self, embed_dim: int, heads: int) -> nn.Module:
         """A ``timm.layers.Attention`` with the active heads copied (timm's qkv layout)."""
+        from timm.layers import Attention  # imported here: timm costs ~3 s of CLI start-up
+
         attn = Attention(
             embed_dim,
             num_heads=heads,

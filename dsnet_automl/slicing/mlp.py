@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Mlp
 from torch import Tensor, nn
 
 from .linear import SlicedLinear
@@ -46,8 +45,10 @@ class SlicedMlp(nn.Module):
         return self.fc1.params(embed_dim, hidden) + self.fc2.params(hidden, embed_dim)
 
     @torch.no_grad()
-    def dense_copy(self, embed_dim: int, hidden: int) -> Mlp:
+    def dense_copy(self, embed_dim: int, hidden: int) -> nn.Module:
         """A ``timm.layers.Mlp`` holding dense copies of the active slices."""
+        from timm.layers import Mlp  # imported here: timm costs ~3 s of CLI start-up
+
         w = self.fc1.weight
         mlp = Mlp(embed_dim, hidden, act_layer=nn.GELU, device=w.device, dtype=w.dtype)
         mlp.fc1 = self.fc1.dense_copy(embed_dim, hidden)
