@@ -179,9 +179,12 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, run_dir: Path) -> tuple[A
 def run_one(args: argparse.Namespace, method: str, seed: int, epochs: int) -> dict[str, Any] | None:
     """Train and evaluate one run; -> the JSON document cached for it (None: a chunk ended
     before the run, its checkpoint waits in ``--out/runs`` for the next call)."""
+    # NCHW for every run: the cached campaign began before channels_last became the default
+    # for DS-MobileNetV1 (float rounding only, but runs compared per seed share it)
     base = dict(
         space=args.space, data=args.data, epochs=epochs, seed=seed, progress=False,
-        eval_every=0, threads=args.threads, train_limit=args.train_limit, **dict(args.set),
+        eval_every=0, threads=args.threads, train_limit=args.train_limit, channels_last=False,
+        **dict(args.set),
     )  # fmt: skip
     kw = dict(METHODS[method])
     if method == "ib_steps":
