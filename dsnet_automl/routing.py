@@ -36,18 +36,23 @@ MODES: tuple[str, ...] = ("sliced", "extracted", "fused")
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
     """Fold every eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` in an
-    ``nn.Sequential`` into that conv (``torch.nn.utils.fusion.fuse_conv_bn_eval``; the BN
-    becomes ``nn.Identity``), in place. For frozen static copies only: the folded conv uses the
+    ``nn.Sequential``, or in a module's declared ``conv_bn_pairs`` of attribute names, into that
+    conv (``torch.nn.utils.fusion.fuse_conv_bn_eval``; the BN becomes ``nn.Identity``), in place. For frozen static copies only: the folded conv uses the
     BN's running statistics, so the module must stay in eval mode. Returns ``module``."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     module.eval()
-    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
-        items = list(seq._modules.items())
-        for (n1, a), (n2, b) in zip(items, items[1:], strict=False):
+    for parent in list(module.modules()):
+        if isinstance(parent, nn.Sequential):
+            names = list(parent._modules)
+            pairs = list(zip(names, names[1:], strict=False))
+        else:
+            pairs = list(getattr(parent, "conv_bn_pairs", ()))
+        for n1, n2 in pairs:
+            a, b = parent._modules[n1], parent._modules[n2]
             if type(b) is nn.BatchNorm2d and isinstance(a, nn.Conv2d) and b.track_running_stats:
-                seq._modules[n1] = fuse_conv_bn_eval(a, b)
-                seq._modules[n2] = nn.Identity()
+                parent._modules[n1] = fuse_conv_bn_eval(a, b)
+                parent._modules[n2] = nn.Identity()
     return module
 
 

@@ -125,6 +125,9 @@ class DepthwiseSeparable(Unit):
 class StaticBottleneck(nn.Module):
     """Plain-torch ResNet bottleneck (what a sliced :class:`Bottleneck` extracts to)."""
 
+    # (conv, BN) attribute pairs whose BN directly follows the conv (routing.fold_batchnorm)
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
     def __init__(self, conv1, bn1, conv2, bn2, conv3, bn3, downsample: nn.Module | None) -> None:
         super().__init__()
         self.conv1, self.bn1 = conv1, bn1
