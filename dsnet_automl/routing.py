@@ -36,9 +36,10 @@ MODES: tuple[str, ...] = ("sliced", "extracted", "fused")
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
     """Fold every eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` in an
-    ``nn.Sequential``, or in a module's declared ``conv_bn_pairs`` of attribute names, into that
-    conv (``torch.nn.utils.fusion.fuse_conv_bn_eval``; the BN becomes ``nn.Identity``), in place. For frozen static copies only: the folded conv uses the
-    BN's running statistics, so the module must stay in eval mode. Returns ``module``."""
+    ``nn.Sequential``, or in a module's declared ``conv_bn_pairs`` of attribute names, into
+    that conv (``torch.nn.utils.fusion.fuse_conv_bn_eval``; the BN becomes ``nn.Identity``), in
+    place. For frozen static copies only: the folded conv uses the BN's running statistics, so
+    the module must stay in eval mode. Returns ``module``."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     module.eval()
