@@ -8,7 +8,7 @@ sub-net), and outputs are scattered back in input order.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import yaml
@@ -31,7 +31,7 @@ __all__ = [
 FORMAT = "dsnet_automl.dynamic"
 
 Mode = Literal["sliced", "extracted", "fused"]
-MODES: tuple[str, ...] = ("sliced", "extracted", "fused")
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:

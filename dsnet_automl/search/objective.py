@@ -96,7 +96,8 @@ def run_trial(
     sources = {ctx.latency(c)[1] for c in routes}
     net = copy.deepcopy(ctx.supernet)  # trials never share mutable state (BN, grads)
     torch.manual_seed(study.seed)
-    dyn = DynamicNet.build(net, routes, hidden=params.hidden, tau=params.tau)
+    # fused once here: train_gate trains on it as it is, and the test evaluation reuses it
+    dyn = DynamicNet.build(net, routes, hidden=params.hidden, tau=params.tau, mode="fused")
     costs = list(routes.costs or ())
     cfg = GateTrainConfig(
         epochs=params.gate_epochs,
@@ -119,7 +120,7 @@ def run_trial(
     last = res.history[-1]
     hist = list(last["route_hist"])
     n = max(1, sum(hist))
-    test = evaluate_dynamic(dyn.fused(), eval_loader(ctx, "test"), torch.device(cfg.device))
+    test = evaluate_dynamic(dyn, eval_loader(ctx, "test"), torch.device(cfg.device))
     out = {
         "accuracy": float(last["val_top1"]),
         "test_accuracy": float(test["top1"]),

@@ -79,7 +79,9 @@ def train_static_attention(
     saved = _ModuleState.capture(supernet)
     try:
         torch.manual_seed(seed)
-        dyn = DynamicNet.build(supernet, routes, gate_stage=gate_stage, hidden=hidden)
+        dyn = DynamicNet.build(  # fused once: trained and tested as it is
+            supernet, routes, gate_stage=gate_stage, hidden=hidden, mode="fused"
+        )
         train_cfg = GateTrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -93,7 +95,7 @@ def train_static_attention(
         _, test_loader = eval_loaders(
             data, tuple(supernet.input_size), seed, model=supernet.space.supernet
         )
-        test = evaluate_dynamic(dyn.fused(), test_loader, resolve_device(device))
+        test = evaluate_dynamic(dyn, test_loader, resolve_device(device))
     finally:
         saved.restore(supernet)
     return {
