@@ -34,15 +34,16 @@ __all__ = [
     "load_reference",
 ]
 
-# timm architectures ``slicify`` builds (ResNet, MobileNetV2/V3/EfficientNet and ViT/DeiT
+# timm architectures ``slicify`` builds (ResNet, MobileNetV2/V3/MnasNet/EfficientNet and ViT/DeiT
 # families) that published benchmarks report; benchmarks/device_calibration.py builds each one
 # a reference file names
 NETWORKS: tuple[str, ...] = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100",
+    "mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100", "mnasnet_100",
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224",
     "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
+    "vit_base_patch32_384",
 )  # fmt: skip
 
 
