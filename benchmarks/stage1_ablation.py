@@ -170,9 +170,11 @@ def _train(args: argparse.Namespace, cfg: TrainConfig, run_dir: Path) -> tuple[A
         done = int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
     max_steps = done + args.chunk_steps if args.chunk_steps else None
     t0 = time.perf_counter()
-    res = train_supernet(cfg, run_dir, resume=ckpt.is_file(), max_steps=max_steps)
-    secs = time.perf_counter() - t0 + (float(spent.read_text()) if spent.is_file() else 0.0)
-    spent.write_text(str(secs))
+    try:
+        res = train_supernet(cfg, run_dir, resume=ckpt.is_file(), max_steps=max_steps)
+    finally:  # an interrupted call's time counts too (a SIGKILLed one's is lost)
+        secs = time.perf_counter() - t0 + (float(spent.read_text()) if spent.is_file() else 0.0)
+        spent.write_text(str(secs))
     return res, secs
 
 
