@@ -10,13 +10,15 @@ from __future__ import annotations
 import sys
 
 from ..errors import DsnetError
-from ._app import app, console, err_console
+from ._app import app, console, err_console, reflow_help
 
 __all__ = ["app", "console", "err_console", "main"]
 
 
 def _register() -> None:
     from . import gate, profile, run, search, slicify, spaces, tables, train  # noqa: F401
+
+    reflow_help(app)
 
 
 _register()

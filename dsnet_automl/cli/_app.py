@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ __all__ = [
     "err_console",
     "fmt_count",
     "handle_errors",
+    "reflow_help",
 ]
 
 EVAL_SPLITS = ("val", "test")  # the splits a trained net is evaluated on
@@ -54,6 +56,27 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _reflow(doc: str) -> str:
+    """Join the hard-wrapped lines of each docstring paragraph (typer's rich help keeps single
+    line breaks after the first paragraph); list and indented paragraphs stay as written."""
+    paras = []
+    for para in doc.split("\n\n"):
+        lines = para.splitlines()
+        keep = any(ln.lstrip().startswith(("- ", "* ", "$ ")) or ln.startswith(" ") for ln in lines)
+        paras.append(para if keep else " ".join(ln.strip() for ln in lines))
+    return "\n\n".join(paras)
+
+
+def reflow_help(group: typer.Typer) -> None:
+    """Give every command of ``group`` (and its sub-groups) its docstring as reflowed help."""
+    for cmd in group.registered_commands:
+        if cmd.help is None and cmd.callback is not None and cmd.callback.__doc__:
+            cmd.help = _reflow(inspect.getdoc(cmd.callback) or "")
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            reflow_help(sub.typer_instance)
 
 
 def batch_sizes_option(text: str, flag: str = "--batch-sizes") -> list[int]:

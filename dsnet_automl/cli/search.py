@@ -75,7 +75,7 @@ def search_cmd(
     backend: Annotated[
         str | None,
         typer.Option(
-            help="Latency backend[/precision] to predict for, e.g. tensorrt/fp16 (default: the "
+            help="Latency backend\\[/precision] to predict for, e.g. tensorrt/fp16 (default: the "
             "profile's, fp32); uses the profile's calibrated constants when it has them."
         ),
     ] = None,

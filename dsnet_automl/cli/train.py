@@ -230,9 +230,11 @@ def train_cmd(
         ),
     ] = None,
 ) -> None:
-    """Stage I: train a supernet (sandwich rule + in-place bootstrapping), checkpoint every
-    epoch, print test top-1 of the smallest/middle/largest sub-nets. With --tune, sweep its
-    hyperparameters on Ray Tune instead."""
+    """Stage I: train a supernet (sandwich rule + in-place bootstrapping); or sweep it on Ray Tune.
+
+    Checkpoints every epoch; prints the test top-1 of the smallest/middle/largest sub-nets.
+
+    With --tune, sweeps its hyperparameters on Ray Tune instead of one run."""
 
     from ..training import train_supernet
 
