@@ -25,6 +25,7 @@ _EXPORTS = {
     "create_supernet": ".factory",
     "default_space": ".factory",
     "list_supernets": ".factory",
+    "keep_freed_memory": "._malloc",
 }
 
 __all__ = [  # a literal list, so linters see the lazily served names
@@ -38,12 +39,14 @@ __all__ = [  # a literal list, so linters see the lazily served names
     "__version__",
     "create_supernet",
     "default_space",
+    "keep_freed_memory",
     "list_supernets",
     "load_space",
     "slicify",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._malloc import keep_freed_memory
     from .config import RouteSpace, SliceSpace, SubnetConfig
     from .errors import DsnetError, SearchSpaceError
     from .factory import create_supernet, default_space, list_supernets, load_space

@@ -45,6 +45,7 @@ from rich.progress import (
 )
 from torch import nn
 
+from .._malloc import keep_freed_memory
 from ..config import SliceSpace, SubnetConfig
 from ..errors import LatencyTableError
 from ..factory import create_supernet
@@ -269,6 +270,10 @@ class Profiler:
             self.versions["onnxruntime"] = onnxruntime.__version__
         if timing == "chain":
             self.versions["timing"] = "chain"
+        # CPU tables describe a process that keeps freed activation memory (see _malloc): a
+        # whole net otherwise page-faults trimmed heap back in on every forward
+        if self.device.type == "cpu" and keep_freed_memory():
+            self.versions["malloc"] = "kept"
 
     # ---------------------------------------------------------------- runners
     def _sync(self) -> Callable[[], None] | None:
