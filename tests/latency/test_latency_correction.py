@@ -56,7 +56,7 @@ def _mape(pred: LatencyPredictor, probe: LatencyPredictor, cfgs) -> float:
 def test_learned_correction_beats_overhead_on_biased_block_sums(biased) -> None:
     net, store, prof, probe, train, test = biased
     learned = LatencyPredictor(store, prof, net, allow_roofline=False, calibration="learned")
-    overhead = LatencyPredictor(store, prof, net, allow_roofline=False)
+    overhead = LatencyPredictor(store, prof, net, allow_roofline=False, calibration="overhead")
     corr = learned.correction
     assert corr is not None and corr.points == len(train) == learned.fit_points
     assert corr.chosen.startswith("per_kind")
@@ -111,3 +111,11 @@ def test_few_points_fall_back_to_overhead_and_bad_input_is_one_line() -> None:
             create_supernet("ds_deit_small_tiny"),
             calibration="magic",
         )
+
+
+def test_default_calibration_is_learned_and_defined_once(biased) -> None:
+    from dsnet_automl.latency.predictor import DEFAULT_CALIBRATION
+
+    net, store, prof, *_ = biased
+    p = LatencyPredictor(store, prof, net, allow_roofline=False)
+    assert DEFAULT_CALIBRATION == "learned" == p.calibration and p.correction is not None
