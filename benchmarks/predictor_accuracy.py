@@ -22,6 +22,10 @@ result therefore calibrates on the profiler's validation nets re-measured in the
 interleaved rounds as the test nets (still never on a test net); ``as_profiled:<calibration>``
 scores the predictor as the profiler left it.
 
+Creating the ``Profiler`` calls ``keep_freed_memory()`` (glibc ``mallopt``, see
+``dsnet_automl/_malloc.py``), so the blocks and the end-to-end nets are timed in a process that
+keeps freed activation memory; ``DSNET_KEEP_FREED_MEMORY=0`` re-runs it with glibc's defaults.
+
 Large batches are slow on 2 cores: they use their own, smaller, repeat/config counts
 (``--*-large``). With ``--db-dir`` the latency tables and the measured test latencies are kept
 per cell, so a cell can be measured by one command and re-reported by the next (a re-run

@@ -32,12 +32,12 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 
-_state: dict[str, str] = {}
+_kept: bool | None = None  # None until keep_freed_memory() first runs
 
 
 def malloc_mode() -> str:
     """``"kept"`` once :func:`keep_freed_memory` applied, else ``"default"``."""
-    return _state.get("mode", "default")
+    return "kept" if _kept else "default"
 
 
 def keep_freed_memory() -> bool:
@@ -45,22 +45,24 @@ def keep_freed_memory() -> bool:
 
     A no-op (False) on a C library without ``mallopt`` (macOS, musl) or when the environment
     variable ``DSNET_KEEP_FREED_MEMORY`` is ``0``."""
-    if "mode" in _state:
-        return _state["mode"] == "kept"
-    if os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
-        _state["mode"] = "default"
+    global _kept
+    if _kept is None:
+        off = os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off")
+        _kept = not off and _mallopt_keep()
+    return _kept
+
+
+def _mallopt_keep() -> bool:
+    if not sys.platform.startswith("linux"):
         return False
-    ok = False
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = getattr(libc, "mallopt", None)
-            if mallopt is not None:
-                mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-                ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-                    mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-                )
-        except OSError:
-            ok = False
-    _state["mode"] = "kept" if ok else "default"
-    return ok
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return False
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )

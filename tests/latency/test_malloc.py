@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import sys
 
@@ -11,12 +13,10 @@ import dsnet_automl
 from dsnet_automl import _malloc
 from dsnet_automl.latency import LatencyStore, Profiler, load_profile
 
-GLIBC = sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver())
+GLIBC = sys.platform.startswith("linux") and "glibc" in " ".join(platform.libc_ver())
 
 
 def _run(code: str, env: dict[str, str] | None = None) -> str:
-    import os
-
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True,
         env={**os.environ, **(env or {})},
