@@ -45,6 +45,7 @@ from dsnet_automl.search.accuracy_table import AccuracyTable
 from dsnet_automl.search.guided import guided_static_search
 from dsnet_automl.search.static_front import pareto_mask
 from dsnet_automl.search.study import ensure_supernet
+from dsnet_automl.search.study_config import load_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 console = Console()
@@ -52,21 +53,25 @@ SAMPLERS = ("random", "tpe", "nsga2", "predictor")
 
 
 def _base(args: argparse.Namespace, root: Path) -> StudyConfig:
-    return StudyConfig(
-        name="bench",
-        data=args.data,
-        hw="jetson",
-        checkpoint=args.checkpoint,
-        stage1={"epochs": args.stage1_epochs},
-        trials=args.trials,
-        static_trials=0,
-        population=args.population,
-        runs_dir=str(root / "runs"),
-        latency_db=f"sqlite:///{root / 'lat.db'}",
-        accuracy_db=f"sqlite:///{root / 'accuracy.db'}",
-        seed=0,
-        search={"gate_epochs": [1, 2]},
-    )
+    """The ground of ``--study`` (data, device, latency batch, gate stage, Stage I recipe) with
+    this benchmark's budgets and a private run directory."""
+    st = load_study(args.study, runs_dir=str(root / "runs"))
+    upd: dict[str, Any] = {
+        "name": "bench",
+        "checkpoint": args.checkpoint,
+        "trials": args.trials,
+        "static_trials": 0,
+        "population": args.population,
+        "latency_db": f"sqlite:///{root / 'lat.db'}",
+        "accuracy_db": f"sqlite:///{root / 'accuracy.db'}",
+        "seed": 0,
+        "search": st.search.model_copy(update={"gate_epochs": args.gate_epochs}),
+    }
+    if args.data:
+        upd["data"] = args.data
+    if args.stage1_epochs:
+        upd["stage1"] = {**st.stage1, "epochs": args.stage1_epochs}
+    return st.model_copy(update=upd)
 
 
 def _front_hv(rows: list[tuple[float, float, float]], ref: tuple[float, float]) -> float:
@@ -244,13 +249,67 @@ def _versus(dyn: optuna.Study, base: optuna.Study, ctx: TrialContext) -> dict[st
     }
 
 
+def _pick(cands: list[tuple[float, float, float, float]], budget: float) -> dict | None:
+    """Best val top-1 among candidates (val, val cost, test, test cost) within ``budget``
+    (on val), reported on test."""
+    ok = [c for c in cands if c[1] <= budget * (1 + 1e-9)]
+    if not ok:
+        return None
+    v, vc, t, tc = max(ok, key=lambda c: (c[0], -c[1]))
+    return {"val": v, "val_cost": vc, "test": t, "test_cost": tc}
+
+
+def _at_budgets(dyn: optuna.Study, att: optuna.Study, fracs: list[float]) -> list[dict]:
+    """At budgets spread over the static+attention front's latency range: the best
+    static+attention point, the best gate point (each trial's trained gate and its budget-knob
+    settings) and the best cascade point (each trial's cascade settings), all selected on val
+    and reported on test; with the margins over static+attention in points."""
+    done = dyn.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    gate, casc = [], []
+    for t in done:
+        gate.append((t.values[0], t.values[1], t.user_attrs["test_accuracy"], t.values[1]))
+        fr = t.user_attrs.get("policy_fronts") or {}
+        gate += [tuple(r[1:]) for r in fr.get("gate", [])]
+        casc += [tuple(r[1:]) for r in fr.get("cascade", [])]
+    sa = [
+        (t.values[0], t.values[1], t.user_attrs["test_accuracy"], t.values[1])
+        for t in att.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    ]
+    lats = sorted(c[1] for c in sa)
+    rows = []
+    for f in fracs:
+        b = lats[0] + f * (lats[-1] - lats[0])
+        cell = {"fraction": f, "budget_ms": b, "static_attention": _pick(sa, b),
+                "gate": _pick(gate, b), "cascade": _pick(casc, b)}  # fmt: skip
+        base = cell["static_attention"]
+        for k in ("gate", "cascade"):
+            cell[f"{k}_margin_pt"] = (
+                None if base is None or cell[k] is None else 100 * (cell[k]["test"] - base["test"])
+            )
+        rows.append(cell)
+    return rows
+
+
+def _test_hv(cands, ref) -> float:
+    """Hypervolume of the test points of the val-selected front of (val, cost, test, cost)."""
+    return _front_hv([(c[0], c[2], c[1]) for c in cands], ref)
+
+
 def part_dynamic(args, root: Path, ckpt: Path, out: dict) -> None:
-    base = _base(args, root).model_copy(update={"checkpoint": str(ckpt)})
+    base = _base(args, root)
     per_seed = []
     t0 = time.perf_counter()
     for seed in args.dyn_seeds:
+        # each seed its own data split *and* Stage I (a checkpoint trained on seed 0's split has
+        # seen other seeds' test images), unless --checkpoint pins one
+        if args.checkpoint is None:
+            ckpt = ensure_supernet(
+                base.model_copy(update={"seed": seed, "stage1_dir": str(root / f"stage1-s{seed}")}),
+                progress=False,
+            )
+        base = base.model_copy(update={"checkpoint": str(ckpt)})
         runs = {}
-        for routing in ("front", "fraction"):
+        for routing in ("front", "fraction") if args.fraction else ("front",):
             cfg = base.model_copy(
                 update={
                     "name": f"dyn-{routing}-s{seed}",
@@ -294,27 +353,44 @@ def part_dynamic(args, root: Path, ckpt: Path, out: dict) -> None:
         row["static"] = {"hypervolume": _front_hv(_study_rows(res.static), ref)}
         row["static_attention"] = {"hypervolume": _front_hv(_study_rows(res.static_att), ref)}
         row["versus_static_attention"] = _versus(res.study, res.static_att, ctx)
+        row["at_budgets"] = _at_budgets(res.study, res.static_att, args.budget_fracs)
+        fronts = [t.user_attrs.get("policy_fronts") or {} for t in _front(res.study)]
+        row["cascade"] = {
+            "hypervolume": _test_hv(
+                [tuple(r[1:]) for f in fronts for r in f.get("cascade", [])], ref
+            )
+        }
+        row["gate_knob"] = {
+            "hypervolume": _test_hv([tuple(r[1:]) for f in fronts for r in f.get("gate", [])], ref)
+        }
         row["versus_static"] = _versus(res.study, res.static, ctx)
         front = _front(res.study)
         row["per_route"] = {
             str(t.number): _per_route(t.user_attrs["bundle"], ctx) for t in front[-3:]
         }
         per_seed.append(row)
+        frac = row.get("fraction", {}).get("hypervolume", float("nan"))
         console.print(
             f"dynamic seed {seed}: HV front {row['front']['hypervolume']:.4f} fraction "
-            f"{row['fraction']['hypervolume']:.4f} static+att "
+            f"{frac:.4f} cascade {row['cascade']['hypervolume']:.4f} static+att "
             f"{row['static_attention']['hypervolume']:.4f} "
             f"static {row['static']['hypervolume']:.4f}; "
             f"wins vs static+att {row['versus_static_attention']['wins']}/"
             f"{row['versus_static_attention']['comparable']} ({time.perf_counter() - t0:.0f} s)"
         )
-    ratio = [_ratio(r["front"]["hypervolume"], r["fraction"]["hypervolume"]) for r in per_seed]
     f_hv = [r["front"]["hypervolume"] for r in per_seed]
-    q_hv = [r["fraction"]["hypervolume"] for r in per_seed]
     out["dynamic"] = {
         "trials": args.trials,
         "seeds": args.dyn_seeds,
+        "study": args.study,
         "per_seed": per_seed,
+    }
+    if not args.fraction:
+        out["dynamic"]["seconds"] = time.perf_counter() - t0
+        return
+    ratio = [_ratio(r["front"]["hypervolume"], r["fraction"]["hypervolume"]) for r in per_seed]
+    q_hv = [r["fraction"]["hypervolume"] for r in per_seed]
+    out["dynamic"] |= {
         "front_vs_fraction": {
             "per_seed_ratio": ratio,
             "mean_ratio": _ratio(statistics.mean(f_hv), statistics.mean(q_hv)),
@@ -374,33 +450,40 @@ def _print(out: dict) -> None:
     if "dynamic" in out:
         d = out["dynamic"]
         tab = Table(title=f"(b, c) dynamic search, {d['trials']} trials, hypervolume on test top-1")
-        for c in (
-            "seed",
-            "front",
-            "fraction",
-            "front/fraction",
-            "static+att",
-            "static",
-            "wins vs static+att",
-            "margin pt",
-            "wins vs static",
-        ):
+        cols = ["seed", "front", "fraction", "cascade", "static+att", "static",
+                "wins vs static+att", "margin pt"]  # fmt: skip
+        for c in cols:
             tab.add_column(c, justify="right")
         for r in d["per_seed"]:
-            va, vs = r["versus_static_attention"], r["versus_static"]
+            va = r["versus_static_attention"]
             tab.add_row(
                 str(r["seed"]),
                 f"{r['front']['hypervolume']:.4f}",
-                f"{r['fraction']['hypervolume']:.4f}",
-                f"{_ratio(r['front']['hypervolume'], r['fraction']['hypervolume']) or 0:.3f}",
+                f"{r['fraction']['hypervolume']:.4f}" if "fraction" in r else "-",
+                f"{r['cascade']['hypervolume']:.4f}" if "cascade" in r else "-",
                 f"{r['static_attention']['hypervolume']:.4f}",
                 f"{r['static']['hypervolume']:.4f}",
                 f"{va['wins']}/{va['comparable']}",
                 "-" if va["mean_margin_pt"] is None else f"{va['mean_margin_pt']:+.2f}",
-                f"{vs['wins']}/{vs['comparable']}",
             )
         console.print(tab)
-        console.print(f"front vs fraction: {d['front_vs_fraction']}")
+        if "front_vs_fraction" in d:
+            console.print(f"front vs fraction: {d['front_vs_fraction']}")
+        tab = Table(
+            title="(c) at budgets: test top-1 % of the val-selected point within the budget"
+        )
+        for c in ("seed", "budget ms", "static+att", "gate", "cascade", "gate - s+a", "casc - s+a"):
+            tab.add_column(c, justify="right")
+        f = lambda p: "-" if p is None else f"{100 * p['test']:.2f}"  # noqa: E731
+        m = lambda v: "-" if v is None else f"{v:+.2f}"  # noqa: E731
+        for r in d["per_seed"]:
+            for c in r.get("at_budgets", []):
+                tab.add_row(
+                    str(r["seed"]), f"{c['budget_ms']:.3f}", f(c["static_attention"]),
+                    f(c["gate"]), f(c["cascade"]), m(c["gate_margin_pt"]),
+                    m(c["cascade_margin_pt"]),
+                )  # fmt: skip
+        console.print(tab)
     if "ray" in out:
         console.print(f"Ray search runner: {out['ray']}")
 
@@ -410,13 +493,26 @@ def main() -> None:
     ap.add_argument("--parts", default="static,dynamic", help="static,dynamic,ray")
     ap.add_argument("--budgets", default="25,50,100", help="(a) real evaluations")
     ap.add_argument("--ray-trials", type=int, default=4, help="trials per Ray run")
-    ap.add_argument("--data", default="digits-hard")
+    ap.add_argument("--study", default="studies/demo.yaml", help="the ground (data, hw, batch)")
+    ap.add_argument("--data", default=None, help="override the study's data")
+    ap.add_argument(
+        "--no-fraction",
+        dest="fraction",
+        action="store_false",
+        help="(b) skip the fraction-routing studies (part c only needs front)",
+    )
+    ap.add_argument("--gate-epochs", default="1,2", help="(b, c) the trials' gate epoch range")
+    ap.add_argument(
+        "--budget-fracs",
+        default="0.25,0.5",
+        help="(c) budgets, as fractions of the static+attention latency range",
+    )
     ap.add_argument("--seeds", default="0,1,2,3,4", help="(a) sampler seeds")
     ap.add_argument("--dyn-seeds", default="0,1,2", help="(b, c) study seeds")
     ap.add_argument("--trials", type=int, default=30, help="(b) dynamic trials per study")
     ap.add_argument("--static-trials", type=int, default=12, help="(c) static trials per seed")
     ap.add_argument("--population", type=int, default=6, help="(b) NSGA-II population")
-    ap.add_argument("--stage1-epochs", type=int, default=4, help="as the demo study")
+    ap.add_argument("--stage1-epochs", type=int, default=None, help="default: the study's")
     ap.add_argument("--checkpoint", default=None, help="reuse a Stage I checkpoint")
     ap.add_argument("--root", type=Path, default=None, help="work dir (default: a temp dir)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -425,6 +521,8 @@ def main() -> None:
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.budgets = [int(s) for s in args.budgets.split(",") if s]
     args.dyn_seeds = [int(s) for s in args.dyn_seeds.split(",") if s]
+    args.gate_epochs = [int(s) for s in args.gate_epochs.split(",") if s]
+    args.budget_fracs = [float(s) for s in args.budget_fracs.split(",") if s]
     if args.threads:
         torch.set_num_threads(args.threads)
     root = args.root or Path(tempfile.mkdtemp(prefix="search_quality_"))
@@ -433,10 +531,12 @@ def main() -> None:
     ckpt = ensure_supernet(_base(args, root), progress=False)
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
     out = old if old.get("version") == 2 else {"version": 2}
+    base = _base(args, root)
     out |= {
-        "data": args.data,
-        "device": "jetson (predicted table)",
-        "checkpoint_epochs": args.stage1_epochs,
+        "data": base.data,
+        "device": f"{base.hw} (predicted table), latency batch {base.latency_batch}",
+        "gate_stage": base.gate_stage,
+        "checkpoint_epochs": base.stage1.get("epochs"),
         "torch_threads": torch.get_num_threads(),
         "stage1_seconds": time.perf_counter() - t,
     }

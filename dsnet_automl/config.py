@@ -355,10 +355,13 @@ class RouteSpace:
         configs: the routes, distinct, all of one supernet.
         costs: optional cost of each route (MACs or latency); when given they must be
             non-decreasing, which is how "smallest first" is checked.
+        prefix_cost: optional cost of the shared prefix in the same unit (what a confidence
+            cascade pays once; each further route it runs costs ``cost_k - prefix_cost``).
     """
 
     configs: tuple[SubnetConfig, ...]
     costs: tuple[float, ...] | None = None
+    prefix_cost: float | None = None
 
     def __post_init__(self) -> None:
         configs = tuple(self.configs)
@@ -385,11 +388,14 @@ class RouteSpace:
 
     @classmethod
     def by_cost(
-        cls, configs: Iterable[SubnetConfig], cost: Callable[[SubnetConfig], float]
+        cls,
+        configs: Iterable[SubnetConfig],
+        cost: Callable[[SubnetConfig], float],
+        prefix_cost: float | None = None,
     ) -> RouteSpace:
         """Sort ``configs`` by ``cost`` (ascending) and keep the costs."""
         pairs = sorted(((float(cost(c)), c) for c in dict.fromkeys(configs)), key=lambda p: p[0])
-        return cls(tuple(c for _, c in pairs), tuple(k for k, _ in pairs))
+        return cls(tuple(c for _, c in pairs), tuple(k for k, _ in pairs), prefix_cost)
 
     @property
     def supernet(self) -> str:
@@ -419,6 +425,8 @@ class RouteSpace:
         }
         if self.costs is not None:
             out["costs"] = list(self.costs)
+        if self.prefix_cost is not None:
+            out["prefix_cost"] = float(self.prefix_cost)
         return out
 
     @classmethod
@@ -432,6 +440,7 @@ class RouteSpace:
             return cls(
                 tuple(SubnetConfig.of(str(data["supernet"]), r) for r in routes),
                 tuple(data["costs"]) if data.get("costs") is not None else None,
+                float(data["prefix_cost"]) if data.get("prefix_cost") is not None else None,
             )
         except (SearchSpaceError, AttributeError, TypeError) as e:
             raise SearchSpaceError(f"{source}: {e}") from None

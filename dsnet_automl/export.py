@@ -144,6 +144,9 @@ def _write_runtime(dyn: DynamicNet, out: Path) -> list[str]:
         "routes": [c.short() for c in dyn.route_space],
         "route_macs": [int(net.macs(c)) for c in dyn.route_space],
         "route_costs": dyn.route_costs(),
+        "prefix_cost": dyn.route_space.prefix_cost,
+        "policy": {"name": dyn.policy, "knob": dyn.knob, "chain": list(dyn.chain)},
+        "calibration": meta.get("calibration"),
         "data": meta.get("data"),
         "files": {
             "prefix": "prefix.onnx",

@@ -18,6 +18,7 @@ from ._io import atomic_path, atomic_write_text
 from .config import RouteSpace, SliceSpace
 from .errors import CheckpointError, SearchSpaceError
 from .gate import Gate
+from .policies import POLICIES, biased_routes, cascade_chain, confidence
 from .supernets.base import Step, Supernet
 
 __all__ = [
@@ -110,6 +111,8 @@ class DynamicNet(nn.Module):
                     "before the gate"
                 )
         self.suffixes: list[tuple[Step, ...]] = [suf for _, suf in splits]
+        self.policy, self.knob, self.chain = "gate", 0.0, cascade_chain(len(route_space))
+        self._costs: list[float] | None = None
         self.mode: Mode = mode
         if mode not in MODES:
             raise SearchSpaceError(f"mode {mode!r} is not one of {', '.join(map(repr, MODES))}")
@@ -151,8 +154,12 @@ class DynamicNet(nn.Module):
         metrics: dict[str, Any] | None = None,
         train_config: dict[str, Any] | None = None,
         data: str | None = None,
+        calibration: dict[str, Any] | None = None,
     ) -> Path:
-        """Write a self-contained bundle: ``dynamic.yaml``, ``supernet.pt``, ``gate.pt``."""
+        """Write a self-contained bundle: ``dynamic.yaml``, ``supernet.pt``, ``gate.pt``.
+
+        ``calibration``: knob curves measured on val (:func:`dsnet_automl.headroom.knob_curves`)
+        that ``--budget-ms`` picks a knob from."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for name, module in (("supernet.pt", self.supernet), ("gate.pt", self.gate)):
@@ -170,6 +177,8 @@ class DynamicNet(nn.Module):
             "data": data,
             "metrics": metrics,
             "train_config": train_config,
+            "policy": {"name": self.policy, "knob": self.knob, "chain": list(self.chain)},
+            "calibration": calibration,
         }
         atomic_write_text(out / "dynamic.yaml", yaml.safe_dump(meta, sort_keys=False))
         return out
@@ -204,6 +213,8 @@ class DynamicNet(nn.Module):
             ) from None
         routes = RouteSpace.from_dict(meta["routes"], source=str(meta_path))
         dyn = cls(net.eval(), gate, routes, gate_stage=meta["gate_stage"], mode=mode)
+        pol = meta.get("policy") or {}
+        dyn.set_policy(pol.get("name", "gate"), pol.get("knob", 0.0), pol.get("chain"))
         dyn.metadata = meta
         return dyn.eval()
 
@@ -219,9 +230,10 @@ class DynamicNet(nn.Module):
         """A ``"fused"`` view of this net that shares its gate (training it trains this gate)."""
         if self.mode == "fused":
             return self
-        return DynamicNet(
+        out = DynamicNet(
             self.supernet, self.gate, self.route_space, gate_stage=self.gate_stage, mode="fused"
         )
+        return out.set_policy(self.policy, self.knob, self.chain)
 
     @property
     def num_routes(self) -> int:
@@ -257,16 +269,70 @@ class DynamicNet(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: (B, *input_size) -> (logits (B, classes), routes LongTensor (B,)).
 
-        Deterministic in eval mode (argmax routing)."""
+        Deterministic in eval mode. ``policy`` ``"gate"``: the argmax of the gate's route logits
+        minus the budget knob's cost bias (:func:`~dsnet_automl.policies.biased_routes`; knob 0
+        is the trained gate); ``"cascade"``: confidence escalation along ``chain`` with
+        threshold ``knob`` (:meth:`forward_cascade`); ``routes`` is each image's final route."""
         h, logits = self.gate(self.features(x))
-        routes = logits.argmax(1)
+        if self.policy == "cascade":
+            return self.forward_cascade(h, self.knob)
+        routes = biased_routes(logits, self.route_costs(), self.knob)
         return self.forward_routes(h, routes), routes
+
+    def forward_cascade(self, h: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
+        """Run the chain's first route on every image; an image whose top softmax probability
+        is below ``threshold`` runs the next route of the chain on the same features (only those
+        images, as one dense group). -> (logits, final routes)."""
+        chain = self.chain
+        out = self.run_route(chain[0], h)
+        routes = torch.full((h.shape[0],), chain[0], dtype=torch.long, device=h.device)
+        idx = torch.arange(h.shape[0], device=h.device)
+        conf = confidence(out)
+        for r in chain[1:]:
+            keep = conf < threshold
+            if not bool(keep.any()):
+                break
+            idx = idx[keep]
+            o = self.run_route(r, h.index_select(0, idx))
+            out = out.index_copy(0, idx, o.to(out.dtype))
+            routes[idx] = r
+            conf = confidence(o)
+        return out, routes
+
+    def set_policy(self, policy: str = "gate", knob: float = 0.0, chain: Any = None) -> DynamicNet:
+        """Choose the routing policy and its knob: ``gate`` with cost bias ``knob`` (0: as
+        trained; larger: cheaper) or ``cascade`` with confidence threshold ``knob`` in [0, 1]
+        along ``chain`` (``"all"`` routes, ``"ends"``, or indices). Returns ``self``."""
+        if policy not in POLICIES:
+            raise SearchSpaceError(f"routing policy {policy!r}; allowed: {', '.join(POLICIES)}")
+        if policy == "cascade" and not 0.0 <= float(knob) <= 1.0:
+            raise SearchSpaceError(f"cascade threshold {knob} must be in [0, 1]")
+        self.policy, self.knob = policy, float(knob)
+        self.chain = cascade_chain(self.num_routes, chain)
+        return self
 
     def route_costs(self) -> list[float]:
         """Costs stored with the route space (MACs or latency), or MACs if none."""
-        if self.route_space.costs is not None:
-            return list(self.route_space.costs)
-        return [float(self.supernet.macs(c)) for c in self.route_space]
+        if self._costs is None:
+            if self.route_space.costs is not None:
+                self._costs = list(self.route_space.costs)
+            else:
+                self._costs = [float(self.supernet.macs(c)) for c in self.route_space]
+        return list(self._costs)
+
+    def prefix_cost(self) -> float:
+        """Cost of the shared prefix, in the unit of :meth:`route_costs`: the route space's
+        ``prefix_cost``, or the prefix's MACs when the routes are costed in MACs."""
+        if self.route_space.prefix_cost is not None:
+            return float(self.route_space.prefix_cost)
+        calls = self.supernet.block_calls(self.route_space[0])
+        macs = [float(self.supernet.macs(c)) for c in self.route_space]
+        if self.route_space.costs is not None and list(self.route_space.costs) != macs:
+            raise SearchSpaceError(
+                "the route space has costs but no prefix_cost; a cascade cannot price its "
+                "escalations (rebuild the route space with RouteSpace.by_cost(..., prefix_cost))"
+            )
+        return float(sum(c.macs for c in calls[: len(self.prefix)]))
 
 
 def gate_input_channels(net: Supernet, cfg, gate_stage: str) -> int:
@@ -302,4 +368,8 @@ def default_route_space(
         vals = net.space.at_fraction(frac).as_dict()
         vals.update({d: v for d, v in fixed.items() if d.split(".")[0] in before})
         configs.append(net.space.config(vals))
-    return RouteSpace.by_cost(configs, cost or net.macs)
+    if cost is not None:
+        return RouteSpace.by_cost(configs, cost)
+    prefix, _ = net.split_plan(configs[0], gate_stage)
+    pre = sum(c.macs for c in net.block_calls(configs[0])[: len(prefix)])
+    return RouteSpace.by_cost(configs, net.macs, float(pre))

@@ -16,7 +16,7 @@ __all__ = ["app", "console", "err_console", "main"]
 
 
 def _register() -> None:
-    from . import gate, profile, run, search, slicify, spaces, tables, train  # noqa: F401
+    from . import gate, headroom, profile, run, search, slicify, spaces, tables, train  # noqa: F401
 
     reflow_help(app)
 

@@ -47,17 +47,51 @@ ProvidersOpt = Annotated[
     ),
 ]
 ThreadsOpt = Annotated[int | None, typer.Option(help="Threads (torch and onnxruntime).")]
+PolicyOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Routing policy: gate (the trained gate; its cost bias is the knob) or cascade "
+        "(run the cheapest route, escalate images whose confidence is below the knob). "
+        "Default: the bundle's."
+    ),
+]
+BudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget-ms",
+        min=0,
+        help="Target expected latency per batch, in the route costs' unit (ms on the study's "
+        "device and latency batch): the knob is set from the val curve stored at training.",
+    ),
+]
 
 
 class _Net:
     """One backend's dynamic net as numpy in -> numpy out: ``run(x)`` and ``static(k, x)``."""
 
-    def __init__(self, bundle: Path, backend: str, providers: str, threads: int | None) -> None:
+    def __init__(
+        self,
+        bundle: Path,
+        backend: str,
+        providers: str,
+        threads: int | None,
+        policy: str | None = None,
+        budget: float | None = None,
+    ) -> None:
         choice_option(backend, "--backend", _BACKENDS)
+        if policy is not None:
+            from ..policies import POLICIES
+
+            choice_option(policy, "--policy", POLICIES)
+        self.knob_note = ""
         if backend == "onnxruntime":
             from ..runtime import OrtDynamicNet
 
             ort = OrtDynamicNet(bundle, providers=providers.split(","), threads=threads)
+            if budget is not None:
+                self.knob_note = _knob_note(ort.set_budget(budget, policy), budget, ort.policy)
+            elif policy is not None:
+                ort.set_policy(policy, 0.0 if policy == "gate" else 0.5)
             self.num_routes, self.input_shape = ort.num_routes, ort.input_shape
             self.data, self.label = ort.meta.get("data"), f"onnxruntime ({ort.providers[0]})"
             self.supernet = ort.meta.get("supernet")
@@ -71,6 +105,10 @@ class _Net:
         if threads:
             torch.set_num_threads(threads)
         dyn = DynamicNet.load(_torch_bundle(bundle))
+        if budget is not None:
+            self.knob_note = _knob_note(_torch_budget(dyn, budget, policy), budget, dyn.policy)
+        elif policy is not None:
+            dyn.set_policy(policy, 0.0 if policy == "gate" else 0.5)
         self.num_routes, self.input_shape = dyn.num_routes, tuple(dyn.supernet.input_size)
         self.data, self.label = dyn.metadata.get("data"), "torch (sliced)"
         self.supernet = dyn.supernet.space.supernet
@@ -87,6 +125,32 @@ class _Net:
             return dyn.run_route(k, h).numpy()
 
         self.run, self.static = run, static
+
+
+def _torch_budget(dyn, budget: float, policy: str | None) -> dict:
+    """Set ``dyn``'s knob for ``budget`` from its val curve (as the runtime's set_budget)."""
+    from ..policies import pick_knob
+
+    policy = policy or dyn.policy
+    cal = (getattr(dyn, "metadata", None) or {}).get("calibration") or {}
+    if not cal.get(policy):
+        raise CheckpointError(
+            f"the bundle has no val calibration for the {policy!r} policy (trained before budget "
+            "knobs existed, or a one-route net); retrain its gate with this version"
+        )
+    c = pick_knob(cal[policy], budget)
+    dyn.set_policy(policy, c.knob, cal.get("chain") if policy == "cascade" else dyn.chain)
+    return {"knob": c.knob, "expected_cost": c.expected_cost, "reachable": c.reachable}
+
+
+def _knob_note(res: dict, budget: float, policy: str) -> str:
+    note = (
+        f"{policy} knob {res['knob']:.4g}: expected {res['expected_cost']:.4g} on val for "
+        f"budget {budget:.4g}"
+    )
+    if not res["reachable"]:
+        note += " [yellow](not reachable: the cheapest setting is used)[/yellow]"
+    return note
 
 
 def _torch_bundle(path: Path) -> Path:
@@ -153,13 +217,18 @@ def run_cmd(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per call.")] = 32,
     providers: ProvidersOpt = "CPUExecutionProvider",
     threads: ThreadsOpt = None,
+    policy: PolicyOpt = None,
+    budget_ms: BudgetOpt = None,
 ) -> None:
     """Run a dynamic net on images: predictions, routes, accuracy (if labelled), throughput.
 
     --backend onnxruntime uses only the ONNX export and the torch-free runtime
-    (dsnet_automl.runtime), exactly what a device with onnxruntime runs.
+    (dsnet_automl.runtime), exactly what a device with onnxruntime runs. --budget-ms sets the
+    routing knob so the expected latency on val meets the budget (one gate, many budgets).
     """
-    net = _Net(bundle, backend, providers, threads)
+    net = _Net(bundle, backend, providers, threads, policy, budget_ms)
+    if net.knob_note:
+        console.print(net.knob_note)
     x, y, what = _inputs(net, input_path, data, split)
     preds, routes = [], []
     t0 = time.perf_counter()
@@ -209,6 +278,8 @@ def bench_cmd(
     repeats: Annotated[int, typer.Option(min=1, help="Timed passes (median).")] = 5,
     providers: ProvidersOpt = "CPUExecutionProvider",
     threads: ThreadsOpt = None,
+    policy: PolicyOpt = None,
+    budget_ms: BudgetOpt = None,
 ) -> None:
     """Latency and throughput of the dynamic net vs each static route, in one backend.
 
@@ -218,7 +289,9 @@ def bench_cmd(
     measured / ideal (what grouping and the gate cost).
     """
     sizes = batch_sizes_option(batch_sizes)
-    net = _Net(bundle, backend, providers, threads)
+    net = _Net(bundle, backend, providers, threads, policy, budget_ms)
+    if net.knob_note:
+        console.print(net.knob_note)
     x, _, what = _inputs(net, input_path, data, split, limit=samples)
     k_all = net.num_routes
     _, routes = net.run(x)

@@ -4,7 +4,8 @@ Specs accepted by :func:`load_dataset`:
 
 - ``digits``: scikit-learn's bundled 8x8 digits, upsampled to the input size.
 - ``digits-hard`` (default demo): digits with per-sample difficulty (``dataset.difficulty``).
-  ``digits-hard:K`` sets the copies per image (default 4).
+  ``digits-hard:K`` sets the copies per image (default 4), ``digits-hard:K:S`` also scales
+  every corruption's strength by ``S`` (default 1; the routing ground uses 1.6, see README).
 - ``imagefolder:PATH``: local class folders. ``cifar10:PATH``: local CIFAR-10 python batches.
 - ``synthetic`` / ``synthetic:N``: class templates plus noise, for shape tests.
 """
@@ -43,7 +44,26 @@ __all__ = [
     "split_tensors",
 ]
 
-DATASET_SPECS = ("digits", "digits-hard[:K]", "imagefolder:PATH", "cifar10:PATH", "synthetic[:N]")
+DATASET_SPECS = (
+    "digits",
+    "digits-hard[:K[:S]]",
+    "imagefolder:PATH",
+    "cifar10:PATH",
+    "synthetic[:N]",
+)
+
+
+def _severity_arg(spec: str, arg: str) -> float:
+    try:
+        value = float(arg)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3:
+        raise DataError(
+            f"dataset {spec!r}: severity {arg!r} must be a number in (0, 3] (1: the default "
+            "corruption range)"
+        )
+    return value
 
 
 def _int_arg(spec: str, arg: str) -> int:
@@ -83,7 +103,14 @@ def load_dataset(
     if kind == "digits" and not arg:
         return load_digits_splits(False, input_size, seed)
     if kind == "digits-hard":
-        return load_digits_splits(True, input_size, seed, _int_arg(spec, arg) if arg else 4)
+        copies, _, sev = arg.partition(":")
+        return load_digits_splits(
+            True,
+            input_size,
+            seed,
+            _int_arg(spec, copies) if copies else 4,
+            _severity_arg(spec, sev) if sev else 1.0,
+        )
     if kind == "synthetic":
         return load_synthetic(_int_arg(spec, arg) if arg else 512, input_size, seed)
     if kind in ("imagefolder", "cifar10"):

@@ -96,7 +96,12 @@ def corrupt(x: Tensor, d: Tensor, g: torch.Generator) -> Tensor:
 
 
 def _make_split(
-    img: Tensor, y: Tensor, copies: int, size: tuple[int, int], g: torch.Generator
+    img: Tensor,
+    y: Tensor,
+    copies: int,
+    size: tuple[int, int],
+    g: torch.Generator,
+    severity: float = 1.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     clean = _upsample(img, size)
     if copies == 0:
@@ -104,15 +109,16 @@ def _make_split(
     n = len(y)
     k = torch.arange(copies).repeat_interleave(n)
     d = (k + torch.rand(copies * n, generator=g)) / copies
-    x = corrupt(clean.repeat(copies, 1, 1, 1), d, g)
+    x = corrupt(clean.repeat(copies, 1, 1, 1), d * severity, g)
     return x, y.repeat(copies), d
 
 
 @lru_cache(maxsize=8)
 def load_digits_splits(
-    hard: bool, input_size: tuple[int, int, int], seed: int, copies: int = 4
+    hard: bool, input_size: tuple[int, int, int], seed: int, copies: int = 4, severity: float = 1.0
 ) -> DataSplits:
-    """Digits splits; see the module docstring. ``copies`` is used only when ``hard``."""
+    """Digits splits; see the module docstring. ``copies`` and ``severity`` (a factor on every
+    corruption strength: ``d * severity``) are used only when ``hard``."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -123,7 +129,7 @@ def load_digits_splits(
     parts = []
     for idx in _split_indices(bunch.target, seed):
         t = torch.from_numpy(idx)
-        parts.append(_make_split(img[t], y[t], copies if hard else 0, (h, w), g))
+        parts.append(_make_split(img[t], y[t], copies if hard else 0, (h, w), g, severity))
     mean = parts[0][0].mean()
     std = parts[0][0].std()
     sets = []

@@ -189,6 +189,12 @@ class LatencyPredictor:
     def latency_ms(self, cfg: SubnetConfig) -> float:
         return self.estimate(cfg).latency_ms
 
+    def prefix_ms(self, cfg: SubnetConfig, n_blocks: int) -> float:
+        """Sum of the first ``n_blocks`` block latencies of ``cfg`` (a shared prefix's cost,
+        without the per-network overhead, which every route's estimate already includes)."""
+        _, ms, _ = self._block_list(cfg)
+        return float(sum(ms[:n_blocks]))
+
     def __call__(self, cfg: SubnetConfig) -> float:
         return self.latency_ms(cfg)
 

@@ -4,6 +4,9 @@ An export (``dsnet-automl export-dynamic BUNDLE``, or a search export's ``trial_
 holds ``prefix.onnx``, ``gate.onnx``, ``route_<k>.onnx`` and ``runtime.json``. This module runs
 them as one dynamic network: prefix -> gate (attended features, route logits) -> argmax ->
 group the batch by route -> one session call per route present -> scatter back in input order.
+The routing policy and its budget knob are those of :mod:`dsnet_automl.policies` (the gate's
+argmax after a cost bias, or a confidence cascade), re-written here in numpy so the device
+needs no torch; ``set_budget(ms)`` picks the knob from the val curve stored in the export.
 
 It imports nothing from torch or the rest of dsnet_automl beyond its error class, and the
 export copies this file next to the ONNX files as ``dsnet_runtime.py``, so a device needs only
@@ -143,6 +146,38 @@ class OrtDynamicNet:
                 f"{str(meta_path)!r}: {len(self.routes)} route files for {self.num_routes} routes"
             )
         self.providers = self.prefix.get_providers()
+        self.costs = np.asarray(meta.get("route_costs") or meta["route_macs"], dtype=np.float64)
+        pol = meta.get("policy") or {}
+        self.set_policy(pol.get("name", "gate"), pol.get("knob", 0.0), pol.get("chain"))
+
+    # -- routing policy --------------------------------------------------------------------
+    def set_policy(self, policy: str = "gate", knob: float = 0.0, chain: Any = None) -> None:
+        """``gate`` with cost bias ``knob`` (0: as trained) or ``cascade`` with confidence
+        threshold ``knob`` along ``chain`` (route indices; default all routes)."""
+        if policy not in ("gate", "cascade"):
+            raise BundleError(f"routing policy {policy!r}; allowed: gate, cascade")
+        self.policy, self.knob = policy, float(knob)
+        k = self.num_routes
+        self.chain = tuple(int(c) for c in chain) if chain else tuple(range(k))
+        if any(not 0 <= c < k for c in self.chain):
+            raise BundleError(f"cascade chain {list(self.chain)} outside routes 0..{k - 1}")
+
+    def set_budget(self, budget: float, policy: str | None = None) -> dict[str, Any]:
+        """Set the knob of ``policy`` (default: the current one) from the export's val curve:
+        the setting with the largest expected cost not above ``budget`` (the route costs'
+        unit, e.g. ms). -> ``{"knob", "expected_cost", "reachable"}``."""
+        policy = policy or self.policy
+        curve = (self.meta.get("calibration") or {}).get(policy)
+        if not curve:
+            raise BundleError(
+                f"this export has no val calibration for the {policy!r} policy; re-export it "
+                "with 'dsnet-automl export-dynamic' from a bundle trained by this version"
+            )
+        fit = [r for r in curve if r[1] <= budget * (1 + 1e-9)]
+        row = max(fit, key=lambda r: (r[1], r[2])) if fit else min(curve, key=lambda r: r[1])
+        chain = (self.meta.get("calibration") or {}).get("chain") if policy == "cascade" else None
+        self.set_policy(policy, row[0], chain or self.chain)
+        return {"knob": float(row[0]), "expected_cost": float(row[1]), "reachable": bool(fit)}
 
     # -- the parts -------------------------------------------------------------------------
     def _check(self, x: np.ndarray) -> np.ndarray:
@@ -175,6 +210,10 @@ class OrtDynamicNet:
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """images (B, C, H, W) -> (class logits (B, classes), routes (B,) int64)."""
         h_att, logits = self.route_logits(self.features(x))
+        if self.policy == "cascade":
+            return self._cascade(h_att)
+        if self.knob:
+            logits = logits - (self.knob * self.costs / self.costs.max()).astype(np.float32)
         routes = logits.argmax(1).astype(np.int64)
         if (routes == routes[0]).all():  # one route (or batch 1): no gather / scatter copies
             return self.run_route(int(routes[0]), h_att), routes
@@ -190,6 +229,24 @@ class OrtDynamicNet:
 
     __call__ = run
 
+    def _cascade(self, h_att: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Confidence escalation along the chain (as ``DynamicNet.forward_cascade``)."""
+        chain = self.chain
+        out = self.run_route(chain[0], h_att)
+        routes = np.full(len(h_att), chain[0], dtype=np.int64)
+        idx = np.arange(len(h_att))
+        conf = _confidence(out)
+        for r in chain[1:]:
+            keep = conf < self.knob
+            if not keep.any():
+                break
+            idx = idx[keep]
+            o = self.run_route(r, h_att[idx])
+            out[idx] = o
+            routes[idx] = r
+            conf = _confidence(o)
+        return out, routes
+
     def run_static(self, k: int, x: np.ndarray) -> np.ndarray:
         """Every input through route ``k`` (prefix -> gate attention -> route k): the static
         sub-net of that route, for comparisons."""
@@ -197,6 +254,13 @@ class OrtDynamicNet:
             raise BundleError(f"route {k} out of range: this net has {self.num_routes} routes")
         h_att, _ = self.route_logits(self.features(x))
         return self.run_route(k, h_att)
+
+
+def _confidence(logits: np.ndarray) -> np.ndarray:
+    """Top softmax probability per row."""
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return (e.max(1) / e.sum(1)).astype(np.float32)
 
 
 def _main(argv: list[str] | None = None) -> None:

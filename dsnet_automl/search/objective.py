@@ -17,6 +17,7 @@ children often copy every gene of a parent, and integer route positions make equ
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -27,12 +28,15 @@ from typing import Any
 import torch
 
 from .._io import atomic_write_text
-from ..config import SubnetConfig
+from ..config import RouteSpace, SubnetConfig
+from ..errors import StudyError
 from ..latency import LatencyPredictor, LatencyStore, load_profile
 from ..latency.models import combined_source
 from ..supernets.base import Supernet
 from .space import GATE_KEYS, SGS_KEYS, TrialParams, trial_routes
 from .study_config import StudyConfig
+
+SPLITS = ("val", "test")
 
 __all__ = ["TrialContext", "eval_loader", "result_key", "run_trial", "static_trial"]
 
@@ -54,11 +58,19 @@ class TrialContext:
         from ..training import load_supernet
 
         net = load_supernet(checkpoint)
+        if study.gate_stage is not None:  # every route space, menu and gate of the study
+            if study.gate_stage not in net.stages:
+                raise StudyError(
+                    f"study {study.name!r}: gate_stage {study.gate_stage!r} is not a stage of "
+                    f"{net.name}; allowed: {', '.join(net.stages)}"
+                )
+            net.default_gate_stage = study.gate_stage
         store = LatencyStore(study.latency_db)
         profile = load_profile(study.hw)
-        pred = LatencyPredictor(store, profile, net, backend=study.backend)
+        bs = study.latency_batch
+        pred = LatencyPredictor(store, profile, net, batch_size=bs, backend=study.backend)
         if not pred.table:  # no table yet: fill the predicted (roofline) one, labelled so
-            predict_table(store, profile, net, batch_sizes=[1], backend=pred.backend)
+            predict_table(store, profile, net, batch_sizes=[bs], backend=pred.backend)
             pred.refresh()
         from .accuracy_table import checkpoint_hash
 
@@ -67,6 +79,16 @@ class TrialContext:
     def latency(self, cfg: SubnetConfig) -> tuple[float, str]:
         est = self.predictor.estimate(cfg)
         return est.latency_ms, est.source
+
+    def prefix_latency(self, cfg: SubnetConfig) -> float:
+        """Device latency of the prefix the gate sees (block sum, no per-network overhead)."""
+        net = self.supernet
+        n = len(net.split_plan(cfg, net.default_gate_stage)[0])
+        return self.predictor.prefix_ms(cfg, n)
+
+    def with_prefix_cost(self, routes: RouteSpace) -> RouteSpace:
+        """``routes`` with the device's prefix latency (what a cascade pays once)."""
+        return dataclasses.replace(routes, prefix_cost=self.prefix_latency(routes[0]))
 
 
 def run_trial(
@@ -88,7 +110,9 @@ def run_trial(
     from ..training.gate import GateTrainConfig, evaluate_dynamic, train_gate
 
     study = ctx.study
-    routes = trial_routes(ctx.supernet, params, lambda c: ctx.latency(c)[0], ctx.route_menu)
+    routes = ctx.with_prefix_cost(
+        trial_routes(ctx.supernet, params, lambda c: ctx.latency(c)[0], ctx.route_menu)
+    )
     key = result_key(routes, params, ctx)
     cache = Path(study.run_dir) / "trials" / "results" / f"{key}.json"
     if cache.is_file():  # same routes, same gate/SGS hyperparameters: same result
@@ -121,6 +145,10 @@ def run_trial(
     hist = list(last["route_hist"])
     n = max(1, sum(hist))
     test = evaluate_dynamic(dyn, eval_loader(ctx, "test"), torch.device(cfg.device))
+    from ..headroom import collect_outcomes, policy_fronts
+
+    pre = routes.prefix_cost or 0.0
+    o_val, o_test = (collect_outcomes(dyn, eval_loader(ctx, s), prefix_cost=pre) for s in SPLITS)
     out = {
         "accuracy": float(last["val_top1"]),
         "test_accuracy": float(test["top1"]),
@@ -131,6 +159,7 @@ def run_trial(
         "route_latency_ms": costs,
         "routes": routes.to_dict(),
         "bundle": str(Path(trial_dir)),
+        "policy_fronts": policy_fronts(o_val, o_test, dyn.chain),
     }
     atomic_write_text(cache, json.dumps(out))
     return out

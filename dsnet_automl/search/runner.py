@@ -89,6 +89,12 @@ def run_search(
         )
     if study.routing == "front":
         ctx.route_menu = tuple(_pinned_menu(s, know, study, ctx))
+        from .headroom_check import headroom_lines, menu_headroom
+
+        h = menu_headroom(ctx, ctx.route_menu)
+        s.set_user_attr("headroom", dataclasses.asdict(h))
+        for line in headroom_lines(h, study.hw, study.latency_batch):
+            console.print(line)
     requeued = requeue_unfinished(s)
     left = budget_left(s, study.trials)
     workers = workers or study.workers

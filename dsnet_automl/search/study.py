@@ -226,6 +226,7 @@ def make_objective(
 
 RESULT_ATTRS = (
     "test_accuracy",
+    "policy_fronts",
     "latency_source",
     "route_hist",
     "test_route_hist",

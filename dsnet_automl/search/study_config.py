@@ -118,6 +118,18 @@ class StudyConfig(BaseModel):
         1, ge=0, description="Ray: retries of a crashed trial (gate training resumes)"
     )
     max_latency_ms: float | None = Field(None, gt=0)
+    latency_batch: int = Field(
+        1,
+        ge=1,
+        description="batch size the device latencies are predicted/measured at (1: one image "
+        "per call, launch-bound for small nets on a GPU; 32: throughput serving, where the "
+        "routes' costs differ as their compute does)",
+    )
+    gate_stage: str | None = Field(
+        None,
+        description="first stage the gate routes (default: the supernet's); an earlier stage "
+        "routes more of the net, so routes differ more in cost and accuracy",
+    )
     latency_db: str = "sqlite:///hw_profiles/latency.db"
     gate_batch_size: int = Field(64, ge=1)
     prune: bool = True

@@ -4,8 +4,12 @@ Per batch, with the supernet and its BN statistics frozen (eval mode, no paramet
 routes run as static copies with BN folded into the convs, ``DynamicNet.fused``, which shares
 the gate being trained):
 
-- **SGS target**: route 0 (smallest) if the smallest route already classifies the sample
-  correctly, else route K-1 (largest); ``loss_sgs = CE(gate logits, target)``, by default
+- **SGS target** (``sgs_target``): ``"ends"``, the reference's: route 0 (smallest) if the
+  smallest route already classifies the sample correctly, else route K-1 (largest), so a middle
+  route never gets a positive label and the gate collapses to the two ends; ``"cheapest"``: the
+  cheapest route that classifies it correctly (with the true class's probability at least
+  ``sgs_margin``), else the largest, so every route gets the samples only it (and dearer
+  routes) can do. ``loss_sgs = CE(gate logits, target)``, by default
   class-balanced per batch (``sgs_balance``): without it the few samples the smallest route
   gets wrong are out-voted and the gate collapses to route 0 for every input (measured on
   digits-hard: 100% of test images on route 0 for lambda 0..2; balanced: 22% go to the largest).
@@ -36,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,11 +59,17 @@ from .supernet import resolve_device
 __all__ = [
     "GateTrainConfig",
     "GateTrainResult",
+    "SGS_TARGETS",
     "evaluate_dynamic",
+    "route_targets",
     "sgs_class_weights",
     "sgs_targets",
     "train_gate",
 ]
+
+
+SgsTarget = Literal["ends", "cheapest"]
+SGS_TARGETS: tuple[str, ...] = ("ends", "cheapest")
 
 
 class GateTrainConfig(BaseModel):
@@ -78,6 +88,18 @@ class GateTrainConfig(BaseModel):
         None, gt=0, description="cost normaliser (default: the largest route's cost)"
     )
     sgs_weight: float = Field(1.0, ge=0)
+    sgs_target: SgsTarget = Field(
+        "cheapest",
+        description="SGS labels: 'cheapest' correct route (every route can be a target) or the "
+        "reference's 'ends' (smallest if it is right, else largest)",
+    )
+    sgs_margin: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="'cheapest' targets: a route counts as right only when it gives the true "
+        "class at least this probability (0: argmax right)",
+    )
     sgs_balance: bool = Field(
         True,
         description="weight the SGS CE by inverse target frequency in each batch, so the few "
@@ -109,8 +131,28 @@ def sgs_targets(small_logits: Tensor, labels: Tensor, num_routes: int) -> Tensor
     return torch.where(right, 0, num_routes - 1)
 
 
+@torch.no_grad()
+def route_targets(
+    route_logits: Tensor, labels: Tensor, mode: str = "cheapest", margin: float = 0.0
+) -> Tensor:
+    """SGS targets from every route's output. route_logits: (B, K, C) -> LongTensor (B,).
+
+    ``"ends"``: as :func:`sgs_targets`. ``"cheapest"``: the first (cheapest) route whose argmax
+    is the label and whose probability of the label is ``>= margin``; K-1 where none is."""
+    k = route_logits.shape[1]
+    if mode == "ends":
+        return sgs_targets(route_logits[:, 0], labels, k)
+    if mode != "cheapest":
+        raise SearchSpaceError(f"sgs_target {mode!r}; allowed: {', '.join(SGS_TARGETS)}")
+    ok = route_logits.argmax(-1) == labels[:, None]
+    if margin > 0:
+        p = route_logits.float().softmax(-1)
+        ok &= p.gather(2, labels[:, None, None].expand(-1, k, 1)).squeeze(2) >= margin
+    return torch.where(ok.any(1), ok.double().argmax(1), k - 1)
+
+
 def sgs_class_weights(targets: Tensor, num_routes: int) -> Tensor:
-    """Inverse-frequency CE weights of the two SGS targets in a batch (mean weight 1). -> (K,)."""
+    """Inverse-frequency CE weights of the SGS targets in a batch (mean weight 1). -> (K,)."""
     freq = torch.bincount(targets, minlength=num_routes).float()
     present = int((freq > 0).sum())
     return torch.where(freq > 0, len(targets) / (present * freq.clamp_min(1)), 0.0)
@@ -175,7 +217,7 @@ def gate_loss(
     if slim:  # every route's output without autograd: SGS targets and the gate's ST gradient
         with torch.no_grad():
             outs = torch.stack([dyn.run_route(r, h) for r in range(k)], 1)  # (B, K, classes)
-        sgs_t = sgs_targets(outs[:, 0], y, k)
+        sgs_t = route_targets(outs, y, cfg.sgs_target, cfg.sgs_margin)
         weight = sgs_class_weights(sgs_t, k).to(logits.dtype) if cfg.sgs_balance else None
         loss_sgs = F.cross_entropy(logits, sgs_t, weight=weight)
         loss = loss + cfg.sgs_weight * loss_sgs
@@ -370,8 +412,28 @@ def train_gate(
         metrics=history[-1] if history else None,
         train_config=cfg.model_dump(),
         data=data,
+        calibration=val_knob_curves(run.dyn, run.loaders[1]),
     )
     return GateTrainResult(out_dir, history[-1]["epoch"] if history else state.epoch, history)
+
+
+def val_knob_curves(dyn: DynamicNet, val_loader) -> dict[str, Any] | None:
+    """The budget knobs' curves on val (:func:`~dsnet_automl.headroom.knob_curves`); ``None``
+    with one route. Without a prefix cost (a route space costed in latency before prefix costs
+    were stored) the cascade curve is left out."""
+    from ..headroom import collect_outcomes, knob_curves
+
+    if dyn.num_routes < 2:
+        return None
+    try:
+        pre = dyn.prefix_cost()
+    except SearchSpaceError:
+        pre = None
+    o = collect_outcomes(dyn, val_loader, prefix_cost=pre or 0.0)
+    curves = knob_curves(o, dyn.chain)
+    if pre is None:
+        curves.pop("cascade")
+    return curves
 
 
 def load_checkpoint_stage2(path: Path, routes: RouteSpace) -> dict[str, Any]:

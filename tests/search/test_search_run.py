@@ -219,3 +219,50 @@ def test_ray_search_killed_trial_resumes_its_gate_training(make_study, kill_once
         Path(r.user_attrs["bundle"]) / "gate_train.ckpt", map_location="cpu", weights_only=True
     )["history"]
     assert [h["epoch"] for h in history] == list(range(1, 9))  # no epoch lost or run twice
+
+
+def test_search_headroom_line_trial_fronts_and_budget_knob(make_study, tmp_path):
+    """The search prints the routing headroom before its trials; a trial records its gate and
+    cascade fronts (knobs set on val); `run --budget-ms` sets the knob from the bundle's val
+    curve, the same in torch and ONNX Runtime; `headroom` reports oracle, gate and cascade."""
+    path = make_study(
+        "hr", trials=2, static_trials=0, latency_batch=32, gate_stage="stage3", route_menu_size=4
+    )
+    r = CliRunner().invoke(app, ["search", str(path), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "routing headroom on jetson at batch 32" in r.output
+    s = load_existing(load_study(path))
+    assert s.user_attrs["headroom"]["spread"] > 1.0
+    t = _complete(s)[0]
+    fronts = t.user_attrs["policy_fronts"]
+    assert len(fronts["gate"]) == len(fronts["cascade"]) == 9
+    for rows in fronts.values():  # [budget, val top-1, val cost, test top-1, test cost]
+        assert all(row[2] <= row[0] * (1 + 1e-9) for row in rows if row[2] >= rows[0][2])
+    b = Path(t.user_attrs["bundle"])
+    dyn = DynamicNet.load(b)
+    assert dyn.gate_stage == "stage3" and dyn.route_space.prefix_cost > 0
+    cal = dyn.metadata["calibration"]
+    mid = 0.5 * (dyn.route_costs()[0] + dyn.route_costs()[-1])
+    preds = {}
+    r = CliRunner().invoke(app, ["export-dynamic", str(b), "--formats", "onnx"])
+    assert r.exit_code == 0, r.output
+    for backend in ("torch", "onnxruntime"):
+        csv = tmp_path / f"{backend}.csv"
+        args = ["run", str(b), "--backend", backend, "--budget-ms", str(mid), "--out", str(csv)]
+        r = CliRunner().invoke(app, [*args, "--data", "synthetic:64", "--split", "val"])
+        assert r.exit_code == 0, r.output
+        assert "gate knob" in r.output and f"budget {mid:.4g}" in r.output
+        preds[backend] = pd.read_csv(csv)
+    assert preds["torch"]["route"].tolist() == preds["onnxruntime"]["route"].tolist()
+    assert cal["gate"] and cal["cascade"] and cal["chain"] == list(range(dyn.num_routes))
+    r = CliRunner().invoke(app, ["run", str(b), "--policy", "cascade", "--budget-ms", str(mid),
+                                 "--data", "synthetic:64"])  # fmt: skip
+    assert r.exit_code == 0 and "cascade knob" in r.output, r.output
+    r = CliRunner().invoke(app, ["run", str(b), "--policy", "best"])
+    assert r.exit_code == 1 and "--policy" in r.output
+    r = CliRunner().invoke(app, ["headroom", str(b), "--data", "synthetic:64"])
+    assert r.exit_code == 0 and "oracle (cheapest correct)" in r.output, r.output
+    assert (b / "eval" / "headroom.json").is_file()
+    bad = make_study("bad", trials=1, static_trials=0, gate_stage="stage9")
+    r = CliRunner().invoke(app, ["search", str(bad), "--no-progress"])
+    assert r.exit_code == 1 and "gate_stage 'stage9'" in r.output, r.output
