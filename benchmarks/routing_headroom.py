@@ -270,6 +270,71 @@ def _summary(rows: list[dict[str, Any]], args) -> dict[str, Any]:
     return out
 
 
+def markdown(out: dict[str, Any]) -> str:
+    """The README tables, generated from the results file (``--markdown``)."""
+    rows = out["per_seed"]
+    e = out["settings"]["epochs"]
+    main = f"cheapest_e{e}"
+    lines = [
+        "| seed | route costs ms (spread) | menu sub-nets test top-1 | static+att test top-1 "
+        "| oracle, 4 routes |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["menu"]
+        sa = [p["test"] for p in r["static_attention"]]
+        orc = r["gates"][main]["oracle_test"]
+        lines.append(
+            f"| {r['seed']} | {m['latency_ms'][0]:.2f}-{m['latency_ms'][-1]:.2f} "
+            f"({m['cost_spread']:.2f}x) | {100 * min(m['test_top1']):.1f}-"
+            f"{100 * max(m['test_top1']):.1f} | {100 * min(sa):.1f}-{100 * max(sa):.1f} "
+            f"| {100 * orc['accuracy']:.1f} @ {orc['cost']:.2f} ms |"
+        )
+    methods = [k for k in rows[0]["at_budget"][0] if k.startswith(("gate_", "cascade_"))]
+    lines += ["", "| policy | " + " | ".join(
+        f"s{r['seed']} @{100 * c['fraction']:.0f}%" for r in rows for c in r["at_budget"]
+    ) + " |", "|---|" + "---|" * sum(len(r["at_budget"]) for r in rows)]  # fmt: skip
+    lines.append(
+        "| static+attention | "
+        + " | ".join(
+            f"{100 * c['static_attention_test']:.1f}" for r in rows for c in r["at_budget"]
+        )
+        + " |"
+    )
+    for m in methods:
+        cells = []
+        for r in rows:
+            for c in r["at_budget"]:
+                d = 100 * (c[m]["accuracy"] - c["static_attention_test"])
+                cells.append(f"{100 * c[m]['accuracy']:.1f} ({d:+.1f}) @{c[m]['cost']:.2f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| oracle (4 routes) | "
+        + " | ".join(
+            f"{100 * c['oracle_test']['accuracy']:.1f}" for r in rows for c in r["at_budget"]
+        )
+        + " |"
+    )
+    hv = out["summary"]["hypervolume"]
+    lines += ["", "| front | hypervolume mean [min, max] |", "|---|---|"]
+    for k, v in sorted(hv.items(), key=lambda kv: -kv[1]["mean"]):
+        lines.append(f"| {k} | {v['mean']:.4f} [{v['min']:.4f}, {v['max']:.4f}] |")
+    lines += ["", "| gate | skill pt (per seed) | gap to oracle pt (per seed) |", "|---|---|---|"]
+    for n, g in out["summary"]["gate_epochs"].items():
+        sk = " / ".join(f"{v:+.1f}" for v in g["skill_pt"])
+        gp = " / ".join(f"{v:.1f}" for v in g["gap_to_oracle_pt"])
+        lines.append(f"| {n} | {sk} | {gp} |")
+    head = "| seed | one gate + knob HV | one gate per lambda HV | seconds: one / per lambda |"
+    lines += ["", head, "|---|---|---|---|"]
+    for k in out["summary"]["knob_vs_per_lambda"]:
+        lines.append(
+            f"| {k['seed']} | {k['one_gate_knob_hv']:.4f} | {k['per_lambda_hv']:.4f} "
+            f"({k['per_lambda_points']} gates) | {k['one_gate_seconds']:.0f} / "
+            f"{k['per_lambda_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="studies/demo.yaml", help="the ground (data, hw, batch)")
@@ -283,7 +348,11 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path("benchmarks/.work/routing_headroom"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/routing_headroom.json"))
+    ap.add_argument("--markdown", action="store_true", help="print the README tables and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.lams = [float(s) for s in args.lams.split(",") if s]
     args.gate_epochs = [int(s) for s in args.gate_epochs.split(",") if s]
