@@ -79,9 +79,9 @@ def _gate(ctx, routes, out: Path, seed: int, **kw) -> tuple[DynamicNet, float]:
     torch.manual_seed(seed)
     dyn = DynamicNet.build(ctx.supernet, routes, hidden=32, mode="fused")
     cfg = GateTrainConfig(seed=seed, progress=False, **kw)
-    t = time.perf_counter()
-    train_gate(dyn, cfg, out, data=ctx.data, resume=True)
-    return dyn, time.perf_counter() - t
+    res = train_gate(dyn, cfg, out, data=ctx.data, resume=True)
+    # training steps' seconds, kept in the checkpoint's history: the same on a resumed re-run
+    return dyn, sum(float(h.get("seconds", 0.0)) for h in res.history)
 
 
 def run_seed(args, seed: int) -> dict[str, Any]:

@@ -259,13 +259,17 @@ def _pick(cands: list[tuple[float, float, float, float]], budget: float) -> dict
     return {"val": v, "val_cost": vc, "test": t, "test_cost": tc}
 
 
-def _at_budgets(dyn: optuna.Study, att: optuna.Study, fracs: list[float]) -> list[dict]:
+def _at_budgets(
+    dyn: optuna.Study, att: optuna.Study, fracs: list[float], heads: dict | None
+) -> list[dict]:
     """At budgets spread over the static+attention front's latency range: the best
     static+attention point, the best gate point (each trial's trained gate and its budget-knob
-    settings) and the best cascade point (each trial's cascade settings), all selected on val
-    and reported on test; with the margins over static+attention in points."""
+    settings), the best cascade point (each trial's cascade with its gate's attention head) and
+    the search's per-route-head cascade (``heads``: the menu's ends, each with its own head), all
+    selected on val and reported on test; with the margins over static+attention in points."""
     done = dyn.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     gate, casc = [], []
+    rh = [tuple(r[1:]) for r in ((heads or {}).get("policy_fronts") or {}).get("cascade", [])]
     for t in done:
         gate.append((t.values[0], t.values[1], t.user_attrs["test_accuracy"], t.values[1]))
         fr = t.user_attrs.get("policy_fronts") or {}
@@ -280,9 +284,10 @@ def _at_budgets(dyn: optuna.Study, att: optuna.Study, fracs: list[float]) -> lis
     for f in fracs:
         b = lats[0] + f * (lats[-1] - lats[0])
         cell = {"fraction": f, "budget_ms": b, "static_attention": _pick(sa, b),
-                "gate": _pick(gate, b), "cascade": _pick(casc, b)}  # fmt: skip
+                "gate": _pick(gate, b), "cascade": _pick(casc, b),
+                "cascade_route_heads": _pick(rh, b)}  # fmt: skip
         base = cell["static_attention"]
-        for k in ("gate", "cascade"):
+        for k in ("gate", "cascade", "cascade_route_heads"):
             cell[f"{k}_margin_pt"] = (
                 None if base is None or cell[k] is None else 100 * (cell[k]["test"] - base["test"])
             )
@@ -353,7 +358,12 @@ def part_dynamic(args, root: Path, ckpt: Path, out: dict) -> None:
         row["static"] = {"hypervolume": _front_hv(_study_rows(res.static), ref)}
         row["static_attention"] = {"hypervolume": _front_hv(_study_rows(res.static_att), ref)}
         row["versus_static_attention"] = _versus(res.study, res.static_att, ctx)
-        row["at_budgets"] = _at_budgets(res.study, res.static_att, args.budget_fracs)
+        row["at_budgets"] = _at_budgets(res.study, res.static_att, args.budget_fracs, res.cascade)
+        heads = ((res.cascade or {}).get("policy_fronts") or {}).get("cascade", [])
+        row["cascade_route_heads"] = {
+            "hypervolume": _test_hv([tuple(r[1:]) for r in heads], ref),
+            "routes": (res.cascade or {}).get("routes"),
+        }
         fronts = [t.user_attrs.get("policy_fronts") or {} for t in _front(res.study)]
         row["cascade"] = {
             "hypervolume": _test_hv(
@@ -450,7 +460,7 @@ def _print(out: dict) -> None:
     if "dynamic" in out:
         d = out["dynamic"]
         tab = Table(title=f"(b, c) dynamic search, {d['trials']} trials, hypervolume on test top-1")
-        cols = ["seed", "front", "fraction", "cascade", "static+att", "static",
+        cols = ["seed", "front", "fraction", "cascade", "cascade heads", "static+att", "static",
                 "wins vs static+att", "margin pt"]  # fmt: skip
         for c in cols:
             tab.add_column(c, justify="right")
@@ -461,6 +471,9 @@ def _print(out: dict) -> None:
                 f"{r['front']['hypervolume']:.4f}",
                 f"{r['fraction']['hypervolume']:.4f}" if "fraction" in r else "-",
                 f"{r['cascade']['hypervolume']:.4f}" if "cascade" in r else "-",
+                f"{r['cascade_route_heads']['hypervolume']:.4f}"
+                if "cascade_route_heads" in r
+                else "-",
                 f"{r['static_attention']['hypervolume']:.4f}",
                 f"{r['static']['hypervolume']:.4f}",
                 f"{va['wins']}/{va['comparable']}",
@@ -472,7 +485,8 @@ def _print(out: dict) -> None:
         tab = Table(
             title="(c) at budgets: test top-1 % of the val-selected point within the budget"
         )
-        for c in ("seed", "budget ms", "static+att", "gate", "cascade", "gate - s+a", "casc - s+a"):
+        for c in ("seed", "budget ms", "static+att", "gate", "cascade", "cascade heads",
+                  "gate - s+a", "casc - s+a", "heads - s+a"):  # fmt: skip
             tab.add_column(c, justify="right")
         f = lambda p: "-" if p is None else f"{100 * p['test']:.2f}"  # noqa: E731
         m = lambda v: "-" if v is None else f"{v:+.2f}"  # noqa: E731
@@ -480,8 +494,9 @@ def _print(out: dict) -> None:
             for c in r.get("at_budgets", []):
                 tab.add_row(
                     str(r["seed"]), f"{c['budget_ms']:.3f}", f(c["static_attention"]),
-                    f(c["gate"]), f(c["cascade"]), m(c["gate_margin_pt"]),
-                    m(c["cascade_margin_pt"]),
+                    f(c["gate"]), f(c["cascade"]), f(c.get("cascade_route_heads")),
+                    m(c["gate_margin_pt"]), m(c["cascade_margin_pt"]),
+                    m(c.get("cascade_route_heads_margin_pt")),
                 )  # fmt: skip
         console.print(tab)
     if "ray" in out:

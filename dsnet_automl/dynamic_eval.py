@@ -44,7 +44,7 @@ def _predict_all(dyn: DynamicNet, x: Tensor, batch: int = 256) -> tuple[Tensor, 
     preds, routes, statics = [], [], []
     for i in range(0, len(x), batch):
         xb = x[i : i + batch]
-        h, logits = dyn.gate(dyn.features(xb))
+        h, logits = dyn.gated(dyn.features(xb))
         r = logits.argmax(1)
         preds.append(dyn.forward_routes(h, r).argmax(1))
         routes.append(r)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ._io import atomic_path, atomic_write_text
 from .errors import DsnetError
+from .gate import pool_features
 from .routing import DynamicNet
 from .runtime import ort as _ort_runtime
 
@@ -28,19 +29,38 @@ __all__ = ["export_dynamic", "export_onnx", "run_onnx"]
 
 
 class _GateModule(nn.Module):
-    def __init__(self, gate: nn.Module) -> None:
+    """The gate as exported: prefix features -> (what the routes run on, route logits)."""
+
+    def __init__(self, gate: nn.Module, raw: bool = False) -> None:
         super().__init__()
-        self.gate = gate
+        self.gate, self.raw = gate, raw
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        return self.gate(h)
+        h_att, logits = self.gate(h)
+        return (h if self.raw else h_att), logits
+
+
+class _HeadModule(nn.Module):
+    """A route's own attention head (nets with per-route heads)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.head.attend(h, pool_features(h))
 
 
 def _parts(dyn: DynamicNet) -> dict[str, nn.Module]:
     net = dyn.supernet
-    parts = {"prefix": net.extract_steps(dyn.prefix), "gate": _GateModule(dyn.gate)}
+    heads = dyn.route_heads
+    gate = _GateModule(dyn.gate, raw=heads is not None)
+    parts = {"prefix": net.extract_steps(dyn.prefix), "gate": gate}
     for k, suf in enumerate(dyn.suffixes):
-        parts[f"route_{k}"] = net.extract_steps(suf)
+        route = net.extract_steps(suf)
+        parts[f"route_{k}"] = (
+            route if heads is None else nn.Sequential(_HeadModule(heads[k]), route)
+        )
     return {k: v.eval() for k, v in parts.items()}
 
 
@@ -84,7 +104,7 @@ def export_dynamic(
     inputs = {"prefix": x}
     h = _parts(dyn)["prefix"](x)
     inputs["gate"] = h
-    h_att, _ = dyn.gate(h)
+    h_att, _ = dyn.gated(h)
     files: list[str] = []
     diffs: dict[str, tuple[float, float]] = {}
     for name, module in _parts(dyn).items():

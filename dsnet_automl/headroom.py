@@ -217,7 +217,7 @@ def collect_outcomes(dyn, loader, *, prefix_cost: float = 0.0, device=None) -> R
     device = device or next(dyn.parameters()).device
     outs, labels, gates = [], [], []
     for x, y, *_ in loader:
-        h, g = dyn.gate(dyn.features(x.to(device)))
+        h, g = dyn.gated(dyn.features(x.to(device)))
         outs.append(torch.stack([dyn.run_route(k, h) for k in range(dyn.num_routes)], 1).cpu())
         labels.append(y.cpu())
         gates.append(g.cpu())

@@ -143,7 +143,8 @@ def calibrate(
     increasing: bool,
     iters: int = 60,
 ) -> Calibration:
-    """The knob in ``[lo, hi]`` whose expected cost is the largest not above ``budget``.
+    """The knob in ``[lo, hi]`` whose expected cost is the largest not above ``budget``, in the
+    middle of the knob interval that gives that cost (away from where an image changes route).
 
     ``expected_cost`` must be monotone in the knob (``increasing`` says which way). When no
     knob meets the budget, the cheapest end is returned with ``reachable=False``.
@@ -164,7 +165,21 @@ def calibrate(
             ok, c_ok = mid, c
         else:
             bad = mid
-    return Calibration(ok, c_ok, budget, True)
+    # ``ok`` sits at the edge of its plateau (next to where an image changes route): move to
+    # the plateau's middle, so float differences between backends (torch vs numpy softmax)
+    # cannot flip the images at that edge
+    edge, inner = cheap, ok  # invariant: cost(inner) == c_ok; cost(edge) != c_ok unless equal
+    if c_cheap != c_ok:
+        for _ in range(iters):
+            mid = 0.5 * (edge + inner)
+            if expected_cost(mid) == c_ok:
+                inner = mid
+            else:
+                edge = mid
+    else:
+        inner = cheap
+    knob = 0.5 * (inner + ok)
+    return Calibration(knob, expected_cost(knob), budget, True)
 
 
 def pick_knob(curve: Sequence[Sequence[float]], budget: float) -> Calibration:

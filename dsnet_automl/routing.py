@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ._io import atomic_path, atomic_write_text
 from .config import RouteSpace, SliceSpace
 from .errors import CheckpointError, SearchSpaceError
-from .gate import Gate
+from .gate import Gate, pool_features
 from .policies import POLICIES, biased_routes, cascade_chain, confidence
 from .supernets.base import Step, Supernet
 
@@ -90,9 +90,15 @@ class DynamicNet(nn.Module):
         *,
         gate_stage: str | None = None,
         mode: Mode = "sliced",
+        route_heads: nn.ModuleList | None = None,
     ) -> None:
         super().__init__()
         route_space.validate_for(supernet.space)
+        if route_heads is not None and len(route_heads) != len(route_space):
+            raise SearchSpaceError(
+                f"{len(route_heads)} route heads for {len(route_space)} routes; one per route"
+            )
+        self.route_heads = route_heads
         self.supernet, self.gate, self.route_space = supernet, gate, route_space
         self.gate_stage = gate_stage or supernet.default_gate_stage
         if self.gate_stage is None:
@@ -162,7 +168,10 @@ class DynamicNet(nn.Module):
         that ``--budget-ms`` picks a knob from."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        for name, module in (("supernet.pt", self.supernet), ("gate.pt", self.gate)):
+        parts = [("supernet.pt", self.supernet), ("gate.pt", self.gate)]
+        if self.route_heads is not None:
+            parts.append(("route_heads.pt", self.route_heads))
+        for name, module in parts:
             with atomic_path(out / name) as tmp:
                 torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
         meta = {
@@ -173,6 +182,9 @@ class DynamicNet(nn.Module):
             "space": self.supernet.space.to_dict(),
             "gate_stage": self.gate_stage,
             "gate": dict(self.gate.init_kwargs),
+            "route_heads": None
+            if self.route_heads is None
+            else [dict(g.init_kwargs) for g in self.route_heads],
             "routes": self.route_space.to_dict(),
             "data": data,
             "metrics": metrics,
@@ -203,16 +215,24 @@ class DynamicNet(nn.Module):
         space = SliceSpace.from_dict(meta["space"], source=str(meta_path))
         net = create_supernet(space.supernet, space=space, num_classes=int(meta["num_classes"]))
         gate = Gate(**meta["gate"])
+        heads = meta.get("route_heads")
+        heads = None if heads is None else nn.ModuleList(Gate(**kw) for kw in heads)
         try:
             net.load_state_dict(torch.load(d / "supernet.pt", map_location, weights_only=True))
             gate.load_state_dict(torch.load(d / "gate.pt", map_location, weights_only=True))
+            if heads is not None:
+                heads.load_state_dict(
+                    torch.load(d / "route_heads.pt", map_location, weights_only=True)
+                )
         except (OSError, RuntimeError, EOFError) as e:
             raise CheckpointError(
                 f"{str(d)!r}: weights missing or corrupt ({type(e).__name__}: "
                 f"{str(e).splitlines()[0][:120]})"
             ) from None
         routes = RouteSpace.from_dict(meta["routes"], source=str(meta_path))
-        dyn = cls(net.eval(), gate, routes, gate_stage=meta["gate_stage"], mode=mode)
+        dyn = cls(
+            net.eval(), gate, routes, gate_stage=meta["gate_stage"], mode=mode, route_heads=heads
+        )
         pol = meta.get("policy") or {}
         dyn.set_policy(pol.get("name", "gate"), pol.get("knob", 0.0), pol.get("chain"))
         dyn.metadata = meta
@@ -231,7 +251,12 @@ class DynamicNet(nn.Module):
         if self.mode == "fused":
             return self
         out = DynamicNet(
-            self.supernet, self.gate, self.route_space, gate_stage=self.gate_stage, mode="fused"
+            self.supernet,
+            self.gate,
+            self.route_space,
+            gate_stage=self.gate_stage,
+            mode="fused",
+            route_heads=self.route_heads,
         )
         return out.set_policy(self.policy, self.knob, self.chain)
 
@@ -247,8 +272,16 @@ class DynamicNet(nn.Module):
             return self.static_prefix(x)
         return self.supernet.run_steps(x, self.prefix)
 
+    def gated(self, h0: Tensor) -> tuple[Tensor, Tensor]:
+        """The gate on prefix features -> (what the routes run on, route logits (B, K)): the
+        gate's attended features, or the raw ``h0`` when each route has its own head."""
+        h, logits = self.gate(h0)
+        return (h0 if self.route_heads is not None else h), logits
+
     def run_route(self, k: int, h: Tensor) -> Tensor:
-        """Run route ``k``'s suffix on prefix features ``h`` -> logits."""
+        """Run route ``k``'s suffix on ``h`` (:meth:`gated`'s features) -> logits."""
+        if self.route_heads is not None:
+            h = self.route_heads[k].attend(h, pool_features(h))
         if self.mode != "sliced":
             return self.static_routes[k](h)
         return self.supernet.run_steps(h, self.suffixes[k])
@@ -273,7 +306,7 @@ class DynamicNet(nn.Module):
         minus the budget knob's cost bias (:func:`~dsnet_automl.policies.biased_routes`; knob 0
         is the trained gate); ``"cascade"``: confidence escalation along ``chain`` with
         threshold ``knob`` (:meth:`forward_cascade`); ``routes`` is each image's final route."""
-        h, logits = self.gate(self.features(x))
+        h, logits = self.gated(self.features(x))
         if self.policy == "cascade":
             return self.forward_cascade(h, self.knob)
         routes = biased_routes(logits, self.route_costs(), self.knob)

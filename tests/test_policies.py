@@ -179,3 +179,50 @@ def test_headroom_warning_fires_when_routes_are_overhead_bound():
     ok = Headroom(2.6, 1.03, 2.72, 1.9, 0.70, 0.80)
     lines = headroom_lines(ok, "jetson", 32)
     assert len(lines) == 1 and "+10.0 pt" in lines[0]
+
+
+def test_route_heads_cascade_runs_each_route_through_its_own_head_and_exports(tmp_path):
+    from torch import nn
+
+    from dsnet_automl.gate import Gate, pool_features
+    from dsnet_automl.routing import DynamicNet
+
+    x = torch.randn(24, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    base = _dynamic("ds_deit_small_tiny", x)  # its random routes give varied confidences
+    c = base.gate.in_channels
+    torch.manual_seed(3)
+    heads = nn.ModuleList(Gate(c, 1) for _ in range(base.num_routes))
+    with torch.no_grad():
+        for h in heads:
+            torch.nn.init.normal_(h.att2.weight, std=0.3)
+        for p in base.supernet.parameters():  # the classifier: spread the logits
+            if p.dim() == 2 and p.shape[0] == base.supernet.num_classes:
+                p.mul_(10.0)
+    dyn = DynamicNet(
+        base.supernet, Gate(c, base.num_routes, attention=False), base.route_space,
+        route_heads=heads,
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        h0 = dyn.features(x)
+        ref = [dyn.supernet.run_steps(hd.attend(h0, pool_features(h0)), suf)
+               for hd, suf in zip(heads, dyn.suffixes, strict=True)]  # fmt: skip
+        conf = ref[0].softmax(1).amax(1).sort().values
+        knob = float(conf[11] + conf[12]) / 2  # half of the images escalate
+        dyn.set_policy("cascade", knob, "ends")
+        out, routes = dyn(x)
+    k = dyn.num_routes - 1
+    assert set(routes.tolist()) <= {0, k} and (routes == k).any() and (routes == 0).any()
+    for i, r in enumerate(routes.tolist()):
+        assert torch.allclose(out[i], ref[r][i], atol=1e-5)
+    dyn.save(tmp_path / "b")
+    back = DynamicNet.load(tmp_path / "b")
+    assert back.policy == "cascade" and back.chain == (0, k) and back.knob == knob
+    with torch.no_grad():
+        assert torch.allclose(back(x)[0], out, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_dynamic(back, tmp_path / "b" / "export", formats=("onnx",))
+    rt = OrtDynamicNet(tmp_path / "b", threads=1)
+    got, r2 = rt.run(x.numpy())
+    assert np.array_equal(r2, routes.numpy())
+    assert float(np.abs(got - out.numpy()).max()) < 1e-3 * max(1.0, float(out.abs().max()))

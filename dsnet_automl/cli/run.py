@@ -121,7 +121,7 @@ class _Net:
 
         @torch.inference_mode()
         def static(k: int, x: np.ndarray) -> np.ndarray:
-            h, _ = dyn.gate(dyn.features(torch.from_numpy(np.asarray(x, dtype=np.float32))))
+            h, _ = dyn.gated(dyn.features(torch.from_numpy(np.asarray(x, dtype=np.float32))))
             return dyn.run_route(k, h).numpy()
 
         self.run, self.static = run, static

@@ -171,6 +171,13 @@ def search_cmd(
     if front_csv.is_file():
         console.print(_predicted_front_table(front_csv, cfg.hw))
     _print_fronts(res.study, res.static_att, res.static, cfg.hw, index["latency_source"])
+    if index.get("cascade"):
+        c = index["cascade"]
+        console.print(
+            f"cascade (the route menu's ends, each with its own attention head; threshold set on "
+            f"val): test top-1 {c['test_top1']:.3f} @ {c['test_avg_cost']:.3f} ms, bundle "
+            f"{out / c['bundle']} (run it with --budget-ms for other budgets)"
+        )
     where = (f" --hw {hw}" if hw and hw != DEFAULT_HW else "") + (
         f" --runs-dir {runs_dir}" if runs_dir else ""
     )

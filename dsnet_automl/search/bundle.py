@@ -135,12 +135,37 @@ def export_study(
         "bundles": entries,
         "accuracy_predictor": dynamic.user_attrs.get("accuracy_predictor"),
         "routing": "front" if dynamic.user_attrs.get("route_menu") else "fraction",
+        "cascade": _export_cascade(dynamic, out, formats),
         "static_attention_front": _front_rows(static_att),
         "static_front": _front_rows(static),
         "files": ["trials.csv", *(p.name for p in plots)],
     }
     atomic_write_text(out / "index.yaml", yaml.safe_dump(index, sort_keys=False))
     return index
+
+
+def _export_cascade(
+    dynamic: optuna.Study, out: Path, formats: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """Copy and export the study's per-route-head cascade (if it built one) to ``out/cascade``;
+    -> its index entry: test/val top-1 and expected latency at its default threshold (set for
+    the middle of the route costs on val) and its front (thresholds set on val at 9 budgets,
+    rows ``[budget, val top-1, val ms, test top-1, test ms]``)."""
+    from ..export import export_dynamic
+    from ..routing import DynamicNet
+
+    res = dynamic.user_attrs.get("cascade")
+    if not res or not (Path(res["bundle"]) / "dynamic.yaml").is_file():
+        return None
+    dest = out / "cascade"
+    dest.mkdir(exist_ok=True)
+    for name in ("dynamic.yaml", "supernet.pt", "gate.pt", "route_heads.pt"):
+        shutil.copy2(Path(res["bundle"]) / name, dest / name)
+    with warnings.catch_warnings():  # torch.jit deprecation notices
+        warnings.simplefilter("ignore", FutureWarning)
+        export_dynamic(DynamicNet.load(dest), dest / "export", formats=formats)
+    keep = ("val_top1", "val_avg_cost", "test_top1", "test_avg_cost", "policy_fronts")
+    return {"bundle": dest.name} | {k: res[k] for k in keep if k in res}
 
 
 def _round(v: float | None) -> float | None:

@@ -42,6 +42,7 @@ class SearchResult:
     requeued: int
     static_att: optuna.Study | None = None
     knowledge: Knowledge | None = None
+    cascade: dict[str, Any] | None = None
 
 
 def counts(s: optuna.Study) -> dict[str, int]:
@@ -165,7 +166,27 @@ def run_search(
         if study.static_attention:
             with console.status("static+attention: training the attention head per static sub-net"):
                 att = run_static_attention(study, ctx, static, s, db=db)
-    return SearchResult(s, static, time.perf_counter() - t0, requeued, att, know)
+    casc = None
+    if study.cascade and ctx.route_menu:
+        casc = _cascade(study, ctx, s, console)
+    return SearchResult(s, static, time.perf_counter() - t0, requeued, att, know, casc)
+
+
+def _cascade(
+    study: StudyConfig, ctx: TrialContext, s: optuna.Study, console: Console
+) -> dict[str, Any]:
+    """The per-route-head cascade of the menu's two ends (resumable), stored in the study."""
+    from .cascade import build_cascade
+    from .static import static_attention_budget
+
+    epochs, lr = static_attention_budget(study, s)
+    menu = ctx.route_menu or ()
+    with console.status("cascade: training an attention head for each of the menu's two ends"):
+        res = build_cascade(
+            ctx, [menu[0], menu[-1]], study.run_dir / "cascade", epochs=epochs, lr=lr
+        )
+    s.set_user_attr("cascade", res)
+    return res
 
 
 def _resolve_routing(study: StudyConfig, s: optuna.Study, console: Console) -> StudyConfig:

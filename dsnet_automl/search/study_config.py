@@ -156,6 +156,12 @@ class StudyConfig(BaseModel):
         description="train the gate's attention head alone on each static-front sub-net "
         "(static+attention baseline: what the dynamic trials get besides routing)",
     )
+    cascade: bool = Field(
+        True,
+        description="front routing: also build the confidence cascade of the route menu's two "
+        "ends, each with its own attention head (two static+attention trainings), as a third "
+        "routing option beside the gate trials",
+    )
     search: Ranges = Field(default_factory=Ranges)
 
     @field_validator("sampler", mode="before")

@@ -295,6 +295,11 @@ class _GateRun:
 
 def _build(dyn: DynamicNet, cfg: GateTrainConfig, data: str) -> _GateRun:
     """Freeze the supernet, load the data, build the gate's optimizer and schedule."""
+    if dyn.route_heads is not None:
+        raise SearchSpaceError(
+            "this net routes through per-route heads (a cascade built from static+attention "
+            "nets); it has no gate to train"
+        )
     slim = trains_slimming(dyn, cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)

@@ -231,6 +231,8 @@ def test_search_headroom_line_trial_fronts_and_budget_knob(make_study, tmp_path)
     r = CliRunner().invoke(app, ["search", str(path), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "routing headroom on jetson at batch 32" in r.output
+    assert "cascade (the route menu's ends" in r.output
+    search_out = r.output
     s = load_existing(load_study(path))
     assert s.user_attrs["headroom"]["spread"] > 1.0
     t = _complete(s)[0]
@@ -263,6 +265,22 @@ def test_search_headroom_line_trial_fronts_and_budget_knob(make_study, tmp_path)
     r = CliRunner().invoke(app, ["headroom", str(b), "--data", "synthetic:64"])
     assert r.exit_code == 0 and "oracle (cheapest correct)" in r.output, r.output
     assert (b / "eval" / "headroom.json").is_file()
+    # the per-route-head cascade of the menu's ends: built, stored, exported, runs in both
+    casc = s.user_attrs["cascade"]
+    assert len(casc["policy_fronts"]["cascade"]) == 9 and "gate" not in casc["policy_fronts"]
+    assert f"bundle {load_study(path).run_dir / 'export' / 'cascade'}" in search_out.replace(
+        "\n", ""
+    )
+    cb = load_study(path).run_dir / "export" / "cascade"
+    cdyn = DynamicNet.load(cb)
+    assert cdyn.route_heads is not None and cdyn.policy == "cascade" and cdyn.num_routes == 2
+    for backend in ("torch", "onnxruntime"):
+        args = ["run", str(cb), "--backend", backend, "--budget-ms", str(mid), "--out"]
+        r = CliRunner().invoke(app, [*args, str(tmp_path / f"c_{backend}.csv"), "--data",
+                                     "synthetic:64", "--split", "val"])  # fmt: skip
+        assert r.exit_code == 0 and "cascade knob" in r.output, r.output
+    c_t, c_o = (pd.read_csv(tmp_path / f"c_{b}.csv") for b in ("torch", "onnxruntime"))
+    assert c_t["route"].tolist() == c_o["route"].tolist()
     bad = make_study("bad", trials=1, static_trials=0, gate_stage="stage9")
     r = CliRunner().invoke(app, ["search", str(bad), "--no-progress"])
     assert r.exit_code == 1 and "gate_stage 'stage9'" in r.output, r.output
