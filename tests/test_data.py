@@ -182,3 +182,20 @@ def test_imagefolder_uses_timms_pipeline_per_model(tmp_path):
     assert "RandAugment" in names and "RandomErasing" in names
     with pytest.raises(DataError, match="timm refused it"):
         load_dataset(f"imagefolder:{tmp_path}", (3, 24, 24), train_augment={"auto_augment": "x"})
+
+
+def test_digits_hard_severity_scales_the_corruptions():
+    base = load_dataset("digits-hard", (1, 16, 16), seed=0)
+    hard = load_dataset("digits-hard:4:1.6", (1, 16, 16), seed=0)
+    assert len(hard.train) == len(base.train) and hard.num_classes == 10
+    # the same per-sample difficulty, stronger corruption: further from the clean image
+    assert torch.equal(hard.test.difficulty, base.test.difficulty)
+    clean = load_dataset("digits", (1, 16, 16), seed=0)
+    n = len(clean.test)
+    last = slice(3 * n, 4 * n)  # the most corrupted copy of each test image
+    d_base = (base.test.x[last] - clean.test.x).abs().mean()
+    d_hard = (hard.test.x[last] - clean.test.x).abs().mean()
+    assert d_hard > d_base
+    for bad in ("digits-hard:4:0", "digits-hard:4:x", "digits-hard:4:5"):
+        with pytest.raises(DataError, match="severity"):
+            load_dataset(bad, (1, 16, 16), seed=0)
