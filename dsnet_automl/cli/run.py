@@ -97,6 +97,7 @@ class _Net:
             self.supernet = ort.meta.get("supernet")
             self.route_macs = [float(m) for m in ort.meta["route_macs"]]
             self.run, self.static = ort.run, ort.run_static
+            self.policy = ort.policy
             return
         import torch
 
@@ -125,6 +126,7 @@ class _Net:
             return dyn.run_route(k, h).numpy()
 
         self.run, self.static = run, static
+        self.policy = dyn.policy
 
 
 def _torch_budget(dyn, budget: float, policy: str | None) -> dict:
@@ -286,7 +288,8 @@ def bench_cmd(
     Each pass runs SAMPLES images in batches; the dynamic net and every static route (all
     inputs through route k) are timed interleaved, REPEATS passes, medians. 'ideal' is the
     speed-up the route mix allows: T(largest) / sum_k share_k T(route k); 'efficiency' =
-    measured / ideal (what grouping and the gate cost).
+    measured / ideal (what grouping and the gate cost). Under the cascade policy no ideal is
+    shown: an escalated image runs several suffixes.
     """
     sizes = batch_sizes_option(batch_sizes)
     net = _Net(bundle, backend, providers, threads, policy, budget_ms)
@@ -316,6 +319,9 @@ def bench_cmd(
             table.add_row(
                 str(b), m, f"{1e3 * t[m]:.3f}", f"{b / t[m]:.1f}", f"{largest / t[m]:.2f}x"
             )
+        if net.policy == "cascade":  # escalated images run several suffixes: no share ideal
+            table.add_row(str(b), "[bold]dynamic (cascade)[/bold]", "", "", "ideal n/a")
+            continue
         ideal = largest / sum(share[k] * t[f"route {k}"] for k in range(k_all))
         measured = largest / t["dynamic"]
         table.add_row(
