@@ -65,7 +65,7 @@ def _base(args: argparse.Namespace, root: Path) -> StudyConfig:
         "latency_db": f"sqlite:///{root / 'lat.db'}",
         "accuracy_db": f"sqlite:///{root / 'accuracy.db'}",
         "seed": 0,
-        "search": st.search.model_copy(update={"gate_epochs": args.gate_epochs}),
+        "search": st.search.model_copy(update={"gate_epochs": tuple(args.gate_epochs)}),
     }
     if args.data:
         upd["data"] = args.data

@@ -284,3 +284,22 @@ def test_search_headroom_line_trial_fronts_and_budget_knob(make_study, tmp_path)
     bad = make_study("bad", trials=1, static_trials=0, gate_stage="stage9")
     r = CliRunner().invoke(app, ["search", str(bad), "--no-progress"])
     assert r.exit_code == 1 and "gate_stage 'stage9'" in r.output, r.output
+
+
+def test_headroom_warns_on_an_overhead_bound_device_table(make_study):
+    """At batch 1 the tiny 32x32 net is launch-bound on the Jetson profile: the menu's routes
+    differ < 1.5x in latency and the search's headroom check says so; at batch 32 they do not."""
+    from dsnet_automl.routing import default_route_space
+    from dsnet_automl.search.headroom_check import headroom_lines, menu_headroom
+    from dsnet_automl.search.objective import TrialContext
+
+    lines = {}
+    for bs in (1, 32):
+        cfg = load_study(make_study(f"b{bs}", latency_batch=bs))
+        ctx = TrialContext.create(cfg, cfg.checkpoint)
+        menu = list(default_route_space(ctx.supernet, 4))
+        h = menu_headroom(ctx, menu)
+        lines[bs] = headroom_lines(h, cfg.hw, bs)
+        assert 0.0 <= h.static_top1 <= h.oracle_top1 <= 1.0
+    assert len(lines[1]) == 2 and "overhead-bound on jetson at batch 1" in lines[1][1]
+    assert len(lines[32]) == 1
