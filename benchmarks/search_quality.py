@@ -503,6 +503,43 @@ def _print(out: dict) -> None:
         console.print(f"Ray search runner: {out['ray']}")
 
 
+def markdown_c(out: dict) -> str:
+    """Part (c) as README tables, from the results file (``--markdown``)."""
+    rows = out["dynamic"]["per_seed"]
+    lines = [
+        "| seed | HV gate trials | HV cascade (gate head) | HV cascade (route heads) | "
+        "HV static+attention | HV static |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['seed']} | {r['front']['hypervolume']:.4f} | {r['cascade']['hypervolume']:.4f} "
+            f"| {r['cascade_route_heads']['hypervolume']:.4f} "
+            f"| {r['static_attention']['hypervolume']:.4f} | {r['static']['hypervolume']:.4f} |"
+        )
+    lines += [
+        "",
+        "| seed | budget ms | static+attention | gate | cascade (gate head) | "
+        "cascade (route heads) |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(c: dict, k: str) -> str:
+        p = c.get(k)
+        if p is None:
+            return "-"
+        m = c.get(f"{k}_margin_pt")
+        return f"{100 * p['test']:.1f}" + ("" if m is None else f" ({m:+.1f})")
+
+    for r in rows:
+        for c in r["at_budgets"]:
+            lines.append(
+                f"| {r['seed']} | {c['budget_ms']:.3f} | {cell(c, 'static_attention')} | "
+                f"{cell(c, 'gate')} | {cell(c, 'cascade')} | {cell(c, 'cascade_route_heads')} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="static,dynamic", help="static,dynamic,ray")
@@ -532,7 +569,11 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=None, help="work dir (default: a temp dir)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/search_quality.json"))
+    ap.add_argument("--markdown", action="store_true", help="print part (c) tables and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown_c(json.loads(args.out.read_text())))
+        return
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.budgets = [int(s) for s in args.budgets.split(",") if s]
     args.dyn_seeds = [int(s) for s in args.dyn_seeds.split(",") if s]
