@@ -31,6 +31,7 @@ from torch import Tensor
 from .errors import SearchSpaceError
 
 __all__ = [
+    "DEFAULT_KNOBS",
     "POLICIES",
     "Calibration",
     "biased_routes",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 POLICIES = ("gate", "cascade")
+# each policy's knob when none is asked for: the trained gate as it is; escalate below 50%
+DEFAULT_KNOBS = {"gate": 0.0, "cascade": 0.5}
 
 
 def route_bias(costs: Sequence[float] | Tensor, bias: float) -> Tensor:

@@ -18,7 +18,14 @@ from ._io import atomic_path, atomic_write_text
 from .config import RouteSpace, SliceSpace
 from .errors import CheckpointError, SearchSpaceError
 from .gate import Gate, pool_features
-from .policies import POLICIES, biased_routes, cascade_chain, confidence
+from .policies import (
+    POLICIES,
+    Calibration,
+    biased_routes,
+    cascade_chain,
+    confidence,
+    pick_knob,
+)
 from .supernets.base import Step, Supernet
 
 __all__ = [
@@ -344,6 +351,25 @@ class DynamicNet(nn.Module):
         self.chain = cascade_chain(self.num_routes, chain)
         return self
 
+    def set_budget(self, budget: float, policy: str | None = None) -> Calibration:
+        """Set the knob of ``policy`` (default: the current one) for ``budget`` (the route
+        costs' unit) from the val knob curve stored at training (``metadata["calibration"]``),
+        as the ONNX Runtime runtime's ``set_budget`` does. Returns the chosen setting.
+
+        Raises:
+            CheckpointError: the bundle has no val curve for ``policy``.
+        """
+        policy = policy or self.policy
+        cal = (getattr(self, "metadata", None) or {}).get("calibration") or {}
+        if not cal.get(policy):
+            raise CheckpointError(
+                f"the bundle has no val calibration for the {policy!r} policy (trained before "
+                "budget knobs existed, or a one-route net); retrain its gate with this version"
+            )
+        c = pick_knob(cal[policy], budget)
+        self.set_policy(policy, c.knob, cal.get("chain") if policy == "cascade" else self.chain)
+        return c
+
     def route_costs(self) -> list[float]:
         """Costs stored with the route space (MACs or latency), or MACs if none."""
         if self._costs is None:
@@ -401,8 +427,4 @@ def default_route_space(
         vals = net.space.at_fraction(frac).as_dict()
         vals.update({d: v for d, v in fixed.items() if d.split(".")[0] in before})
         configs.append(net.space.config(vals))
-    if cost is not None:
-        return RouteSpace.by_cost(configs, cost)
-    prefix, _ = net.split_plan(configs[0], gate_stage)
-    pre = sum(c.macs for c in net.block_calls(configs[0])[: len(prefix)])
-    return RouteSpace.by_cost(configs, net.macs, float(pre))
+    return RouteSpace.by_cost(configs, cost or net.macs)

@@ -79,9 +79,9 @@ class _Net:
         budget: float | None = None,
     ) -> None:
         choice_option(backend, "--backend", _BACKENDS)
-        if policy is not None:
-            from ..policies import POLICIES
+        from ..policies import DEFAULT_KNOBS, POLICIES
 
+        if policy is not None:
             choice_option(policy, "--policy", POLICIES)
         self.knob_note = ""
         if backend == "onnxruntime":
@@ -91,7 +91,7 @@ class _Net:
             if budget is not None:
                 self.knob_note = _knob_note(ort.set_budget(budget, policy), budget, ort.policy)
             elif policy is not None:
-                ort.set_policy(policy, 0.0 if policy == "gate" else 0.5)
+                ort.set_policy(policy, DEFAULT_KNOBS[policy])
             self.num_routes, self.input_shape = ort.num_routes, ort.input_shape
             self.data, self.label = ort.meta.get("data"), f"onnxruntime ({ort.providers[0]})"
             self.supernet = ort.meta.get("supernet")
@@ -107,9 +107,11 @@ class _Net:
             torch.set_num_threads(threads)
         dyn = DynamicNet.load(_torch_bundle(bundle))
         if budget is not None:
-            self.knob_note = _knob_note(_torch_budget(dyn, budget, policy), budget, dyn.policy)
+            c = dyn.set_budget(budget, policy)
+            res = {"knob": c.knob, "expected_cost": c.expected_cost, "reachable": c.reachable}
+            self.knob_note = _knob_note(res, budget, dyn.policy)
         elif policy is not None:
-            dyn.set_policy(policy, 0.0 if policy == "gate" else 0.5)
+            dyn.set_policy(policy, DEFAULT_KNOBS[policy])
         self.num_routes, self.input_shape = dyn.num_routes, tuple(dyn.supernet.input_size)
         self.data, self.label = dyn.metadata.get("data"), "torch (sliced)"
         self.supernet = dyn.supernet.space.supernet
@@ -127,22 +129,6 @@ class _Net:
 
         self.run, self.static = run, static
         self.policy = dyn.policy
-
-
-def _torch_budget(dyn, budget: float, policy: str | None) -> dict:
-    """Set ``dyn``'s knob for ``budget`` from its val curve (as the runtime's set_budget)."""
-    from ..policies import pick_knob
-
-    policy = policy or dyn.policy
-    cal = (getattr(dyn, "metadata", None) or {}).get("calibration") or {}
-    if not cal.get(policy):
-        raise CheckpointError(
-            f"the bundle has no val calibration for the {policy!r} policy (trained before budget "
-            "knobs existed, or a one-route net); retrain its gate with this version"
-        )
-    c = pick_knob(cal[policy], budget)
-    dyn.set_policy(policy, c.knob, cal.get("chain") if policy == "cascade" else dyn.chain)
-    return {"knob": c.knob, "expected_cost": c.expected_cost, "reachable": c.reachable}
 
 
 def _knob_note(res: dict, budget: float, policy: str) -> str:

@@ -147,8 +147,10 @@ def run_trial(
     test = evaluate_dynamic(dyn, eval_loader(ctx, "test"), torch.device(cfg.device))
     from ..headroom import collect_outcomes, policy_fronts
 
-    pre = routes.prefix_cost or 0.0
-    o_val, o_test = (collect_outcomes(dyn, eval_loader(ctx, s), prefix_cost=pre) for s in SPLITS)
+    # val outcomes come from train_gate's knob curves (same net, same val split, same prefix
+    # cost); only the test split is run here
+    o_val = res.val_outcomes
+    o_test = collect_outcomes(dyn, eval_loader(ctx, "test"), prefix_cost=routes.prefix_cost or 0.0)
     out = {
         "accuracy": float(last["val_top1"]),
         "test_accuracy": float(test["top1"]),

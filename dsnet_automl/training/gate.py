@@ -122,6 +122,9 @@ class GateTrainResult:
     out_dir: Path
     epochs_done: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    # every route's outputs on val (headroom.RouteOutcomes), measured for the knob curves;
+    # None with one route
+    val_outcomes: Any = None
 
 
 @torch.no_grad()
@@ -412,24 +415,26 @@ def train_gate(
         report=report, rng=ck["rng"] if ck is not None else None,
     )  # fmt: skip
     history = state.history
+    curves, val = val_knob_curves(run.dyn, run.loaders[1])
     dyn.save(
         out_dir,
         metrics=history[-1] if history else None,
         train_config=cfg.model_dump(),
         data=data,
-        calibration=val_knob_curves(run.dyn, run.loaders[1]),
+        calibration=curves,
     )
-    return GateTrainResult(out_dir, history[-1]["epoch"] if history else state.epoch, history)
+    done = history[-1]["epoch"] if history else state.epoch
+    return GateTrainResult(out_dir, done, history, val)
 
 
-def val_knob_curves(dyn: DynamicNet, val_loader) -> dict[str, Any] | None:
-    """The budget knobs' curves on val (:func:`~dsnet_automl.headroom.knob_curves`); ``None``
-    with one route. Without a prefix cost (a route space costed in latency before prefix costs
-    were stored) the cascade curve is left out."""
+def val_knob_curves(dyn: DynamicNet, val_loader) -> tuple[dict[str, Any] | None, Any]:
+    """The budget knobs' curves on val (:func:`~dsnet_automl.headroom.knob_curves`) and the
+    val outcomes they come from; ``(None, None)`` with one route. Without a prefix cost (a route
+    space costed in latency before prefix costs were stored) the cascade curve is left out."""
     from ..headroom import collect_outcomes, knob_curves
 
     if dyn.num_routes < 2:
-        return None
+        return None, None
     try:
         pre = dyn.prefix_cost()
     except SearchSpaceError:
@@ -438,7 +443,7 @@ def val_knob_curves(dyn: DynamicNet, val_loader) -> dict[str, Any] | None:
     curves = knob_curves(o, dyn.chain)
     if pre is None:
         curves.pop("cascade")
-    return curves
+    return curves, o
 
 
 def load_checkpoint_stage2(path: Path, routes: RouteSpace) -> dict[str, Any]:
