@@ -50,6 +50,7 @@ from ..config import SliceSpace, SubnetConfig
 from ..errors import LatencyTableError
 from ..factory import create_supernet
 from ..supernets.base import Supernet
+from .device_timer import combine_rounds, summarize, time_calls
 from .grid import covering_configs, grid_signatures
 from .models import PREDICTIONS
 from .profiles import BACKEND_ALIASES, DeviceProfile
@@ -62,6 +63,9 @@ __all__ = [
     "measure",
     "measure_chain",
     "normalize_backend",
+    "onnx_bytes",
+    "validation_configs",
+    "pending_work",
     "pinned_threads",
 ]
 
@@ -103,12 +107,9 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _timing(seconds: np.ndarray, statistic: str) -> Timing:
+def _timing(seconds: np.ndarray | list[float], statistic: str) -> Timing:
     """Median (``min``: the fastest call) and 10th/90th percentiles in milliseconds."""
-    p10, med, p90 = np.percentile(seconds * 1e3, [10, 50, 90])
-    if statistic == "min":
-        med = 1e3 * seconds.min()
-    return Timing(float(med), float(p10), float(p90), len(seconds))
+    return Timing(*summarize(seconds, statistic))
 
 
 def _check_statistic(statistic: str) -> None:
@@ -127,19 +128,7 @@ def measure(
     """Time ``fn`` after ``warmup`` calls; median (``statistic="min"``: the fastest call) and
     10th/90th percentiles in milliseconds."""
     _check_statistic(statistic)
-    for _ in range(warmup):
-        fn()
-    if sync:
-        sync()
-    times = np.empty(repeats)
-    with _gc_paused():
-        for i in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            if sync:
-                sync()
-            times[i] = time.perf_counter() - t0
-    return _timing(times, statistic)
+    return _timing(time_calls(fn, warmup, repeats, sync), statistic)
 
 
 @torch.inference_mode()
@@ -180,16 +169,56 @@ def measure_chain(
     return [_timing(times[:, i], statistic) for i in range(len(modules))]
 
 
+def onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
+    """``module`` exported to ONNX for an input like ``x`` (input ``x``, output ``y``, static
+    shapes, opset 17), as the onnxruntime backend and remote devices time it."""
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            module.eval().cpu(), (x.cpu(),), buf, dynamo=False, opset_version=17,
+            input_names=["x"], output_names=["y"],
+        )  # fmt: skip
+    return buf.getvalue()
+
+
+def validation_configs(space: SliceSpace, n: int, seed: int = 0) -> list[SubnetConfig]:
+    """Smallest, largest and ``n - 2`` random configs (deterministic for a seed): the whole
+    sub-nets measured end to end to fit and check the predictor."""
+    rng = random.Random(seed)
+    cfgs = [space.smallest(), space.largest()][: max(n, 0)]
+    tries = 0
+    while len(cfgs) < min(n, space.size) and tries < 100 * n:
+        cfg, tries = space.sample(rng), tries + 1
+        if cfg not in cfgs:
+            cfgs.append(cfg)
+    return cfgs
+
+
+def pending_work(
+    store: LatencyStore,
+    device: str,
+    supernet: str,
+    batch_size: int,
+    backend: str,
+    sigs: dict[Any, Any],
+    cfgs: list[SubnetConfig],
+) -> tuple[list[Any], list[SubnetConfig]]:
+    """The signatures and whole sub-nets of one batch size that have no evidence yet (a
+    measured or imported row) on ``device``/``backend``: what a resumed run still measures."""
+    table = store.block_table(device, batch_size, backend)
+    done = {s for s, (_, src) in table.items() if src not in PREDICTIONS}
+    nets = store.network_table(device, supernet, batch_size, backend)
+    have = {c for c, _, src in nets if src not in PREDICTIONS}
+    return [s for s in sigs if s not in done], [c for c in cfgs if c.to_json() not in have]
+
+
 def combine(timings: list[Timing]) -> Timing:
     """Several measurements of one thing: median of each statistic, repeats summed."""
     if len(timings) == 1:
         return timings[0]
-    med = [
-        float(np.median([getattr(t, k) for t in timings]))
-        for k in ("median_ms", "p10_ms", "p90_ms")
-    ]
+    med, p10, p90, n = combine_rounds([(t.median_ms, t.p10_ms, t.p90_ms, t.repeats) for t in timings])
     t0 = timings[0]
-    return Timing(*med, sum(t.repeats for t in timings), t0.threads, t0.versions)
+    return Timing(med, p10, p90, n, t0.threads, t0.versions)
 
 
 @dataclass
@@ -291,12 +320,7 @@ class Profiler:
             return run
         import onnxruntime as ort
 
-        buf = io.BytesIO()
-        with torch.no_grad():
-            torch.onnx.export(
-                module.cpu(), (x.cpu(),), buf, dynamo=False, opset_version=17,
-                input_names=["x"], output_names=["y"],
-            )  # fmt: skip
+        onnx = onnx_bytes(module, x)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads or 0
         opts.inter_op_num_threads = 1
@@ -306,7 +330,7 @@ class Profiler:
             if self.device.type == "cuda"
             else ["CPUExecutionProvider"]
         )
-        sess = ort.InferenceSession(buf.getvalue(), opts, providers=providers)
+        sess = ort.InferenceSession(onnx, opts, providers=providers)
         feed = {"x": x.cpu().numpy()}
         return lambda: sess.run(None, feed)
 
@@ -380,15 +404,8 @@ class Profiler:
 
     # ---------------------------------------------------------------- profiling
     def validation_configs(self, space: SliceSpace, n: int, seed: int = 0) -> list[SubnetConfig]:
-        """Smallest, largest and ``n - 2`` random configs (deterministic for a seed)."""
-        rng = random.Random(seed)
-        cfgs = [space.smallest(), space.largest()][: max(n, 0)]
-        tries = 0
-        while len(cfgs) < min(n, space.size) and tries < 100 * n:
-            cfg, tries = space.sample(rng), tries + 1
-            if cfg not in cfgs:
-                cfgs.append(cfg)
-        return cfgs
+        """See :func:`validation_configs`."""
+        return validation_configs(space, n, seed)
 
     def profile_space(
         self,
@@ -424,9 +441,10 @@ class Profiler:
         with Progress(*cols, disable=not progress, transient=True) as bar:
             task = bar.add_task(f"profiling {space.supernet} on {self.profile.name}", total=total)
             for bs in batch_sizes:
-                table = self.store.block_table(dev[0], bs, self.backend)
-                done = {s for s, (_, src) in table.items() if src not in PREDICTIONS}
-                todo = [(s, c) for s, c in sigs.items() if s not in done]
+                todo_s, todo_c = pending_work(
+                    self.store, dev[0], space.supernet, bs, self.backend, sigs, cfgs
+                )
+                todo = [(s, sigs[s]) for s in todo_s]
                 rep.skipped += len(sigs) - len(todo)
                 bar.advance(task, (len(sigs) - len(todo)) * self.rounds)
                 if self.timing == "chain":
@@ -446,9 +464,7 @@ class Profiler:
                 for sig, timing in timed:
                     self.store.put_block(dev, sig, bs, self.backend, timing, macs=sigs[sig].macs)
                 rep.measured += len(todo)
-                nets = self.store.network_table(dev[0], space.supernet, bs, self.backend)
-                have = {c for c, _, src in nets if src not in PREDICTIONS}
-                todo_n = [(c.to_json(), c) for c in cfgs if c.to_json() not in have]
+                todo_n = [(c.to_json(), c) for c in todo_c]
                 rep.networks_skipped += len(cfgs) - len(todo_n)
                 bar.advance(task, (len(cfgs) - len(todo_n)) * self.rounds)
                 for key, _, timing in self._rounds(
