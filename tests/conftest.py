@@ -69,3 +69,9 @@ def kill_once():
             t.join()
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _user_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own user directory (profile overrides): none writes to ~/.local."""
+    monkeypatch.setenv("DSNET_USER_DIR", str(tmp_path_factory.mktemp("user_dir")))

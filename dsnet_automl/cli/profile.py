@@ -1,4 +1,5 @@
-"""``dsnet-automl profile``: measure a slice grid's block latencies on this machine."""
+"""``dsnet-automl profile``: measure a slice grid's block latencies on this machine, or on the
+real device over ssh (``--remote``, or the profile's ``remote:`` section)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,83 @@ from typing import Annotated
 import typer
 
 from ..factory import load_space
-from ..latency import DEFAULT_DB, LatencyStore, Profiler, load_profile
+from ..latency import DEFAULT_DB, DeviceProfile, LatencyStore, Profiler, load_profile
+from ..latency.profiles import RemoteSection
 from ._app import app, console, err_console, handle_errors
+
+_REMOTE = "Remote device (ssh)"
 
 
 @app.command("profile")
 @handle_errors
 def profile_cmd(
     hw: Annotated[
-        str, typer.Option("--hw", help="Device profile of THIS machine (name or alias).")
+        str,
+        typer.Option(
+            "--hw", help="Device profile (name or alias): this machine, or the --remote device."
+        ),
     ],
     space: Annotated[str, typer.Option(help="Supernet name or slice-space YAML.")],
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            help="Time on this device over ssh instead of here: [user@]host[:port] or a "
+            "~/.ssh/config alias (keys, agent and jump hosts as in your terminal). The device "
+            "needs python3 >= 3.8, numpy and onnxruntime, nothing else. Default: the "
+            "profile's 'remote:' section, if it has one.",
+            rich_help_panel=_REMOTE,
+        ),
+    ] = None,
+    remote_python: Annotated[
+        str | None,
+        typer.Option(
+            help="The device's python (e.g. a venv's bin/python).", rich_help_panel=_REMOTE
+        ),
+    ] = None,
+    ssh_config: Annotated[
+        str | None,
+        typer.Option(help="ssh config file to use (ssh -F).", rich_help_panel=_REMOTE),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help="onnxruntime execution provider on the device: CPUExecutionProvider "
+            "(default), CUDAExecutionProvider, TensorrtExecutionProvider.",
+            rich_help_panel=_REMOTE,
+        ),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="--backend tensorrt only: fp32, fp16 or int8 (trtexec flags).",
+            rich_help_panel=_REMOTE,
+        ),
+    ] = None,
+    batch_items: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Files copied and timed per batch (a dropped connection "
+            "loses at most the item in flight).",
+            rich_help_panel=_REMOTE,
+        ),
+    ] = 16,
+    save_remote: Annotated[
+        bool,
+        typer.Option(
+            "--save-remote",
+            help="Remember --remote/--remote-python/--ssh-config/"
+            "--provider in your override of the profile.",
+            rich_help_panel=_REMOTE,
+        ),
+    ] = False,
     batch_size: Annotated[
         list[int] | None, typer.Option(help="Batch size; repeat for several (default: profile's).")
     ] = None,
-    backend: Annotated[str | None, typer.Option(help="torch or onnxruntime.")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="torch or onnxruntime (here); onnxruntime or tensorrt (--remote)."),
+    ] = None,
     repeats: Annotated[int, typer.Option(min=3, help="Timed calls per measurement.")] = 30,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls first.")] = 5,
     rounds: Annotated[
@@ -48,20 +111,25 @@ def profile_cmd(
         str, typer.Option("--db", help="SQLAlchemy URL of the latency database.")
     ] = DEFAULT_DB,
 ) -> None:
-    """Measure every distinct block of a slice grid here; resumable (Ctrl-C safe)."""
+    """Measure every distinct block of a slice grid (and a few whole sub-nets) on this machine
+    or, with --remote, on the device itself; resumable (Ctrl-C safe, re-run to continue)."""
     prof = load_profile(hw)
     sp = load_space(space)
-    profiler = Profiler(
-        LatencyStore(db),
-        prof,
-        backend=backend,
-        warmup=warmup,
-        repeats=repeats,
-        threads=threads,
-        rounds=rounds,
-        timing=timing,
-        statistic=statistic,
-    )
+    sec = _remote_section(prof, remote, remote_python, ssh_config, provider, backend, precision)
+    store = LatencyStore(db)
+    if sec is not None:
+        if save_remote:
+            from ..latency import write_override
+
+            path = write_override(prof.name, remote=sec, note="profile --save-remote")
+            console.print(f"saved the remote section of {prof.name} in {path}", soft_wrap=True)
+        profiler = _remote_profiler(store, prof, sec, batch_items, threads, warmup, repeats,
+                                    rounds, statistic, timing)  # fmt: skip
+    else:
+        profiler = Profiler(
+            store, prof, backend=backend, warmup=warmup, repeats=repeats, threads=threads,
+            rounds=rounds, timing=timing, statistic=statistic,
+        )  # fmt: skip
     try:
         rep = profiler.profile_space(
             sp, batch_sizes=tuple(batch_size) if batch_size else None, validate=validate,
@@ -70,9 +138,70 @@ def profile_cmd(
     except KeyboardInterrupt:
         err_console.print("interrupted: measurements so far are saved; re-run to resume")
         raise typer.Exit(code=130) from None
+    where = ""
+    if sec is not None:
+        ident = rep.identity
+        where = (
+            f" on {rep.remote} ({ident.get('model') or ident.get('uname', '?')}"
+            + (f", power mode {ident['nvpmodel']}" if ident.get("nvpmodel") else "")
+            + ")" * bool(ident)
+            + (f", {rep.device_seconds:.1f} s timing on the device" if rep.measured else "")
+        )
     console.print(
-        f"{rep.device} ({rep.backend}, batch {rep.batch_sizes}): {rep.signatures} block "
+        f"{rep.device} ({rep.backend}, batch {rep.batch_sizes}){where}: {rep.signatures} block "
         f"signatures, {rep.measured} measured, {rep.skipped} already in the table; "
         f"{rep.networks_measured} sub-nets measured end to end; {rep.seconds:.1f} s",
         soft_wrap=True,
     )
+
+
+def _remote_section(
+    prof: DeviceProfile,
+    remote: str | None,
+    python: str | None,
+    ssh_config: str | None,
+    provider: str | None,
+    backend: str | None,
+    precision: str | None,
+) -> RemoteSection | None:
+    """The remote settings of this run: the profile's ``remote:`` overridden by the options;
+    None to profile here."""
+    base = prof.remote
+    if remote is None and base is None:
+        if any(v is not None for v in (python, ssh_config, provider, precision)):
+            raise typer.BadParameter(
+                "--remote-python/--ssh-config/--provider/--precision need --remote HOST (or a "
+                f"'remote:' section in the profile of {prof.name})"
+            )
+        return None
+    data = base.model_dump() if base is not None else {}
+    given = {"host": remote, "python": python, "ssh_config": ssh_config, "provider": provider,
+             "precision": precision}  # fmt: skip
+    if backend is not None:
+        b = {"ort": "onnxruntime", "trt": "tensorrt"}.get(backend, backend)
+        if b not in ("onnxruntime", "tensorrt"):
+            raise typer.BadParameter(
+                f"--backend {backend!r}: a remote device is timed with onnxruntime or "
+                "tensorrt (trtexec)"
+            )
+        given["backend"] = b
+    data.update({k: v for k, v in given.items() if v is not None})
+    from .._validation import validated
+    from ..errors import LatencyTableError
+
+    return validated(RemoteSection, data, LatencyTableError, "remote settings")
+
+
+def _remote_profiler(store, prof, sec, batch_items, threads, warmup, repeats, rounds,
+                     statistic, timing):  # fmt: skip
+    from ..latency.remote import RemoteProfiler
+    from ..latency.ssh import SshTarget
+
+    if timing != "isolated":
+        raise typer.BadParameter("--timing chain runs here only (torch); --remote times isolated")
+    target = SshTarget(sec.host, python=sec.python, ssh_config=sec.ssh_config)
+    return RemoteProfiler(
+        store, prof, target, engine="trtexec" if sec.backend == "tensorrt" else "onnxruntime",
+        provider=sec.provider, precision=sec.precision, threads=threads, warmup=warmup,
+        repeats=repeats, rounds=rounds, statistic=statistic, batch_items=batch_items,
+    )  # fmt: skip

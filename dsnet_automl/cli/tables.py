@@ -27,13 +27,13 @@ from ..latency import (
     load_profile,
     load_reference,
     predict_table,
-    profile_path,
     split_backend,
     summary,
     table_backend,
     table_frame,
     to_calibrated,
     write_calibrated,
+    write_override,
 )
 from ._app import app, console, handle_errors
 
@@ -208,10 +208,10 @@ def _pair_table(r: PairResult) -> Table:
     c = r.constants
     mem = f", memory efficiency {c.memory_efficiency:.3g}" if c.memory_efficiency else ""
     t = Table(
-        title=f"{r.device} {r.pair}: {r.n} published figures -> efficiency {c.efficiency:.3g}, "
+        title=f"{r.device} {r.pair}: {r.n} {r.evidence} figures -> efficiency {c.efficiency:.3g}, "
         f"overhead {c.layer_overhead_s * 1e6:.3g} us/layer{mem}"
     )
-    for col in ("network", "batch", "input", "published ms", "before ms", "fitted ms",
+    for col in ("network", "batch", "input", f"{r.evidence} ms", "before ms", "fitted ms",
                 "held-out ms", "held-out err %"):  # fmt: skip
         t.add_column(col, no_wrap=col == "network")
     for row in r.rows:
@@ -237,22 +237,46 @@ def calibrate_cmd(
         Path | None,
         typer.Option(help="Reference file (default: hw_profiles/reference/<device>.yaml)."),
     ] = None,
+    measured: Annotated[
+        bool,
+        typer.Option(
+            "--measured",
+            help="Fit on the device's own measured whole sub-nets in --db (from 'profile', "
+            "local or --remote) instead of its published figures.",
+        ),
+    ] = False,
+    db: DbOpt = DEFAULT_DB,
     write: Annotated[
-        bool, typer.Option("--write/--dry-run", help="Write the constants into the profile.")
+        bool,
+        typer.Option("--write/--dry-run", help="Keep the fitted constants (see --into)."),
     ] = True,
+    into: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write into this profile YAML (a maintainer updating a shipped profile). "
+            "Default: your override file of the profile, which the lookup lays over the "
+            "shipped one (printed; delete it to go back)."
+        ),
+    ] = None,
 ) -> None:
-    """Fit the profile's roofline constants to the device's published latencies, per backend
-    and precision, and report leave-one-network-out errors."""
+    """Fit the profile's roofline constants to the device's published latencies (or with
+    --measured, to its own measured rows), per backend and precision, and report
+    leave-one-network-out errors."""
     prof = load_profile(hw, detect_host=False)
-    ref = load_reference(reference or find_reference(prof.name))
-    if ref.device != prof.name:
-        raise LatencyTableError(
-            f"reference file is for device {ref.device!r}, not {prof.name!r}; pass the "
-            f"reference file of {prof.name}"
-        )
     b = split_backend(backend)[0] if backend else None
     p = split_backend(f"torch/{precision}")[1] if precision else None
-    results, refused = calibrate(prof, ref, backend=b, precision=p)
+    if measured:
+        from ..latency.measured_calibration import calibrate_measured
+
+        results, refused = calibrate_measured(prof, LatencyStore(db), backend=b, precision=p)
+    else:
+        ref = load_reference(reference or find_reference(prof.name))
+        if ref.device != prof.name:
+            raise LatencyTableError(
+                f"reference file is for device {ref.device!r}, not {prof.name!r}; pass the "
+                f"reference file of {prof.name}"
+            )
+        results, refused = calibrate(prof, ref, backend=b, precision=p)
     for r in results:
         console.print(_pair_table(r))
         s = r.summary
@@ -275,7 +299,16 @@ def calibrate_cmd(
                 soft_wrap=True,
             )
     fitted = {r.pair: to_calibrated(r) for r in results if not r.at_bound}
-    if write and fitted:
-        path = profile_path(prof.name)
-        write_calibrated(path, fitted, note="fitted by 'dsnet-automl tables calibrate'")
+    if not (write and fitted):
+        return
+    note = "fitted by 'dsnet-automl tables calibrate'"
+    if into is not None:
+        path = write_calibrated(into, fitted, note=note)
         console.print(f"wrote calibrated {', '.join(fitted)} into {path}", soft_wrap=True)
+    else:
+        path = write_override(prof.name, calibrated=fitted, note=note)
+        console.print(
+            f"wrote calibrated {', '.join(fitted)} into {path} (your override of "
+            f"{prof.name}; the shipped profile is unchanged: delete the file to go back)",
+            soft_wrap=True,
+        )

@@ -7,7 +7,7 @@ from .calibration import NetCache, PairResult, calibrate, to_calibrated
 from .grid import covering_configs, grid_signatures, relevant_dims
 from .models import CALIBRATED, PREDICTED, SCHEMA_VERSION, SOURCES, combined_source
 from .predictor import LatencyEstimate, LatencyPredictor, fit_overhead, predict_table
-from .profile_writer import write_calibrated
+from .profile_writer import write_calibrated, write_override
 from .profiler import BACKENDS, Profiler, ProfileReport, measure, normalize_backend, pinned_threads
 from .profiles import DeviceProfile, Figure, list_profiles, load_profile, profile_path
 from .reference import NETWORKS, ReferenceFile, find_reference, load_reference
@@ -72,4 +72,5 @@ __all__ = [
     "table_frame",
     "to_calibrated",
     "write_calibrated",
+    "write_override",
 ]

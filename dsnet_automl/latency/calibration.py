@@ -45,11 +45,13 @@ __all__ = [
     "FigureSet",
     "NetCache",
     "NetworkRow",
+    "Observation",
     "PairResult",
     "calibrate",
     "calibrate_pair",
     "fit_constants",
     "select_setting",
+    "too_thin",
     "to_calibrated",
 ]
 
@@ -101,12 +103,27 @@ def _build_timm(network: str, input_size: int) -> Supernet:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """One latency figure a fit can use: a published one is a :class:`.ReferenceEntry`, a
+    measured one (a whole sub-net's row in the latency table) is this. ``network`` is the unit
+    held out together; ``url`` says where the figure comes from."""
+
+    network: str
+    backend: str
+    precision: str
+    batch_size: int
+    input_size: int
+    batch_latency_ms: float
+    url: str
+
+
+@dataclass(frozen=True)
 class FigureSet:
     """The figures of one (backend, precision) on one device, ready to fit."""
 
     profile: DeviceProfile
     precision: str
-    entries: tuple[ReferenceEntry, ...]
+    entries: tuple[ReferenceEntry | Observation, ...]
     costs: tuple[BlockCosts, ...]
 
     @property
@@ -202,6 +219,7 @@ class PairResult:
     constants: RooflineConstants
     rows: tuple[NetworkRow, ...]
     summary: dict[str, float] = field(default_factory=dict)
+    evidence: str = "published"  # or "measured": the device's own rows in the latency table
 
     @property
     def pair(self) -> str:
@@ -240,11 +258,19 @@ def _summary(pub: np.ndarray, before: np.ndarray, fitted: np.ndarray, loo: np.nd
 
 
 def calibrate_pair(
-    profile: DeviceProfile, entries: list[ReferenceEntry], cache: NetCache
+    profile: DeviceProfile,
+    entries: list[ReferenceEntry] | list[Observation],
+    cache: NetCache | None = None,
+    *,
+    costs: list[BlockCosts] | None = None,
+    evidence: str = "published",
 ) -> PairResult:
-    """Fit one pair's constants on ``entries`` (same backend and precision, >= 3 of them)."""
+    """Fit one pair's constants on ``entries`` (same backend and precision, >= 3 of them);
+    their block costs come from ``cache`` (published figures of timm networks) or ``costs``."""
     e0 = entries[0]
-    pair = FigureSet(profile, e0.precision, tuple(entries), tuple(cache.costs(e) for e in entries))
+    if costs is None:
+        costs = [(cache or NetCache()).costs(e) for e in entries]  # type: ignore[arg-type]
+    pair = FigureSet(profile, e0.precision, tuple(entries), tuple(costs))
     loo = _loo(pair, memory_term=False)
     memory_term = False
     if len(entries) >= _MEMORY_TERM_MIN:
@@ -260,11 +286,11 @@ def calibrate_pair(
     fitted = pair.predict(c)
     rows = tuple(
         NetworkRow(e.network, e.batch_size, e.input_size, e.batch_latency_ms, float(b), float(f),
-                   float(h), e.source.url)
+                   float(h), e.url)
         for e, b, f, h in zip(entries, before, fitted, loo, strict=True)
     )  # fmt: skip
     summary = _summary(pair.published, before, fitted, loo)
-    return PairResult(profile.name, e0.backend, e0.precision, c, rows, summary)
+    return PairResult(profile.name, e0.backend, e0.precision, c, rows, summary, evidence)
 
 
 def calibrate(
@@ -297,7 +323,7 @@ def calibrate(
     for (b, p), group in sorted(groups.items()):
         entries, skipped = select_setting(group, profile)
         refused += [f"{profile.name} {b}/{p}: {line}" for line in skipped]
-        why = _too_thin(entries)
+        why = too_thin(entries)
         if why:
             refused.append(f"{profile.name} {b}/{p}: {why}; not calibrated")
         else:
@@ -335,12 +361,12 @@ def select_setting(
     return kept, lines
 
 
-def _too_thin(entries: list[ReferenceEntry]) -> str:
+def too_thin(entries: list[ReferenceEntry] | list[Observation], kind: str = "published") -> str:
     """Why these figures cannot be fitted and checked ("" when they can)."""
     nets = sorted({e.network for e in entries})
     if len(entries) < MIN_FIGURES:
         return (
-            f"{len(entries)} published figure(s), need at least {MIN_FIGURES} to fit and check "
+            f"{len(entries)} {kind} figure(s), need at least {MIN_FIGURES} to fit and check "
             "2 constants"
         )
     if len(nets) < 2:
@@ -358,7 +384,7 @@ def to_calibrated(result: PairResult) -> Calibrated:
         layer_overhead_s=float(f"{c.layer_overhead_s:.4g}"),
         memory_efficiency=None if c.memory_efficiency is None else round(c.memory_efficiency, 6),
         source=(
-            f"calibrated on {result.n} published measurements ({result.backend}, "
+            f"calibrated on {result.n} {result.evidence} measurements ({result.backend}, "
             f"{result.precision}; sources: {urls}) on {day}"
         ),
         loo_median_ape=round(result.summary["loo_median_ape"], 2),

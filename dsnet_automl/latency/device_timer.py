@@ -22,8 +22,10 @@ Keep this file valid Python 3.8 (``tests/latency/test_device_timer.py`` parses i
 ``match``, no ``X | Y`` types at run time, no ``list[int]`` outside annotations.
 """
 
+# ruff: noqa: UP031, B905  (Python 3.8: no zip(strict=); %-formatting kept for old devices)
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -130,9 +132,7 @@ def probe():
         "cpus": os.cpu_count(),
         "nvpmodel": _nvpmodel(),
         "trtexec": shutil.which("trtexec")
-        or next(
-            (p for p in ("/usr/src/tensorrt/bin/trtexec",) if os.access(p, os.X_OK)), None
-        ),
+        or next((p for p in ("/usr/src/tensorrt/bin/trtexec",) if os.access(p, os.X_OK)), None),
         "missing": [],
     }
     try:
@@ -161,7 +161,9 @@ def _ort_runner(path, shape, provider, threads):
     opts.intra_op_num_threads = int(threads or 0)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+    providers = [provider] + (
+        ["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else []
+    )
     sess = ort.InferenceSession(path, opts, providers=providers)
     name = sess.get_inputs()[0].name
     feed = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
@@ -171,8 +173,8 @@ def _ort_runner(path, shape, provider, threads):
 # trtexec's performance summary (TensorRT 8.x/10.x), e.g.
 # "[I] GPU Compute Time: min = 0.40 ms, max = 0.52 ms, mean = 0.41 ms, median = 0.41 ms,
 #  percentile(90%) = 0.42 ms, percentile(95%) = 0.43 ms, percentile(99%) = 0.49 ms"
-_TRT_LINE = re.compile(r"GPU Compute Time: (.*)")
-_TRT_STAT = re.compile(r"(min|max|mean|median|percentile\((\d+)%\)) = ([0-9.eE+-]+) ms")
+_TRT_LINE = re.compile(r"(?<!Total )GPU Compute Time: (.*)")
+_TRT_STAT = re.compile(r"(min|max|mean|median|percentile\((\d+)%\))\s*=?\s*([0-9.eE+-]+) ms")
 
 
 def parse_trtexec(text):
@@ -241,10 +243,8 @@ def run_manifest(path):
                 med, p10, p90, n = combine_rounds(seen[it["key"]])
                 _emit({"key": it["key"], "median_ms": med, "p10_ms": p10, "p90_ms": p90,
                        "repeats": n, "seconds": time.perf_counter() - t0})  # fmt: skip
-                try:
+                with contextlib.suppress(OSError):
                     os.remove(f)
-                except OSError:
-                    pass
 
 
 def main(argv):
@@ -264,10 +264,8 @@ def main(argv):
         try:
             run_manifest(argv[1])
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(pidfile)
-            except OSError:
-                pass
         return 0
     sys.stderr.write("usage: device_timer.py probe | time MANIFEST.json\n")
     return 2

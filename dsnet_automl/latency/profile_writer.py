@@ -1,4 +1,6 @@
-"""Write calibrated constants into a device-profile YAML, keeping the rest of the file as it is.
+"""Write calibrated constants into a device-profile YAML, keeping the rest of the file as it is,
+or into the user's override file of a profile (:func:`write_override`, the default of
+``tables calibrate``: shipped profiles stay as shipped).
 
 Only the top-level ``calibrated:`` block is replaced (or appended): the file's other lines and
 comments stay byte for byte. Pairs already calibrated and not re-fitted are kept. The result is
@@ -15,9 +17,16 @@ import yaml
 from .._io import atomic_write_text, read_yaml
 from .._validation import validated
 from ..errors import LatencyTableError
-from .profiles import Calibrated, DeviceProfile
+from .profiles import (
+    Calibrated,
+    DeviceProfile,
+    ProfileOverride,
+    RemoteSection,
+    override_path,
+    read_override,
+)
 
-__all__ = ["write_calibrated"]
+__all__ = ["write_calibrated", "write_override"]
 
 _TOP_KEY = re.compile(r"^[^\s#]")
 
@@ -59,3 +68,26 @@ def write_calibrated(path: str | Path, fitted: dict[str, Calibrated], note: str 
         f"{path}: calibrated profile would be invalid", "; nothing was written",
     )  # fmt: skip
     return atomic_write_text(path, text)
+
+
+def write_override(
+    name: str,
+    *,
+    calibrated: dict[str, Calibrated] | None = None,
+    remote: RemoteSection | None = None,
+    note: str = "",
+) -> Path:
+    """Merge ``calibrated`` pairs (and set ``remote``) in the user's override file of profile
+    ``name`` (created when missing); returns its path."""
+    old = read_override(name) or ProfileOverride()
+    new = ProfileOverride(
+        calibrated={**old.calibrated, **(calibrated or {})}, remote=remote or old.remote
+    )
+    body = new.model_dump(exclude_none=True, exclude_defaults=True)
+    head = (
+        f"# {name}: your additions to the shipped profile (they win over it); written by "
+        f"dsnet-automl{' (' + note + ')' if note else ''}. Delete this file to go back.\n"
+    )
+    return atomic_write_text(
+        override_path(name), head + yaml.safe_dump(body, sort_keys=True, width=10_000)
+    )

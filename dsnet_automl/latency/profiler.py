@@ -216,7 +216,9 @@ def combine(timings: list[Timing]) -> Timing:
     """Several measurements of one thing: median of each statistic, repeats summed."""
     if len(timings) == 1:
         return timings[0]
-    med, p10, p90, n = combine_rounds([(t.median_ms, t.p10_ms, t.p90_ms, t.repeats) for t in timings])
+    med, p10, p90, n = combine_rounds(
+        [(t.median_ms, t.p10_ms, t.p90_ms, t.repeats) for t in timings]
+    )
     t0 = timings[0]
     return Timing(med, p10, p90, n, t0.threads, t0.versions)
 
@@ -288,9 +290,9 @@ class Profiler:
         self.device = torch.device(profile.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise LatencyTableError(
-                f"profile {profile.name!r} is a GPU device but CUDA is not available here; run "
-                f"'dsnet-automl profile --hw {profile.name}' on the device itself and import "
-                "the exported file with 'dsnet-automl tables import FILE'"
+                f"profile {profile.name!r} is a GPU device but CUDA is not available here; "
+                f"time it on the device: 'dsnet-automl profile --hw {profile.name} --space "
+                "SPACE --remote [user@]host' (python3, numpy and onnxruntime there)"
             )
         self.versions = {"torch": torch.__version__, "python": platform.python_version()}
         if self.backend == "onnxruntime":

@@ -9,9 +9,16 @@ to the device's published measurements by ``dsnet-automl tables calibrate`` (see
 :mod:`.calibration`); predictions for that backend and precision use them instead of the
 assumed ``efficiency`` and ``layer_overhead_s``.
 
-Lookup order: a directory passed explicitly, then ``$DSNET_HW_PROFILES``, then ``./hw_profiles``
-(user-edited copies win), then the copy shipped inside the package
-(``dsnet_automl/latency/profiles_data``), so an installed package finds them too.
+Lookup order: a directory passed explicitly, then ``$DSNET_HW_PROFILES``, then the user's own
+profiles (``<user dir>/hw_profiles``, see :func:`user_dir`), then ``./hw_profiles`` (a checkout),
+then the copy shipped inside the package (``dsnet_automl/latency/profiles_data``), so an
+installed package finds them too.
+
+Shipped profiles are read-only data. What a user fits or configures for a device (calibrated
+constants from ``tables calibrate``, the ``remote:`` section of ``profile --remote``) goes to an
+*override* file, ``<user dir>/hw_profiles/overrides/<name>.yaml``, holding only those two keys;
+it is laid over whichever profile the lookup finds (its pairs win), so updating the package
+never loses it and deleting it goes back to the shipped constants.
 ``host-cpu`` and ``cuda`` are *detected*: their YAML holds defaults that :func:`detect` fills
 with what the running machine reports.
 """
@@ -40,8 +47,12 @@ __all__ = [
     "detect",
     "list_profiles",
     "load_profile",
+    "override_path",
+    "ProfileOverride",
+    "RemoteSection",
     "profile_dirs",
     "profile_path",
+    "user_dir",
 ]
 
 Kind = Literal["cpu", "gpu", "npu"]
@@ -76,6 +87,18 @@ class Calibrated(BaseModel):
     n: int = Field(ge=3)
 
 
+class RemoteSection(BaseModel):
+    """How ``dsnet-automl profile`` reaches the real device over ssh (``remote:``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = Field(min_length=1, description="[user@]host[:port] or a ~/.ssh/config alias")
+    python: str = Field(default="python3", min_length=1, description="the device's python")
+    ssh_config: str | None = Field(default=None, description="ssh config file (ssh -F)")
+    backend: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
+    provider: str = Field(default="CPUExecutionProvider", description="onnxruntime provider")
+    precision: Precision = "fp32"
+
+
 class DeviceProfile(BaseModel):
     """A target device. Units: FLOP/s, bytes/s, bytes; ``efficiency`` is the share of peak a
     real small-batch kernel reaches (an assumption, stated with its source)."""
@@ -95,6 +118,7 @@ class DeviceProfile(BaseModel):
     efficiency: Figure
     layer_overhead_s: Figure
     calibrated: dict[str, Calibrated] = Field(default_factory=dict)
+    remote: RemoteSection | None = None
 
     @field_validator("calibrated")
     @classmethod
@@ -138,6 +162,55 @@ class DeviceProfile(BaseModel):
         }
 
 
+class ProfileOverride(BaseModel):
+    """A user's additions to a profile: fitted constants and how to reach the device."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    calibrated: dict[str, Calibrated] = Field(default_factory=dict)
+    remote: RemoteSection | None = None
+
+    @field_validator("calibrated")
+    @classmethod
+    def _calibrated_keys(cls, v: dict[str, Calibrated]) -> dict[str, Calibrated]:
+        return DeviceProfile._calibrated_keys(v)
+
+
+def user_dir() -> Path:
+    """Where a user's profiles, overrides and measurements live: ``$DSNET_USER_DIR``, else the
+    per-user data directory (``~/.local/share/dsnet-automl`` on Linux, via platformdirs)."""
+    if os.environ.get("DSNET_USER_DIR"):
+        return Path(os.environ["DSNET_USER_DIR"])
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("dsnet-automl", appauthor=False))
+
+
+def override_path(name: str) -> Path:
+    """The override file of profile ``name`` (it may not exist)."""
+    return user_dir() / "hw_profiles" / "overrides" / f"{name}.yaml"
+
+
+def read_override(name: str) -> ProfileOverride | None:
+    path = override_path(name)
+    if not path.is_file():
+        return None
+    data = read_yaml(path, LatencyTableError, "profile override") or {}
+    return validated(
+        ProfileOverride, data, LatencyTableError, f"profile override {path}",
+        "; it may hold only 'calibrated:' and 'remote:' (delete it to use the shipped profile)",
+    )  # fmt: skip
+
+
+def _with_override(prof: DeviceProfile) -> DeviceProfile:
+    ov = read_override(prof.name)
+    if ov is None:
+        return prof
+    return prof.model_copy(
+        update={"calibrated": {**prof.calibrated, **ov.calibrated},
+                "remote": ov.remote or prof.remote}
+    )  # fmt: skip
+
+
 def _packaged_dir() -> Path:
     return Path(str(resources.files("dsnet_automl.latency") / "profiles_data"))
 
@@ -147,7 +220,7 @@ def profile_dirs(extra: str | Path | None = None) -> list[Path]:
     dirs = [Path(extra)] if extra else []
     if os.environ.get("DSNET_HW_PROFILES"):
         dirs.append(Path(os.environ["DSNET_HW_PROFILES"]))
-    dirs += [Path("hw_profiles"), _packaged_dir()]
+    dirs += [user_dir() / "hw_profiles", Path("hw_profiles"), _packaged_dir()]
     return [d for d in dirs if d.is_dir()]
 
 
@@ -165,7 +238,7 @@ def _all_profiles(extra: str | Path | None = None) -> dict[str, tuple[DeviceProf
         for path in sorted(d.glob("*.yaml")):
             prof = _read(path)
             found.setdefault(prof.name, (prof, path))
-    return found
+    return {k: (_with_override(p), path) for k, (p, path) in found.items()}
 
 
 def profile_path(name: str, extra: str | Path | None = None) -> Path:

@@ -95,6 +95,10 @@ class ReferenceEntry(BaseModel):
         """``"<backend>/<precision>"``, the key its calibration is stored under."""
         return f"{self.backend}/{self.precision}"
 
+    @property
+    def url(self) -> str:
+        return self.source.url
+
 
 class ReferenceFile(BaseModel):
     """A device's published figures."""

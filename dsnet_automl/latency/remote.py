@@ -22,6 +22,7 @@ row already measured for the device, backend and batch size.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -231,8 +232,11 @@ class RemoteProfiler:
             "rounds": self.rounds,
             "statistic": self.statistic,
             "items": [
-                {"key": f"{it.key}-{it.batch_size}", "file": f"{it.key}-{it.batch_size}.onnx",
-                 "shape": list(it.shape)}
+                {
+                    "key": f"{it.key}-{it.batch_size}",
+                    "file": f"{it.key}-{it.batch_size}.onnx",
+                    "shape": list(it.shape),
+                }
                 for it in batch
             ],  # fmt: skip
         }
@@ -294,10 +298,9 @@ class RemoteProfiler:
                     batch = items[i : i + self.batch_items]
                     self._batch(batch, workdir, Path(tmp), stamp, rep, dev, space, bar, task)
         finally:
-            try:
+            # the device went away: the next run clears the directory
+            with contextlib.suppress(RemoteError):
                 self.target.run(self.target.python_cmd("-c", _CLEANUP, workdir), timeout_s=60)
-            except RemoteError:
-                pass  # the device went away: the next run clears the directory
             self.target.close()
 
     def _batch(self, batch, workdir, tmp, stamp, rep, dev, space, bar, task) -> None:
@@ -320,9 +323,7 @@ class RemoteProfiler:
             t = Timing(res["median_ms"], res["p10_ms"], res["p90_ms"], res["repeats"],
                        self.threads if self.engine == "onnxruntime" else None, stamp)  # fmt: skip
             if it.key.startswith("b"):
-                self.store.put_block(
-                    dev, it.what, it.batch_size, self.backend, t, macs=it.macs
-                )
+                self.store.put_block(dev, it.what, it.batch_size, self.backend, t, macs=it.macs)
                 rep.measured += 1
             else:
                 self.store.put_network(

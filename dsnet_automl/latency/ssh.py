@@ -108,14 +108,22 @@ class SshTarget:
                 f"{self.label}: host key verification failed: connect once with "
                 f"'ssh {self.host}' to accept its key, then re-run"
             )
-        if rc == 255 and any(k in low for k in _UNREACHABLE) or rc == 255 and not lines:
+        if rc == 255 and any(k in low for k in _UNREACHABLE):
             raise RemoteError(f"cannot reach {self.label} over ssh: {last}")
-        if rc == 127 or "command not found" in low or "no such file or directory" in low and (
-            self.python in stderr
+        if (
+            rc == 127
+            or "command not found" in low
+            or "no such file or directory" in low
+            and (self.python in stderr)
         ):
             raise RemoteError(
                 f"{self.label} has no {self.python!r} ({last}): install python3 >= 3.8 there, "
                 "or pass --remote-python PATH"
+            )
+        if rc < 0 or rc in (128 + 9, 128 + 15) or not lines:  # killed, or gone silently
+            raise RemoteError(
+                f"the connection to {self.label} dropped during {what} ({last}); re-run to "
+                "resume: rows already measured are kept"
             )
         if rc == 255:
             raise RemoteError(f"ssh to {self.label} failed: {last}")
@@ -145,8 +153,7 @@ class SshTarget:
         )  # fmt: skip
         try:
             assert p.stdout is not None
-            for line in p.stdout:
-                yield line
+            yield from p.stdout
             rc = p.wait()
             err = p.stderr.read() if p.stderr else ""
             self._check(rc, err, what)

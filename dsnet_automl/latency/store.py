@@ -381,6 +381,22 @@ class LatencyStore(LazyEngineStore):
         with self.session() as s:
             return [tuple(r) for r in s.execute(q)]
 
+    def evidence_networks(self, device: str) -> list[tuple[str, str, int, str, float, str]]:
+        """Every measured or imported whole-sub-net row of ``device``:
+        ``[(supernet, config_json, batch_size, backend, median_ms, versions_json)]``."""
+        q = (
+            select(
+                NetworkMeasurement.supernet, NetworkMeasurement.config,
+                NetworkMeasurement.batch_size, NetworkMeasurement.backend,
+                NetworkMeasurement.median_ms, NetworkMeasurement.versions,
+            )
+            .join(Device, Device.id == NetworkMeasurement.device_id)
+            .where(Device.name == device, NetworkMeasurement.source.in_(EVIDENCE))
+            .order_by(NetworkMeasurement.id)
+        )  # fmt: skip
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(q)]
+
     def devices(self) -> list[str]:
         with self.session() as s:
             return list(s.scalars(select(Device.name).order_by(Device.name)))

@@ -30,6 +30,7 @@ from dsnet_automl.latency import (
 )
 from dsnet_automl.latency.calibration import FigureSet, fit_constants
 from dsnet_automl.latency.models import MEASURED, PREDICTED, SCHEMA_VERSION
+from dsnet_automl.latency.profiles import override_path
 from dsnet_automl.latency.reference import ReferenceFile
 from dsnet_automl.latency.signature import BlockSignature
 from dsnet_automl.search.objective import TrialContext
@@ -172,14 +173,25 @@ def test_calibrated_label_reaches_list_export_and_search(
                _entries(cache, prof, TRUE))  # fmt: skip
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DSNET_HW_PROFILES", raising=False)
+    # by default the fitted constants go to the user's override, the profile file stays as is
     out = _ok("tables", "calibrate", "jetson", "--backend", "tensorrt", "--precision", "fp16")
-    assert "held-out (leave-one-network-out) median 0.0%" in out and "wrote calibrated" in out
+    assert "held-out (leave-one-network-out) median 0.0%" in out and "your override" in out
+    assert yml.read_text() == original
+    assert load_profile("jetson").calibrated["tensorrt/fp16"].efficiency == pytest.approx(
+        0.37, rel=1e-3
+    )
+    override_path("jetson-orin-nano").unlink()
+    assert "tensorrt/fp16" not in load_profile("jetson").calibrated  # back to the file's
+    # --into writes into a profile YAML (how a maintainer updates a shipped profile)
+    out = _ok("tables", "calibrate", "jetson", "--backend", "tensorrt", "--precision", "fp16",
+              "--into", str(yml))  # fmt: skip
+    assert f"wrote calibrated tensorrt/fp16 into {yml}" in out
     text = yml.read_text()
     assert text.startswith(original.rstrip("\n"))  # comments and fields kept as they were
     cal = load_profile("jetson").calibrated["tensorrt/fp16"]
     assert cal.efficiency == pytest.approx(0.37, rel=1e-3) and cal.n == len(GEOMETRY)
     assert cal.source.startswith("calibrated on 8 published measurements (tensorrt, fp16; ")
-    _ok("tables", "calibrate", "jetson", "--backend", "tensorrt")  # a re-run replaces the block
+    _ok("tables", "calibrate", "jetson", "--backend", "tensorrt", "--into", str(yml))  # replaces
     assert yml.read_text().count("calibrated:") == 1
 
     db = f"sqlite:///{tmp_path / 'lat.db'}"
