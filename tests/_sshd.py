@@ -19,11 +19,28 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
-SFTP = next(
-    (p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/sftp-server") if Path(p).exists()),
-    "internal-sftp",
-)
+
+def find_sshd() -> str | None:
+    return shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
+
+
+def ensure_sshd() -> str | None:
+    """The sshd binary; on a fresh Debian machine where the tests run as root, Debian's
+    openssh-server is installed first (the test set-up brings its own service)."""
+    if find_sshd() is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "openssh-server"]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+            subprocess.run(install, env=env, capture_output=True)
+    return find_sshd()
+
+
+def _sftp() -> str:
+    paths = ("/usr/lib/openssh/sftp-server", "/usr/libexec/sftp-server")
+    return next((p for p in paths if Path(p).exists()), "internal-sftp")
+
+
 ALIAS = "dsnet-device"
 # numpy and onnxruntime as pinned by the package (the device needs nothing else of ours)
 DEVICE_PACKAGES = ("numpy==2.4.6", "onnxruntime==1.32.0")
@@ -68,7 +85,8 @@ class LoopbackSshd:
 
 def start_sshd(root: Path) -> LoopbackSshd:
     """Start sshd on 127.0.0.1:<free port>; raises RuntimeError when it does not come up."""
-    if SSHD is None:
+    sshd = ensure_sshd()
+    if sshd is None:
         raise RuntimeError("sshd not found: install openssh-server (apt install openssh-server)")
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -85,10 +103,10 @@ def start_sshd(root: Path) -> LoopbackSshd:
         f"AuthorizedKeysFile {root / 'authorized_keys'}\nPidFile {root / 'sshd.pid'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
         "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nLogLevel ERROR\n"
-        f"Subsystem sftp {SFTP}\n"
+        f"Subsystem sftp {_sftp()}\n"
     )
     proc = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sshd, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     deadline = time.time() + 15
     while time.time() < deadline:

@@ -3,6 +3,7 @@ tables."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -126,6 +127,8 @@ def show_cmd(
     console.print(t)
     if limit > 0 and len(df) > limit:
         console.print(f"... {len(df) - limit} more rows (--limit 0 shows all)")
+    for line in _measured_with(df):
+        console.print(line, soft_wrap=True, highlight=False)
     if space:
         sp = load_space(space)
         net = create_supernet(sp.supernet, space=sp)
@@ -140,6 +143,19 @@ def show_cmd(
                 f"{label}: {e.latency_ms:.3f} ms [{_STYLE[e.source]}]{e.source}[/] "
                 f"({e.predicted_blocks}/{e.total_blocks} blocks predicted)"
             )
+
+
+def _measured_with(df) -> list[str]:
+    """One line per distinct remote stamp of the rows: which device measured them, how."""
+    keys = ("remote", "uname", "model", "nvpmodel", "onnxruntime", "provider", "trtexec",
+            "precision")  # fmt: skip
+    seen: dict[str, int] = {}
+    for v in df["versions"]:
+        d = json.loads(v or "{}")
+        if d.get("remote"):
+            label = ", ".join(f"{k} {d[k]}" for k in keys if d.get(k))
+            seen[label] = seen.get(label, 0) + 1
+    return [f"{n} rows measured over ssh: {label}" for label, n in seen.items()]
 
 
 @tables_app.command("export")

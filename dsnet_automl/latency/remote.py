@@ -39,6 +39,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from .._malloc import MMAP_THRESHOLD, TRIM_THRESHOLD, keep_freed_memory
 from ..config import SliceSpace
 from ..factory import create_supernet
 from ..supernets.base import Supernet
@@ -158,6 +159,12 @@ class RemoteProfiler:
         self.threads = threads or profile.threads
         self.warmup, self.repeats, self.rounds = warmup, repeats, rounds
         self.statistic, self.batch_items = statistic, batch_items
+        # the device's timer keeps freed memory as a CPU table's process does here (see
+        # _malloc: glibc reads these two variables at start; other C libraries ignore them)
+        self._env: list[str] = []
+        if keep_freed_memory():
+            self._env = ["env", f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}",
+                         f"MALLOC_TRIM_THRESHOLD_={TRIM_THRESHOLD}"]  # fmt: skip
 
     # ------------------------------------------------------------------ the device
     def check(self, info: dict[str, Any]) -> dict[str, str]:
@@ -195,6 +202,8 @@ class RemoteProfiler:
                     f"it has: {', '.join(have)}"
                 )
             stamp.update(onnxruntime=info.get("onnxruntime", ""), provider=self.provider)
+        if self._env:
+            stamp["malloc"] = "kept"
         if self.statistic != "median" or self.rounds > 1:
             stamp["timing"] = f"{self.rounds} rounds x {self.statistic}"
         return stamp
@@ -311,9 +320,9 @@ class RemoteProfiler:
         self.target.put([*files, man], workdir)
         for f in files:
             f.unlink()
-        cmd = self.target.python_cmd(
+        cmd = [*self._env, *self.target.python_cmd(
             f"{workdir}/device_timer.py", "time", f"{workdir}/manifest.json"
-        )
+        )]  # fmt: skip
         for line in self.target.stream(cmd, what="timing"):
             try:
                 res = json.loads(line)

@@ -35,6 +35,11 @@ _UNREACHABLE = (
 )
 
 
+def _quote(arg: str) -> str:
+    """Quote for the remote shell, but let it expand a leading ``~/`` (``~/venv/bin/python``)."""
+    return "~/" + shlex.quote(arg[2:]) if arg.startswith("~/") else shlex.quote(arg)
+
+
 class RemoteError(LatencyTableError):
     """A remote device could not be reached or used (one line, says what to do)."""
 
@@ -90,7 +95,7 @@ class SshTarget:
     # ------------------------------------------------------------------ commands
     def _ssh(self, remote: Sequence[str]) -> list[str]:
         port = ["-p", str(self.port)] if self.port else []
-        return ["ssh", *self._common, *port, self.host, "--", shlex.join(remote)]
+        return ["ssh", *self._common, *port, self.host, "--", " ".join(map(_quote, remote))]
 
     def _check(self, rc: int, stderr: str, what: str) -> None:
         if rc == 0:

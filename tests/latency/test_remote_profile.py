@@ -25,7 +25,7 @@ from dsnet_automl.latency import LatencyPredictor, LatencyStore, grid_signatures
 from dsnet_automl.latency.models import MEASURED
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests._sshd import ALIAS, SSHD, device_python, free_port, start_sshd  # noqa: E402
+from tests._sshd import ALIAS, device_python, ensure_sshd, free_port, start_sshd  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SPACE = "ds_mobilenet_v1_tiny"
@@ -35,8 +35,8 @@ FAST = ["--repeats", "3", "--warmup", "0", "--batch-size", "1"]
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory):
-    if SSHD is None:
-        msg = "sshd not found: install openssh-server (.ci/run does)"
+    if ensure_sshd() is None:  # installs Debian's openssh-server when run as root
+        msg = "sshd not found: install openssh-server (apt install openssh-server)"
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
