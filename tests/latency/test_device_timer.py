@@ -28,7 +28,7 @@ def test_script_is_python38_and_standalone() -> None:
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, "no relative imports: the script runs alone on the device"
             imported.add((node.module or "").split(".")[0])
-    assert imported <= {"__future__", "gc", "json", "os", "platform", "re", "shutil",
+    assert imported <= {"__future__", "contextlib", "gc", "json", "os", "platform", "re", "shutil",
                         "subprocess", "sys", "time", "numpy", "onnxruntime"}  # fmt: skip
 
 

@@ -103,6 +103,11 @@ def test_remote_rows_are_measured_stamped_and_used(sshd, device_py, tmp_path: Pa
                             backend="onnxruntime")  # fmt: skip
     assert pred.estimate(sp.largest()).source == MEASURED
 
+    shown = _cli("tables", "show", "jetson", "--limit", "1", "--db", f"sqlite:///{db}",
+                 env_user=tmp_path).stdout  # fmt: skip
+    assert "105 rows measured over ssh: remote dsnet-device, uname Linux" in shown
+    assert "provider CPUExecutionProvider" in shown
+
     # tables calibrate --measured fits the device's constants from its own rows, into the
     # user's override, leaving the shipped profile as it was
     shipped = (REPO / "hw_profiles" / "jetson-orin-nano.yaml").read_bytes()
