@@ -118,9 +118,13 @@ def main() -> None:
     out = {
         "what": "remote (ssh loopback, separate numpy+onnxruntime venv) vs local block "
         "latencies, onnxruntime CPU provider, same ONNX files and protocol",
-        "protocol": {"rounds_per_side": args.rounds, "repeats": args.repeats,
-                     "warmup": args.warmup, "statistic": "min per round, median over rounds",
-                     "order": "interleaved local/remote rounds"},  # fmt: skip
+        "protocol": {
+            "rounds_per_side": args.rounds,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "statistic": "min per round, median over rounds",
+            "order": "interleaved local/remote rounds",
+        },  # fmt: skip
         "target": "median over signatures of remote/local within [0.95, 1.05]",
         "cells": cells,
     }
