@@ -1,24 +1,97 @@
-"""What the project's SQLAlchemy stores share (the latency store, the accuracy table): a lazily
-created engine that is dropped when pickled (so Ray can ship a store), the SQLite file of a URL,
-and the SQLite connection set-up (WAL, busy timeout, foreign keys, explicit ``BEGIN``)."""
+"""What the project's SQLAlchemy stores share (the latency store, the accuracy table, the Optuna
+study's storage): a lazily created engine that is dropped when pickled (so Ray can ship a store),
+the engine of a URL (SQLite: WAL, busy timeout, foreign keys, explicit ``BEGIN``; PostgreSQL
+through psycopg 3: a connect timeout and pre-ping), the retry of transactions that lost a race
+with another writer, and one-line error messages that never show a password.
+
+Concurrent writers: on SQLite a transaction meets ``database is locked``; on PostgreSQL (READ
+COMMITTED) two writers inserting the same new key race (unique violation), concurrent DDL on an
+empty database collides (duplicate table or type), and lock cycles abort one side (deadlock,
+serialization failure). Each of these is retried: the retry sees what the winner committed.
+"""
 
 from __future__ import annotations
 
+import random
+import re
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-__all__ = ["LazyEngineStore", "install_sqlite_events", "sqlite_file"]
+__all__ = [
+    "DEFAULT_LATENCY_DB",
+    "SHARED_MARKERS",
+    "LazyEngineStore",
+    "connect_args",
+    "connect_problem",
+    "describe_error",
+    "install_sqlite_events",
+    "is_sqlite",
+    "is_transient",
+    "make_engine",
+    "one_line",
+    "retry_transient",
+    "shown_url",
+    "sqlite_file",
+]
+
+DEFAULT_LATENCY_DB = "sqlite:///hw_profiles/latency.db"
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: give up on an unreachable server after this
+# PostgreSQL SQLSTATEs of a transaction that lost a race with another writer (psycopg's
+# ``Error.sqlstate``): serialization failure, deadlock, unique violation, lock not available,
+# duplicate table/object (concurrent CREATE on an empty database)
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "23505", "55P03", "42P07", "42710"})
+# tables that show a database is shared on purpose (``storage``): the accuracy table's version
+# row, Optuna's RDB storage's version tables. A store adds its tables next to these, while it
+# refuses a database of other tables (a --db that points at someone else's database)
+SHARED_MARKERS = frozenset({"accuracy_schema_version", "alembic_version", "version_info"})
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------- URLs
+def _url(url: str) -> URL | None:
+    try:
+        return make_url(url)
+    except ArgumentError:
+        return None
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether ``url`` is a SQLite URL."""
+    u = _url(url)
+    return u is not None and u.get_backend_name() == "sqlite"
 
 
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL; ``None`` for in-memory or non-SQLite URLs."""
-    u = make_url(url)
-    if not u.drivername.startswith("sqlite") or u.database in (None, "", ":memory:"):
+    u = _url(url)
+    if u is None or u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
         return None
     return Path(u.database)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: the password replaced by ``***``."""
+    u = _url(url)
+    return str(url) if u is None else u.render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------------------------- engines
+def connect_args(url: str, *, timeout_s: float) -> dict[str, Any]:
+    """DBAPI ``connect`` arguments: SQLite waits ``timeout_s`` for a lock; PostgreSQL gives up
+    connecting after :data:`CONNECT_TIMEOUT_S` (its writers wait on row locks, not here)."""
+    u = _url(url)
+    backend = u.get_backend_name() if u is not None else ""
+    if backend == "sqlite":
+        return {"timeout": timeout_s}
+    if backend == "postgresql":
+        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    return {}
 
 
 def install_sqlite_events(engine: Engine, *, timeout_s: float, wal: bool) -> None:
@@ -43,6 +116,91 @@ def install_sqlite_events(engine: Engine, *, timeout_s: float, wal: bool) -> Non
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def make_engine(url: str, *, timeout_s: float) -> Engine:
+    """The engine of a store's URL (nothing is connected yet). SQLite gets the events of
+    :func:`install_sqlite_events` (WAL for files); server databases a pre-ping, so a pooled
+    connection the server dropped is replaced instead of failing a transaction.
+
+    Raises:
+        sqlalchemy.exc.ArgumentError: not a URL. ImportError: its driver is not installed.
+    """
+    sqlite = is_sqlite(url)
+    kw: dict[str, Any] = {} if sqlite else {"pool_pre_ping": True}
+    engine = create_engine(url, connect_args=connect_args(url, timeout_s=timeout_s), **kw)
+    if sqlite:
+        install_sqlite_events(engine, timeout_s=timeout_s, wal=sqlite_file(url) is not None)
+    return engine
+
+
+# ---------------------------------------------------------------------------------- errors
+def one_line(e: BaseException) -> str:
+    """The driver's error behind ``e`` (or ``e`` itself) on one line."""
+    orig = getattr(e, "orig", None) or e
+    return " ".join(str(orig).split())
+
+
+_CONNECT_PROBLEMS = (
+    (r"password authentication failed|role \S+ does not exist",
+     "fix the user name or password in the URL"),
+    (r"database \S+ does not exist",
+     "create it on the server (CREATE DATABASE {db}) or fix the database name in the URL"),
+    (r"connection refused|could not connect|timeout expired|could not translate host name|"
+     r"no route to host|network is unreachable|no such file or directory",
+     "start the database server at {where} or fix the host and port in the URL"),
+)  # fmt: skip
+
+
+def connect_problem(url: str, e: BaseException) -> str | None:
+    """``'cannot connect (<the server's reason>); <what to do>'`` when ``e`` says the database
+    server was not reached or refused the connection; ``None`` for any other error."""
+    if isinstance(e, DBAPIError) and not isinstance(e, OperationalError):
+        return None
+    text, u = str(getattr(e, "orig", None) or e), _url(url)
+    for pattern, todo in _CONNECT_PROBLEMS:
+        if u is not None and re.search(pattern, text, re.IGNORECASE):
+            # libpq: 'connection to server at "h", port p failed: FATAL:  <reason>\n\t<hint>'
+            reason = re.sub(r"^FATAL:\s*", "", text.split("failed: ")[-1].splitlines()[0])
+            where = f"{u.host or 'localhost'}:{u.port or 'default port'}"
+            return f"cannot connect ({reason.strip()}); " + todo.format(db=u.database, where=where)
+    return None
+
+
+def describe_error(what: str, url: str, e: BaseException, todo: str = "") -> str:
+    """One line: ``'<what> <url, password hidden>: <problem>[; <todo>]'``; connection problems
+    get their own next step (:func:`connect_problem`), anything else ``todo``."""
+    problem = connect_problem(url, e)
+    if problem is None:
+        problem = f"{type(e).__name__}: {one_line(e)}" + (f"; {todo}" if todo else "")
+    return f"{what} {shown_url(url)}: {problem}"
+
+
+# ---------------------------------------------------------------------------------- retries
+def is_transient(e: BaseException) -> bool:
+    """Whether a failed transaction lost a race with another writer and is worth re-running:
+    SQLite's ``database is locked``/``busy``, or a PostgreSQL SQLSTATE of
+    :data:`_TRANSIENT_SQLSTATES`."""
+    if not isinstance(e, DBAPIError):
+        return False
+    if getattr(e.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        return True
+    msg = one_line(e).lower()
+    return isinstance(e, OperationalError) and ("locked" in msg or "busy" in msg)
+
+
+def retry_transient(fn: Callable[[], T], *, attempts: int = 8) -> T:
+    """``fn()`` (one whole transaction), re-run with jittered back-off while it fails with a
+    :func:`is_transient` error; the last error propagates."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except DBAPIError as e:
+            if not is_transient(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------- stores
 class LazyEngineStore:
     """Base of a store on one database URL: ``engine`` is opened by ``_open()`` on first use,
     ``close()`` disposes it, and a pickled store carries no engine."""
@@ -61,6 +219,11 @@ class LazyEngineStore:
             self._engine = self._open()
         return self._engine
 
+    @property
+    def shown_url(self) -> str:
+        """The URL with its password hidden (for messages)."""
+        return shown_url(self.url)
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
@@ -73,4 +236,4 @@ class LazyEngineStore:
         self.__dict__.update(state)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
+        return f"{type(self).__name__}({self.shown_url!r})"

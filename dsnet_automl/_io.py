@@ -4,6 +4,7 @@ and the start log of a (re)started Ray trial."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "note_start", "read_yaml"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "note_start",
+    "ray_node_id",
+    "read_starts",
+    "read_yaml",
+]
 
 
 @contextmanager
@@ -48,12 +57,36 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return _atomic_write(path, "wb", lambda f: f.write(data))
 
 
+def ray_node_id() -> str | None:
+    """The Ray node this process runs on (None outside Ray); never imports Ray itself."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
+
+
 def note_start(trial_dir: str | Path, *extra: object) -> None:
-    """Append ``PID TIME [extra...]`` to ``trial_dir/starts.log``: one line per (re)start of a
-    Ray trial, so operators (and tests) see retries and can find the trial's process."""
+    """Append ``PID TIME [extra...] node=ID`` to ``trial_dir/starts.log``: one line per
+    (re)start of a Ray trial, so operators (and tests) see retries, the node each attempt ran
+    on (``node=`` only inside Ray) and can find the trial's process."""
     Path(trial_dir).mkdir(parents=True, exist_ok=True)
+    node = ray_node_id()
+    words = [str(os.getpid()), f"{time.time():.3f}", *map(str, extra)]
     with open(Path(trial_dir) / "starts.log", "a") as f:
-        f.write(" ".join([str(os.getpid()), f"{time.time():.3f}", *map(str, extra)]) + "\n")
+        f.write(" ".join(words + ([f"node={node}"] if node else [])) + "\n")
+
+
+def read_starts(trial_dir: str | Path) -> list[dict[str, str]]:
+    """The attempts ``starts.log`` records: ``{"pid", "time", "node"?, "extra"}`` per line."""
+    path = Path(trial_dir) / "starts.log"
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        words = line.split()
+        node = [w[5:] for w in words if w.startswith("node=")]
+        rest = [w for w in words[2:] if not w.startswith("node=")]
+        out.append({"pid": words[0], "time": words[1], "extra": " ".join(rest)}
+                   | ({"node": node[0]} if node else {}))  # fmt: skip
+    return out
 
 
 def read_yaml(path: str | Path, error: type[Exception], what: str = "") -> Any:

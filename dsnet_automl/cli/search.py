@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from .._db import shown_url
 from ..defaults import DEFAULT_HW
 from ..errors import StudyError, TrainingInterrupted
 from ._app import app, console, handle_errors
@@ -119,6 +120,14 @@ def search_cmd(
         float | None, typer.Option(help="Constraint: expected latency <= X ms.")
     ] = None,
     db: Annotated[str | None, typer.Option(help="Optuna storage URL (default: run dir).")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="One database for the study, the latency tables and the accuracy table, e.g. "
+            "postgresql+psycopg://user:password@host:5432/db (study field 'storage'); --db and "
+            "the study's latency_db/accuracy_db win over it."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Export dir (default: <run dir>/export).")
     ] = None,
@@ -140,10 +149,11 @@ def search_cmd(
         checkpoint=checkpoint,
         init=init,
         runs_dir=runs_dir,
+        storage=storage,
     )
     console.print(
         f"study [bold]{cfg.name}[/bold]: {cfg.space} on {cfg.data}, device {cfg.hw}, "
-        f"{cfg.trials} trials ({cfg.sampler}), DB {db or cfg.db_url}"
+        f"{cfg.trials} trials ({cfg.sampler}), DB {shown_url(db or cfg.db_url)}"
     )
     t0 = time.perf_counter()
     try:
@@ -184,7 +194,8 @@ def search_cmd(
     console.print(
         f"{len(index['bundles'])} bundles, trials.csv, pareto.png/html in {out}  "
         f"({time.perf_counter() - t0:.0f} s); dashboard: dsnet-automl dashboard "
-        f"{study or 'studies/demo.yaml'}{where}" + (f" --db {db}" if db else "")
+        f"{study or 'studies/demo.yaml'}{where}"
+        + (f" --db {shown_url(db or cfg.db_url)}" if db or storage else "")
     )
 
 
@@ -248,6 +259,6 @@ def dashboard_cmd(
         raise StudyError(
             "optuna-dashboard is not installed in this environment; pip install optuna-dashboard"
         ) from None
-    console.print(f"optuna-dashboard on {url}: http://{host}:{port}/  (Ctrl-C to stop)")
+    console.print(f"optuna-dashboard on {shown_url(url)}: http://{host}:{port}/  (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
         run_server(url, host=host, port=port)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from .._db import shown_url
 from ..errors import LatencyTableError
 from ..factory import create_supernet, load_space
 from ..latency import (
@@ -71,7 +72,7 @@ def list_cmd(db: DbOpt = DEFAULT_DB) -> None:
             str(s["GB/s"]), f"{n} block rows" if n else "-",
         )  # fmt: skip
     console.print(profiles)
-    t = Table(title=f"latency tables in {db}")
+    t = Table(title=f"latency tables in {shown_url(db)}")
     t.add_column("device", no_wrap=True)
     for col in ("kind", "backend", "batch", "block rows", "network rows"):
         t.add_column(col)
@@ -80,7 +81,7 @@ def list_cmd(db: DbOpt = DEFAULT_DB) -> None:
             r["device"], r["kind"], r["backend"], str(r["batch_size"]), _src(r["blocks"]),
             _src(r["networks"]),
         )  # fmt: skip
-    console.print(t if rows else f"no latency tables in {db} yet")
+    console.print(t if rows else f"no latency tables in {shown_url(db)} yet")
 
 
 @tables_app.command("show")

@@ -4,12 +4,15 @@ Version 1 -> 2: the ``source`` CHECK constraints of ``block_measurements`` and
 ``network_measurements`` gain ``predicted (calibrated)``. SQLite cannot alter a constraint, so
 each table is rebuilt the way SQLite documents it (rename the old table, create the new one
 from the ORM model, copy every row, drop the old one), all in one transaction: a failure
-leaves the version-1 database exactly as it was.
+leaves the version-1 database exactly as it was. Other databases (PostgreSQL) alter the
+constraints in place (``ALTER TABLE ... DROP CONSTRAINT``, ``ADD CONSTRAINT``), in one
+transaction too (PostgreSQL's DDL is transactional).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, inspect, select, text, update
+from sqlalchemy import CheckConstraint, Connection, Engine, inspect, select, text, update
+from sqlalchemy.schema import AddConstraint, DropConstraint
 
 from .models import SCHEMA_VERSION, BlockMeasurement, NetworkMeasurement, SchemaVersion
 
@@ -30,6 +33,14 @@ def _rebuild(conn: Connection, table) -> None:
     conn.execute(text(f'DROP TABLE "{old}"'))
 
 
+def _alter_checks(conn: Connection, table) -> None:
+    """Replace the table's CHECK constraints by the model's (same names, new conditions)."""
+    for c in table.constraints:
+        if isinstance(c, CheckConstraint):
+            conn.execute(DropConstraint(c))
+            conn.execute(AddConstraint(c))
+
+
 def migrate(engine: Engine) -> int | None:
     """Upgrade a version-1 database to :data:`SCHEMA_VERSION` in one transaction.
 
@@ -40,7 +51,8 @@ def migrate(engine: Engine) -> int | None:
         version = conn.execute(select(SchemaVersion.version)).scalar()
         if version not in MIGRATABLE:  # already migrated (e.g. by another process)
             return None
+        upgrade = _rebuild if conn.dialect.name == "sqlite" else _alter_checks
         for table in _REBUILT:
-            _rebuild(conn, table)
+            upgrade(conn, table)
         conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
     return version

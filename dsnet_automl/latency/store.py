@@ -1,21 +1,23 @@
-"""The latency store: SQLAlchemy 2 on SQLite (any SQLAlchemy URL works).
+"""The latency store: SQLAlchemy 2 on SQLite or PostgreSQL (``postgresql+psycopg://``).
 
-Several processes (a profiler, Ray workers, a search) read and write one database at once:
+Several processes (a profiler, Ray workers, a search) read and write one database at once.
 SQLite runs in WAL mode (readers never block the writer), write transactions start with
 ``BEGIN IMMEDIATE`` (the write lock is taken up front, so two writers queue on SQLite's busy
 timeout instead of dead-locking on a lock upgrade) and a transaction that still meets
-``database is locked`` is retried with back-off.
+``database is locked`` is retried with back-off. On PostgreSQL writers run concurrently (READ
+COMMITTED); a transaction that loses a race (two writers inserting the same new device or
+signature, a deadlock) is retried the same way and then sees the winner's row.
 
-Opening is careful: a file that is not a SQLite database, or one written by a newer
-dsnet-automl, raises :class:`LatencyTableError` before anything is written to it; a database of
-an older schema version that :mod:`.migrations` knows is upgraded in one transaction.
+Opening is careful: a file that is not a SQLite database, a database of other tables, or one
+written by a newer dsnet-automl raises :class:`LatencyTableError` before anything is written to
+it; a database of an older schema version that :mod:`.migrations` knows is upgraded in one
+transaction. A database may hold the accuracy table and an Optuna study besides (``storage``).
+Messages never show a URL's password.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,11 +25,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, inspect, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .._db import LazyEngineStore, install_sqlite_events, sqlite_file
+from .._db import (
+    DEFAULT_LATENCY_DB,
+    SHARED_MARKERS,
+    LazyEngineStore,
+    connect_problem,
+    describe_error,
+    make_engine,
+    retry_transient,
+    sqlite_file,
+)
 from ..errors import LatencyTableError
 from .migrations import MIGRATABLE, migrate
 from .models import (
@@ -47,7 +57,7 @@ from .signature import BlockSignature
 
 __all__ = ["DEFAULT_DB", "LatencyStore", "Timing", "replaces"]
 
-DEFAULT_DB = "sqlite:///hw_profiles/latency.db"
+DEFAULT_DB = DEFAULT_LATENCY_DB
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 T = TypeVar("T")
 
@@ -73,17 +83,13 @@ def replaces(new: str, old: str | None) -> bool:
     return old is None or new in EVIDENCE or old in PREDICTIONS
 
 
-def _is_locked(e: OperationalError) -> bool:
-    msg = str(e.orig if e.orig is not None else e).lower()
-    return "locked" in msg or "busy" in msg
-
-
 class LatencyStore(LazyEngineStore):
     """Per-device latency tables in one database.
 
     Args:
-        url: SQLAlchemy URL (``sqlite:///path.db``; ``sqlite://`` is in-memory).
-        timeout_s: how long a writer waits for the lock before retrying.
+        url: SQLAlchemy URL (``sqlite:///path.db``; ``sqlite://`` is in-memory;
+            ``postgresql+psycopg://user:password@host:5432/dbname``).
+        timeout_s: how long a SQLite writer waits for the lock before retrying.
 
     The store pickles without its engine (re-created on first use), so Ray can ship it.
     """
@@ -94,9 +100,26 @@ class LatencyStore(LazyEngineStore):
     def _sqlite_path(self) -> Path | None:
         return sqlite_file(self.url)
 
+    @property
+    def _where(self) -> str:
+        """The database as messages name it: its file, or its URL without the password."""
+        path = self._sqlite_path()
+        return str(path) if path is not None else self.shown_url
+
+    def _new_engine(self) -> Engine:
+        try:
+            return make_engine(self.url, timeout_s=self.timeout_s)
+        except (ArgumentError, ImportError) as e:
+            raise LatencyTableError(
+                describe_error(
+                    "latency database", self.url, e,
+                    "pass a URL such as sqlite:///hw_profiles/latency.db or "
+                    "postgresql+psycopg://user:password@host:5432/dbname",
+                )
+            ) from None  # fmt: skip
+
     def _open(self) -> Engine:
         path = self._sqlite_path()
-        sqlite = make_url(self.url).drivername.startswith("sqlite")
         version = None
         if path is not None:
             if path.exists() and path.stat().st_size > 0:
@@ -107,15 +130,17 @@ class LatencyStore(LazyEngineStore):
                             "another kind of file); it was left untouched: move it away or "
                             "pass another --db"
                         )
+                # a plain engine: no WAL pragma may touch a file we have not accepted yet
                 version = self._check_schema(create_engine(self.url))
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-        kw: dict[str, Any] = {"connect_args": {"timeout": self.timeout_s}} if sqlite else {}
-        engine = create_engine(self.url, **kw)
-        if sqlite:
-            install_sqlite_events(engine, timeout_s=self.timeout_s, wal=path is not None)
+        engine = self._new_engine()
         if path is None:  # non-file databases: check once the engine exists
-            version = self._check_schema(engine, dispose=False)
+            try:
+                version = self._check_schema(engine, dispose=False)
+            except LatencyTableError:
+                engine.dispose()
+                raise
         if version in MIGRATABLE:
             self._migrate(engine)
         self._create(engine)
@@ -127,7 +152,7 @@ class LatencyStore(LazyEngineStore):
         except SQLAlchemyError as e:
             engine.dispose()
             raise LatencyTableError(
-                f"latency database {self._sqlite_path() or self.url}: upgrading it to schema "
+                f"latency database {self._where}: upgrading it to schema "
                 f"version {SCHEMA_VERSION} failed ({getattr(e, 'orig', e)}); it was left as it "
                 "was: export it with 'dsnet-automl tables export' and import the file into a "
                 "new --db"
@@ -136,20 +161,27 @@ class LatencyStore(LazyEngineStore):
     def _check_schema(self, engine: Engine, *, dispose: bool = True) -> int | None:
         """The database's schema version (``None`` when empty); raises unless this version
         reads it as it is or :mod:`.migrations` can upgrade it."""
-        where = self._sqlite_path() or self.url
+        where = self._where
         try:
             with engine.connect() as conn:
                 tables = set(inspect(conn).get_table_names())
                 if not tables:
                     return None
                 if "schema_version" not in tables:
-                    raise LatencyTableError(
-                        f"{where} is a database but not a dsnet-automl latency database "
-                        f"(tables: {', '.join(sorted(tables))}); it was left untouched: pass "
-                        "another --db"
-                    )
+                    if tables & set(Base.metadata.tables) or not tables & SHARED_MARKERS:
+                        raise LatencyTableError(
+                            f"{where} is a database but not a dsnet-automl latency database "
+                            f"(tables: {', '.join(sorted(tables))}); it was left untouched: "
+                            "pass another --db"
+                        )
+                    return None  # shared with the accuracy table or a study: add ours
                 version = conn.execute(select(SchemaVersion.version)).scalar()
         except SQLAlchemyError as e:
+            if connect_problem(self.url, e) is not None or self._sqlite_path() is None:
+                todo = "check the user's rights on that database or pass another --db"
+                raise LatencyTableError(
+                    describe_error("latency database", self.url, e, todo)
+                ) from e
             raise LatencyTableError(
                 f"latency database {where} cannot be read ({getattr(e, 'orig', e)}); it is "
                 "corrupt and was left untouched: move it away or pass another --db"
@@ -200,9 +232,7 @@ class LatencyStore(LazyEngineStore):
             s.close()
 
     def _error(self, e: SQLAlchemyError) -> LatencyTableError:
-        return LatencyTableError(
-            f"latency database {self.url}: {type(e).__name__}: {getattr(e, 'orig', None) or e}"
-        )
+        return LatencyTableError(describe_error("latency database", self.url, e))
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
@@ -215,18 +245,18 @@ class LatencyStore(LazyEngineStore):
             raise self._error(e) from e
 
     def write(self, fn: Callable[[Session], T], *, attempts: int = 8) -> T:
-        """Run ``fn(session)`` in one write transaction, retried on ``database is locked``."""
-        for attempt in range(attempts):
-            try:
-                with self._tx(write=True) as s:
-                    return fn(s)
-            except OperationalError as e:
-                if not _is_locked(e) or attempt == attempts - 1:
-                    raise self._error(e) from e
-                time.sleep(0.05 * 2**attempt * (1 + random.random()))
-            except SQLAlchemyError as e:
-                raise self._error(e) from e
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Run ``fn(session)`` in one write transaction, retried while it loses a race with
+        another writer (SQLite's ``database is locked``; PostgreSQL's unique violation on an
+        insert race, deadlock, serialization failure: see :func:`~.._db.is_transient`)."""
+
+        def once() -> T:
+            with self._tx(write=True) as s:
+                return fn(s)
+
+        try:
+            return retry_transient(once, attempts=attempts)
+        except SQLAlchemyError as e:
+            raise self._error(e) from e
 
     # ---------------------------------------------------------------- helpers (explicit session)
     @staticmethod

@@ -1,4 +1,4 @@
-"""A persistent table of measured sub-net accuracies (SQLite via SQLAlchemy 2).
+"""A persistent table of measured sub-net accuracies (SQLAlchemy 2: SQLite or PostgreSQL).
 
 Every measured top-1 is stored under ``(checkpoint_hash, data, data_seed, split, config_key)``
 so that no sub-net of one checkpoint is evaluated twice on the same split, across trials,
@@ -11,8 +11,10 @@ recalibration, the statistics the dynamic net's routes run on too), ``net(x, cfg
 ``torch.inference_mode`` in big batches over a split loaded once per process. Every config is
 committed as soon as it is measured, so an interrupted run keeps what it measured.
 
-Concurrent writers (Ray workers) are safe: WAL mode, a busy timeout, and a row another process
-inserted first is kept (``INSERT`` conflicts are ignored and the stored value is returned).
+Concurrent writers (Ray workers) are safe: WAL mode and a busy timeout on SQLite, and on every
+database a row another process inserted first is kept (the ``INSERT`` conflict is caught and the
+stored value is returned). Creating the tables is retried when several processes open an empty
+PostgreSQL database at once. Messages never show a URL's password.
 """
 
 from __future__ import annotations
@@ -36,15 +38,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
     select,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from torch import Tensor, nn
 
-from .._db import LazyEngineStore, install_sqlite_events, sqlite_file
+from .._db import LazyEngineStore, describe_error, make_engine, retry_transient, sqlite_file
 from ..config import SubnetConfig
 from ..errors import CheckpointError, StudyError
 
@@ -182,7 +182,8 @@ class AccuracyTable(LazyEngineStore):
     """Measured sub-net accuracies in one database.
 
     Args:
-        url: SQLAlchemy URL (``sqlite:///runs/accuracy.db``; ``sqlite://`` is in-memory).
+        url: SQLAlchemy URL (``sqlite:///runs/accuracy.db``; ``sqlite://`` is in-memory;
+            ``postgresql+psycopg://user:password@host:5432/dbname``).
         timeout_s: how long a writer waits for SQLite's lock.
 
     The object pickles without its engine (re-created on first use), so Ray can ship it.
@@ -195,35 +196,47 @@ class AccuracyTable(LazyEngineStore):
 
     def _open(self) -> Engine:
         path = sqlite_file(self.url)
-        sqlite = make_url(self.url).drivername.startswith("sqlite")
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        kw: dict[str, Any] = {"connect_args": {"timeout": self.timeout_s}} if sqlite else {}
-        engine = create_engine(self.url, **kw)
-        if sqlite:
-            install_sqlite_events(engine, timeout_s=self.timeout_s, wal=path is not None)
         try:
-            _Base.metadata.create_all(engine)
-            with Session(engine) as s, s.begin():
-                row = s.get(AccuracySchemaVersion, 1)
-                if row is None:
-                    s.add(AccuracySchemaVersion(id=1, version=SCHEMA_VERSION))
-                elif row.version != SCHEMA_VERSION:
-                    raise StudyError(
-                        f"accuracy table {self.url} has schema version {row.version}, this "
-                        f"dsnet-automl reads {SCHEMA_VERSION}; pass another accuracy database "
-                        "(its rows can be re-measured)"
-                    )
-        except SQLAlchemyError as e:
+            engine = make_engine(self.url, timeout_s=self.timeout_s)
+        except (ArgumentError, ImportError) as e:
+            raise StudyError(
+                describe_error(
+                    "accuracy table", self.url, e,
+                    "pass a URL such as sqlite:///runs/accuracy.db or "
+                    "postgresql+psycopg://user:password@host:5432/dbname",
+                )
+            ) from None  # fmt: skip
+        try:
+            retry_transient(lambda: self._create(engine))
+        except (SQLAlchemyError, StudyError) as e:
             engine.dispose()
+            if isinstance(e, StudyError):
+                raise
             raise self._error(e) from e
         return engine
 
+    def _create(self, engine: Engine) -> None:
+        """Create the tables and the version row (one transaction); raise on another version."""
+        with Session(engine) as s, s.begin():
+            _Base.metadata.create_all(s.connection())
+            row = s.get(AccuracySchemaVersion, 1)
+            if row is None:
+                s.add(AccuracySchemaVersion(id=1, version=SCHEMA_VERSION))
+            elif row.version != SCHEMA_VERSION:
+                newer = row.version > SCHEMA_VERSION
+                raise StudyError(
+                    f"accuracy table {self.shown_url} has schema version {row.version}, "
+                    f"{'newer than' if newer else 'not'} the version this dsnet-automl reads "
+                    f"({SCHEMA_VERSION}); it was left untouched: "
+                    + ("upgrade dsnet-automl, or " if newer else "")
+                    + "pass another accuracy database (its rows can be re-measured)"
+                )
+
     def _error(self, e: SQLAlchemyError) -> StudyError:
-        return StudyError(
-            f"accuracy table {self.url}: {type(e).__name__}: {getattr(e, 'orig', None) or e}; "
-            "if the file is corrupt, move it away (rows are re-measured on demand)"
-        )
+        todo = "if the file is corrupt, move it away (rows are re-measured on demand)"
+        return StudyError(describe_error("accuracy table", self.url, e, todo))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

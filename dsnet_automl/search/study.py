@@ -1,5 +1,6 @@
-"""The Optuna study: multi-objective (max accuracy, min expected latency), SQLite storage under
-the study's run directory, resumable, with pruning of hopeless trials.
+"""The Optuna study: multi-objective (max accuracy, min expected latency), stored in SQLite under
+the study's run directory or in the study's ``storage`` database (PostgreSQL), resumable, with
+pruning of hopeless trials.
 
 Resume rules (a re-run of the same command): COMPLETE and PRUNED trials are kept and count
 towards the budget; RUNNING trials (left by a killed run) are marked FAIL ``interrupted``; every
@@ -18,8 +19,9 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from .._db import sqlite_file
+from .._db import connect_args, describe_error, retry_transient, shown_url, sqlite_file
 from ..errors import StudyError, TrainingInterrupted
 from .objective import TrialContext, run_trial
 from .pareto import LATENCY_EXCESS
@@ -77,11 +79,33 @@ def ensure_supernet(study: StudyConfig, *, progress: bool = True) -> Path:
 
 
 def storage_for(study: StudyConfig, db: str | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage of the study: ``db``, else :attr:`StudyConfig.db_url` (its
+    ``storage``, else SQLite in the run dir). Creating its tables is retried when several
+    processes open an empty server database at once.
+
+    Raises:
+        StudyError: one line (password hidden) when the database cannot be reached, refuses
+            the login, does not exist, or holds a schema this Optuna cannot read.
+    """
     url = db or study.db_url
     db_file = sqlite_file(url)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    kw = {"connect_args": connect_args(url, timeout_s=60)}
+    try:
+        return retry_transient(lambda: optuna.storages.RDBStorage(url, engine_kwargs=kw))
+    except (SQLAlchemyError, ImportError) as e:
+        todo = (
+            "pass a URL such as postgresql+psycopg://user:password@host:5432/dbname"
+            if isinstance(e, ArgumentError | ImportError)
+            else ""
+        )
+        cause = e.__cause__ if isinstance(e, ImportError) and e.__cause__ else e  # Optuna's
+        raise StudyError(describe_error("study database", url, cause, todo)) from None
+    except RuntimeError as e:  # Optuna's schema check: written by another Optuna version
+        raise StudyError(
+            f"study database {shown_url(url)}: {' '.join(str(e).split())} (it was left untouched)"
+        ) from None
 
 
 def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -129,18 +153,31 @@ def open_study(
         load_if_exists=True,
     )
     if s.directions != [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]:
-        raise StudyError(f"study {name!r} in {storage.url} has other objectives; use another name")
+        raise StudyError(
+            f"study {name!r} in {shown_url(storage.url)} has other objectives; use another name"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         s.set_metric_names(["accuracy", "latency_ms"])
     was = (s.user_attrs.get("config") or {}).get("backend")
     if n and was != study.backend:  # latencies of another backend are another objective
         raise StudyError(
-            f"study {name!r} in {storage.url} was run with backend {was or 'profile default'!r}, "
+            f"study {name!r} in {shown_url(storage.url)} was run with backend "
+            f"{was or 'profile default'!r}, "
             f"not {study.backend or 'profile default'!r}; keep the backend or set another 'name'"
         )
-    s.set_user_attr("config", json.loads(study.model_dump_json()))
+    s.set_user_attr("config", _shown_config(study))
     return s
+
+
+def _shown_config(study: StudyConfig) -> dict[str, Any]:
+    """The study config as stored in the study's user attrs (and shown by optuna-dashboard):
+    database URLs without their passwords."""
+    cfg = json.loads(study.model_dump_json())
+    for name in ("storage", "latency_db", "accuracy_db"):
+        if cfg.get(name):
+            cfg[name] = shown_url(cfg[name])
+    return cfg
 
 
 def requeue_unfinished(s: optuna.Study) -> int:
@@ -270,12 +307,13 @@ def load_existing(
     if not db_exists(url):
         if missing_ok:
             return None
-        raise StudyError(f"no study DB {url!r} yet; run 'dsnet-automl search' first")
+        raise StudyError(f"no study DB {shown_url(url)!r} yet; run 'dsnet-automl search' first")
     try:
         return optuna.load_study(study_name=study.name + suffix, storage=storage_for(study, db))
     except KeyError:
         if missing_ok:
             return None
         raise StudyError(
-            f"study {study.name + suffix!r} not found in {url}; run 'dsnet-automl search' first"
+            f"study {study.name + suffix!r} not found in {shown_url(url)}; run 'dsnet-automl "
+            "search' first"
         ) from None

@@ -3,6 +3,10 @@
 A study names the supernet/space, the dataset, the target device, the Stage I recipe (run once
 per study and reused), the trial budget, the sampler, and the ranges of every searched
 parameter. Errors are one line naming the file, the field, the value and what is allowed.
+
+Where results go: ``storage`` (one server database, e.g. PostgreSQL) holds the Optuna study, the
+latency tables and the accuracy table together (their table names do not clash); without it
+each has its own SQLite file. An explicit ``latency_db``/``accuracy_db`` (or ``--db``) wins.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from .._db import DEFAULT_LATENCY_DB
 from .._io import read_yaml
 from .._validation import first_error
 from ..defaults import DEFAULT_DATA, DEFAULT_HW, DEFAULT_SPACE
@@ -132,7 +137,13 @@ class StudyConfig(BaseModel):
         description="first stage the gate routes (default: the supernet's); an earlier stage "
         "routes more of the net, so routes differ more in cost and accuracy",
     )
-    latency_db: str = "sqlite:///hw_profiles/latency.db"
+    storage: str | None = Field(
+        None,
+        description="one database URL (e.g. postgresql+psycopg://user:password@host:5432/db) "
+        "for the Optuna study, the latency tables and the accuracy table; latency_db, "
+        "accuracy_db and --db win over it (default: SQLite files)",
+    )
+    latency_db: str = DEFAULT_LATENCY_DB
     gate_batch_size: int = Field(64, ge=1)
     prune: bool = True
     seed: int = 0
@@ -149,7 +160,9 @@ class StudyConfig(BaseModel):
         256, ge=8, description="sub-nets measured on val to fit the accuracy predictor"
     )
     accuracy_db: str | None = Field(
-        None, description="measured sub-net accuracies (default: sqlite:///<runs_dir>/accuracy.db)"
+        None,
+        description="measured sub-net accuracies (default: storage, else "
+        "sqlite:///<runs_dir>/accuracy.db)",
     )
     static_attention: bool = Field(
         True,
@@ -163,6 +176,18 @@ class StudyConfig(BaseModel):
         "routing option beside the gate trials",
     )
     search: Ranges = Field(default_factory=Ranges)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storage_holds_all(cls, data: Any) -> Any:
+        """``storage`` fills ``latency_db`` and ``accuracy_db`` where they are not given (the
+        study's own DB follows it in :attr:`db_url`)."""
+        if isinstance(data, dict) and data.get("storage"):
+            data = {**data}
+            for name in ("latency_db", "accuracy_db"):
+                if data.get(name) is None:
+                    data[name] = data["storage"]
+        return data
 
     @field_validator("sampler", mode="before")
     @classmethod
@@ -181,7 +206,8 @@ class StudyConfig(BaseModel):
 
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
+        """The Optuna study's database: ``storage``, else ``<run dir>/study.db``."""
+        return self.storage or f"sqlite:///{(self.run_dir / 'study.db').as_posix()}"
 
     @property
     def accuracy_url(self) -> str:
