@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,70 @@ __all__ = ["run_ray"]
 _RAY_ATTRS = ("ray_trial_id", "resumed_from_epoch")
 
 
-class _Searcher(OptunaSearch):
-    """OptunaSearch that stores each trial's side results and errors as Optuna user attrs."""
+class _TrialNumber:
+    """The define-by-run space, remembering the number of the Optuna trial it last filled in.
 
-    def __init__(self, *args: Any, study: StudyConfig, errors_dir: Path, **kw: Any) -> None:
-        super().__init__(*args, **kw)
+    ``OptunaSearch.suggest`` asks the study for a trial and calls the space with it, so right
+    after ``suggest`` returns, :attr:`number` is the Optuna trial of that Tune trial."""
+
+    def __init__(self, space: Callable[[optuna.Trial], dict | None]) -> None:
+        self.space: Callable[[optuna.Trial], dict | None] = space
+        self.number: int | None = None
+
+    def __call__(self, trial: optuna.Trial) -> dict | None:
+        self.number = trial.number
+        return self.space(trial)
+
+
+class _TrialAttrs:
+    """``set_user_attr`` of one running Optuna trial, written through the storage's public
+    ``BaseStorage.set_trial_user_attr`` (what ``optuna.Trial.set_user_attr`` does)."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, study_name: str, number: int):
+        study_id = storage.get_study_id_from_name(study_name)
+        self._storage = storage
+        self._trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self._storage.set_trial_user_attr(self._trial_id, key, value)
+
+
+class _Searcher(OptunaSearch):
+    """OptunaSearch that stores each trial's side results and errors as Optuna user attrs.
+
+    Which Optuna trial a Tune trial is comes from Tune's public ``Searcher`` hooks (``suggest``
+    / ``on_trial_complete``) and the trial number the space saw, not from OptunaSearch's
+    private bookkeeping; the attrs are written through the study's storage before
+    ``super().on_trial_complete`` tells Optuna the result (a finished trial is read-only).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        space: Callable[[optuna.Trial], dict | None],
+        study_name: str,
+        storage: optuna.storages.BaseStorage,
+        study: StudyConfig,
+        errors_dir: Path,
+        **kw: Any,
+    ) -> None:
+        self._space_fn = _TrialNumber(space)
+        super().__init__(*args, space=self._space_fn, study_name=study_name, storage=storage, **kw)
         self._cfg, self._errors_dir = study, errors_dir
+        self._study_at = (storage, study_name)  # where _TrialAttrs writes
+        self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number, until told
+
+    def suggest(self, trial_id: str) -> dict | None:
+        self._space_fn.number = None
+        config = super().suggest(trial_id)
+        if self._space_fn.number is not None:
+            self._numbers.setdefault(trial_id, self._space_fn.number)
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and trial_id not in self._completed_trials:
+        number = self._numbers.pop(trial_id, None)  # None: unknown or already told
+        if number is not None:
+            ot_trial = _TrialAttrs(*self._study_at, number)
             if error:
                 f = self._errors_dir / f"{trial_id}.txt"
                 msg = f.read_text().strip() if f.is_file() else "Ray trial crashed (no message)"

@@ -5,6 +5,7 @@ latest checkpoint back and resumes exactly (see :mod:`.ray_stage1`)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -57,10 +58,11 @@ def _train(
     report_fn,
     checkpoint_cls,
     main: bool,
-    stop_key: str | None = None,
+    stop_trial_id: str | None = None,
 ):
     """Run/resume ``train_supernet`` in ``work``, reporting every epoch through ``report_fn``;
-    with ``stop_key``, end (all ranks at the same epoch) once the scheduler flags it."""
+    with ``stop_trial_id``, end (all ranks at the same epoch) once the scheduler stopped that
+    Tune trial (:func:`graceful_asha`)."""
     from .supernet import train_supernet
 
     resumed = _restore_into(ckpt, work)
@@ -71,26 +73,67 @@ def _train(
         metrics["resumed_from_epoch"] = -1 if resumed is None else resumed
         metrics["pid"] = os.getpid()
         report_fn(metrics, checkpoint=checkpoint_cls.from_directory(str(work)) if main else None)
-        if stop_key is not None and _stop_requested(stop_key, main):
+        if stop_trial_id is not None and _stop_requested(stop_trial_id, main):
             raise _StopTrial
 
     return train_supernet(cfg, work, resume=resumed is not None, report=report)
 
 
-def _stop_requested(key: str, main: bool) -> bool:
+# The scheduler's STOP decisions travel to the trial's Train workers through a named Ray actor
+# holding the stopped trial ids. Why an actor: named actors are public Ray API and are found
+# through the cluster's GCS from any node, so rank 0 reads the flag wherever Ray placed it,
+# whatever the storage (a flag file needs shared storage, which a local ``storage_path`` on
+# a multi-node cluster is not, or polling ``s3://``). Tune's public ``Stopper`` is no option:
+# it stops a trial the way ASHA's STOP does, by killing it, which is what we avoid here.
+# Lifetime: non-detached, so it fate-shares with the process holding its handle (the scheduler,
+# in Tune's driver) and goes away with the sweep; no detached actor is left on a cluster.
+_STOP_FLAGS = "dsnet_automl_stage1_stop_flags"
+
+
+@functools.cache
+def _stop_flags_class() -> Any:
+    """The actor class (defined here, not at module level: Ray then ships it by value and its
+    process does not import this package, torch and all)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class StopFlags:
+        def __init__(self) -> None:
+            self.stopped: set[str] = set()
+
+        def stop(self, trial_id: str) -> None:
+            self.stopped.add(trial_id)
+
+        def is_stopped(self, trial_id: str) -> bool:
+            return trial_id in self.stopped
+
+    return StopFlags
+
+
+def _is_stopped(trial_id: str) -> bool:
+    """Whether the scheduler stopped Tune trial ``trial_id`` (looked up, never created here:
+    an actor created by a worker would die with it)."""
+    import ray
+
+    try:
+        flags = ray.get_actor(_STOP_FLAGS)
+    except ValueError:  # no trial of this sweep was stopped yet (the scheduler creates it)
+        return False
+    try:
+        return bool(ray.get(flags.is_stopped.remote(trial_id)))
+    except ray.exceptions.RayActorError:  # the sweep's driver is gone: nobody to stop us
+        return False
+
+
+def _stop_requested(trial_id: str, main: bool) -> bool:
     """Rank 0 reads the scheduler's flag; every rank gets rank 0's answer (same epoch)."""
     import torch
     import torch.distributed as dist
-    from ray.experimental import internal_kv
 
-    flag = torch.tensor([float(main and internal_kv._internal_kv_get(key) is not None)])
+    flag = torch.tensor([float(main and _is_stopped(trial_id))])
     if dist.is_initialized():
         dist.broadcast(flag, src=0)
     return bool(flag.item())
-
-
-def _stop_key(trial_id: str) -> str:
-    return f"dsnet_automl/stop/{trial_id}"
 
 
 def graceful_asha(**kw: Any):
@@ -103,16 +146,29 @@ def graceful_asha(**kw: Any):
     trial never got its CPUs. The cost: a stopped trial runs one more epoch (the decision
     arrives after its workers have moved on).
     """
-    from ray.experimental import internal_kv
+    import ray
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
     class GracefulASHA(ASHAScheduler):
+        _flags: Any = None  # handle of the named flags actor; holding it keeps the actor alive
+
         def on_trial_result(self, tune_controller, trial, result):
             action = super().on_trial_result(tune_controller, trial, result)
             if action == TrialScheduler.STOP:
-                internal_kv._internal_kv_put(_stop_key(trial.trial_id), b"1")
+                if self._flags is None:
+                    self._flags = (
+                        _stop_flags_class()
+                        .options(name=_STOP_FLAGS, get_if_exists=True, lifetime="non_detached")
+                        .remote()
+                    )
+                ray.get(self._flags.stop.remote(trial.trial_id))  # set before the next epoch
                 return TrialScheduler.CONTINUE
             return action
+
+        def __getstate__(self) -> dict[str, Any]:
+            # Tune pickles the scheduler with the experiment; a handle is only good in this
+            # Ray session (a restored sweep gets the actor again on its first STOP)
+            return {k: v for k, v in self.__dict__.items() if k != "_flags"}
 
     return GracefulASHA(**kw)
 
@@ -168,7 +224,7 @@ def dp_worker(config: dict[str, Any]) -> None:
                 ray.train.report,
                 ray.train.Checkpoint,
                 rank == 0,
-                stop_key=_stop_key(config["trial_id"]) if config.get("trial_id") else None,
+                stop_trial_id=config.get("trial_id") or None,
             )
         except _StopTrial:
             return  # stopped early by the scheduler: a normal end of the Train run
