@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import DsnetError
 
-__all__ = ["ray_session", "storage_uri"]
+__all__ = ["check_fits", "node_cpus", "ray_session", "storage_uri"]
 
 
 @contextmanager
@@ -65,3 +65,22 @@ def storage_uri(path: str | Path) -> str:
     if "://" in text:
         return text
     return str(Path(text).expanduser().resolve())
+
+
+def node_cpus() -> list[float]:
+    """CPUs of every alive node of the connected cluster (Ray's public ``ray.nodes()``)."""
+    import ray
+
+    return [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+
+
+def check_fits(cpus: float, what: str) -> None:
+    """Raise one line when no node has ``cpus`` CPUs: such a trial would wait forever (a trial's
+    CPUs must come from one node; the cluster's total does not help)."""
+    sizes = node_cpus()
+    if sizes and cpus > max(sizes):
+        raise DsnetError(
+            f"{what} asks for {cpus:g} CPUs but the largest node has {max(sizes):g} (nodes: "
+            f"{', '.join(f'{c:g}' for c in sorted(sizes, reverse=True))}); ask for at most "
+            f"{max(sizes):g}"
+        )

@@ -275,6 +275,15 @@ def train_cmd(
         )
         console.print(f"data-parallel Stage I: {workers_per_trial} Ray Train workers")
         res = train_data_parallel(cfg, out, options=opts)
+        nodes = str(res.metrics.get("worker_nodes") or "").split(",")
+        where = {n: nodes.count(n) for n in nodes if n}
+        if where:
+            console.print(
+                "workers ran on "
+                + ", ".join(f"node {n[:12]} ({k} rank{'s' * (k > 1)})" for n, k in where.items())
+                + (f"; resumed from epoch {res.metrics['resumed_from_epoch']}"
+                   if (res.metrics.get("resumed_from_epoch") or -1) > 0 else "")
+            )  # fmt: skip
         console.print(f"checkpoint: {res.checkpoint} (run the same command again to continue it)")
         return
     cfg = _train_config({**base, **given, "progress": progress})

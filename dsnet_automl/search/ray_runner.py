@@ -28,7 +28,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from .._io import note_start
-from ..ray_session import ray_session, storage_uri
+from ..ray_session import check_fits, node_cpus, ray_session, storage_uri
 from .objective import TrialContext, run_trial
 from .space import TrialParams, suggest
 from .study import RESULT_ATTRS, make_sampler, menu_size, record, storage_for
@@ -190,7 +190,11 @@ def _run(
     trials_dir = (study.run_dir / "trials").resolve()
     errors_dir = trials_dir / "errors"
     errors_dir.mkdir(parents=True, exist_ok=True)
-    cpus = study.cpus_per_trial or max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
+    # a trial's CPUs come from one node: on a cluster the share of the total is capped at the
+    # largest node (2 nodes x 1 CPU and 1 worker: 1 CPU, not an unschedulable 2)
+    share = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
+    cpus = study.cpus_per_trial or max(1, min(share, int(max(node_cpus(), default=1))))
+    check_fits(cpus, "cpus_per_trial" if study.cpus_per_trial else "a trial")
     threads = max(1, int(cpus))
     resources = {"cpu": cpus} | ({"gpu": study.gpus_per_trial} if study.gpus_per_trial else {})
 

@@ -87,6 +87,7 @@ def _trials_table(grid: Any, names: list[str]) -> pd.DataFrame:
         for k in ("epoch", METRIC, "val_top1_smallest", "val_top1_largest", "loss"):
             row[k] = m.get(k)
         row["resumed_from_epoch"] = m.get("resumed_from_epoch")
+        row["worker_nodes"] = m.get("worker_nodes")  # data-parallel trials: node per rank
         row["path"] = r.path
         rows.append(row)
     return pd.DataFrame(rows)
@@ -114,7 +115,7 @@ def tune_supernet(
         DsnetError: no trial finished (every trial failed), bad options.
         TrainingInterrupted: the sweep stopped before every trial ended (resume continues it).
     """
-    from ..ray_session import ray_session, storage_uri
+    from ..ray_session import check_fits, ray_session, storage_uri
 
     t0 = time.perf_counter()
     space, opts = space or TuneSpace(), options or TuneOptions()
@@ -129,6 +130,7 @@ def tune_supernet(
     # a local Ray advertises one spare logical CPU for the data-parallel trials' drivers
     spare = 1 if opts.workers_per_trial > 1 else 0
     with ray_session(opts.address, num_cpus=(os.cpu_count() or 1) + spare):
+        check_fits(opts.cpus_per_worker, "--cpus-per-worker")
         if _experiment_exists(exp_path, resume):
             from ray import tune
 
@@ -325,7 +327,7 @@ def train_data_parallel(
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from ..ray_session import ray_session, storage_uri
+    from ..ray_session import check_fits, ray_session, storage_uri
     from .supernet import CHECKPOINT_NAME
 
     o = options or TuneOptions(workers_per_trial=2)
@@ -334,6 +336,7 @@ def train_data_parallel(
     storage = storage_uri(o.storage_path or out / "ray")
     cfg = cfg.model_copy(update={"progress": False, "num_workers": 0})
     with ray_session(o.address, num_cpus=os.cpu_count() or 1):
+        check_fits(o.cpus_per_worker, "--cpus-per-worker")
         trainer = TorchTrainer(
             dp_worker,
             train_loop_config={"cfg": cfg.model_dump(), "threads": o.threads, "trial_id": None},

@@ -215,19 +215,39 @@ def dp_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     cfg = TrainConfig.model_validate(config["cfg"])
+    nodes = _worker_nodes()
+
+    def report(metrics: dict[str, Any], checkpoint: Any = None) -> None:
+        ray.train.report({**metrics, "worker_nodes": nodes}, checkpoint=checkpoint)
+
     with _work_dir(f"rank{rank}") as work:
         try:
             _train(
                 cfg,
                 work,
                 ray.train.get_checkpoint(),
-                ray.train.report,
+                report,
                 ray.train.Checkpoint,
                 rank == 0,
                 stop_trial_id=config.get("trial_id") or None,
             )
         except _StopTrial:
             return  # stopped early by the scheduler: a normal end of the Train run
+
+
+def _worker_nodes() -> str:
+    """The Ray node of every rank of this data-parallel run, in rank order, comma-separated
+    (gathered over the process group TorchTrainer set up): where the workers really ran."""
+    import torch.distributed as dist
+
+    from .._io import ray_node_id
+
+    me = ray_node_id() or "?"
+    if not (dist.is_available() and dist.is_initialized()):
+        return me
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, me)
+    return ",".join(out)
 
 
 def scaling(o: TuneOptions):
