@@ -101,10 +101,12 @@ def main() -> None:
         "on one machine (ray.cluster_utils.Cluster); ideal ratio 1.0",
         "layouts": rows,
         "ratio_2node_over_1node": {
-            "stage1_trials_per_min": round(two["stage1"]["trials_per_min"]
-                                           / one["stage1"]["trials_per_min"], 3),
-            "search_trials_per_min": round(two["search"]["trials_per_min"]
-                                           / one["search"]["trials_per_min"], 3),
+            "stage1_trials_per_min": round(
+                two["stage1"]["trials_per_min"] / one["stage1"]["trials_per_min"], 3
+            ),
+            "search_trials_per_min": round(
+                two["search"]["trials_per_min"] / one["search"]["trials_per_min"], 3
+            ),
         },  # fmt: skip
     }
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -62,11 +62,11 @@ class _TrialAttrs:
 
     def __init__(self, storage: optuna.storages.BaseStorage, study_name: str, number: int):
         study_id = storage.get_study_id_from_name(study_name)
-        self._storage = storage
-        self._trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        self._db = storage
+        self._tid = storage.get_trial_id_from_study_id_trial_number(study_id, number)
 
     def set_user_attr(self, key: str, value: Any) -> None:
-        self._storage.set_trial_user_attr(self._trial_id, key, value)
+        self._db.set_trial_user_attr(self._tid, key, value)
 
 
 class _Searcher(OptunaSearch):
