@@ -59,6 +59,7 @@ def search(layout: tuple[int, ...], n: int, ckpt: Path, work: Path) -> dict:
             "runs_dir": str(work / "runs"), "latency_db": f"sqlite:///{work / 'lat.db'}",
             "gate_batch_size": 32, "accuracy_samples": 24, "route_menu_size": 6,
             "cpus_per_trial": 1, "search": {"gate_epochs": [3, 3], "hidden": [16]}}  # fmt: skip
+    work.mkdir(parents=True, exist_ok=True)
     path = work / "study.yaml"
     path.write_text(yaml.safe_dump(data))
     with cluster(0, *layout) as c:

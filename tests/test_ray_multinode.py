@@ -132,6 +132,10 @@ def test_search_trials_spread_and_survive_a_node(make_study_multinode, tmp_path:
         "history"
     ]
     assert [h["epoch"] for h in history] == list(range(1, 9))  # none lost, none run twice
+    from dsnet_automl.cli.search import _restarts
+
+    (line,) = _restarts(res.study)  # what `dsnet-automl search` prints about it
+    assert line.startswith("trial 0 ran 2 attempts") and removed[0][:12] in line
 
 
 @pytest.fixture

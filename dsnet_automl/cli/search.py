@@ -68,6 +68,25 @@ def _print_fronts(dynamic, static_att, static, hw: str, source: str) -> None:
             console.print(_front_table(s, f"{label} Pareto front on {hw} ({source} latency)"))
 
 
+def _restarts(study) -> list[str]:
+    """One line per Ray trial that needed more than one attempt (its process or its node died):
+    where each attempt ran and the gate epoch it continued from (from the trial's starts.log)."""
+    from .._io import read_starts
+
+    out = []
+    for t in study.trials:
+        bundle = t.user_attrs.get("bundle")
+        starts = read_starts(bundle) if bundle else []
+        if len(starts) > 1:
+            nodes = [s.get("node", "?")[:12] for s in starts]
+            out.append(
+                f"trial {t.number} ran {len(starts)} attempts (a process or node died), on nodes "
+                f"{' -> '.join(nodes)}; it continued from gate epoch "
+                f"{t.user_attrs.get('resumed_from_epoch', 0)}: {t.state.name.lower()}"
+            )
+    return out
+
+
 @app.command("search")
 @handle_errors
 def search_cmd(
@@ -168,6 +187,8 @@ def search_cmd(
     except (KeyboardInterrupt, TrainingInterrupted):
         console.print("[yellow]interrupted; run the same command again to resume[/yellow]")
         raise typer.Exit(130) from None
+    for line in _restarts(res.study):
+        console.print(f"[yellow]{line}[/yellow]", soft_wrap=True)
     out = out or cfg.run_dir / "export"
     front_csv = cfg.run_dir / "static_front.csv"
     index = export_study(
