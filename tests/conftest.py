@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,9 @@ import torch
 from dsnet_automl.slicing import SlicedBatchNorm2d
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# no test reads or writes the real per-user directory (profile overrides), not even module- or
+# session-scoped fixtures that run before the per-test one below
+os.environ["DSNET_USER_DIR"] = tempfile.mkdtemp(prefix="dsnet-test-user-")
 
 
 @torch.no_grad()
