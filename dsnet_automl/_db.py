@@ -205,6 +205,10 @@ class LazyEngineStore:
     """Base of a store on one database URL: ``engine`` is opened by ``_open()`` on first use,
     ``close()`` disposes it, and a pickled store carries no engine."""
 
+    label = "database"  # how messages name the store
+    error: type[Exception] = ValueError  # what a bad URL raises (a subclass sets its own)
+    example_url = "sqlite:///path.db"  # the SQLite URL a bad-URL message suggests
+
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
         self.url = str(url)
         self.timeout_s = float(timeout_s)
@@ -212,6 +216,18 @@ class LazyEngineStore:
 
     def _open(self) -> Engine:
         raise NotImplementedError
+
+    def _new_engine(self) -> Engine:
+        """:func:`make_engine` for this store's URL; a URL that is not one, or whose driver is
+        missing, is one line (:attr:`error`) suggesting a SQLite and a PostgreSQL URL."""
+        try:
+            return make_engine(self.url, timeout_s=self.timeout_s)
+        except (ArgumentError, ImportError) as e:
+            todo = (
+                f"pass a URL such as {self.example_url} or "
+                "postgresql+psycopg://user:password@host:5432/dbname"
+            )
+            raise self.error(describe_error(self.label, self.url, e, todo)) from None
 
     @property
     def engine(self) -> Engine:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, inspect, select
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .._db import (
@@ -34,7 +34,6 @@ from .._db import (
     LazyEngineStore,
     connect_problem,
     describe_error,
-    make_engine,
     retry_transient,
     sqlite_file,
 )
@@ -94,6 +93,9 @@ class LatencyStore(LazyEngineStore):
     The store pickles without its engine (re-created on first use), so Ray can ship it.
     """
 
+    label, error = "latency database", LatencyTableError
+    example_url = "sqlite:///hw_profiles/latency.db"
+
     def __init__(self, url: str = DEFAULT_DB, *, timeout_s: float = 30.0) -> None:
         super().__init__(url, timeout_s=timeout_s)
 
@@ -105,18 +107,6 @@ class LatencyStore(LazyEngineStore):
         """The database as messages name it: its file, or its URL without the password."""
         path = self._sqlite_path()
         return str(path) if path is not None else self.shown_url
-
-    def _new_engine(self) -> Engine:
-        try:
-            return make_engine(self.url, timeout_s=self.timeout_s)
-        except (ArgumentError, ImportError) as e:
-            raise LatencyTableError(
-                describe_error(
-                    "latency database", self.url, e,
-                    "pass a URL such as sqlite:///hw_profiles/latency.db or "
-                    "postgresql+psycopg://user:password@host:5432/dbname",
-                )
-            ) from None  # fmt: skip
 
     def _open(self) -> Engine:
         path = self._sqlite_path()
@@ -179,9 +169,7 @@ class LatencyStore(LazyEngineStore):
         except SQLAlchemyError as e:
             if connect_problem(self.url, e) is not None or self._sqlite_path() is None:
                 todo = "check the user's rights on that database or pass another --db"
-                raise LatencyTableError(
-                    describe_error("latency database", self.url, e, todo)
-                ) from e
+                raise LatencyTableError(describe_error(self.label, self.url, e, todo)) from e
             raise LatencyTableError(
                 f"latency database {where} cannot be read ({getattr(e, 'orig', e)}); it is "
                 "corrupt and was left untouched: move it away or pass another --db"
@@ -232,7 +220,7 @@ class LatencyStore(LazyEngineStore):
             s.close()
 
     def _error(self, e: SQLAlchemyError) -> LatencyTableError:
-        return LatencyTableError(describe_error("latency database", self.url, e))
+        return LatencyTableError(describe_error(self.label, self.url, e))
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:

@@ -40,11 +40,11 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
 )
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from torch import Tensor, nn
 
-from .._db import LazyEngineStore, describe_error, make_engine, retry_transient, sqlite_file
+from .._db import LazyEngineStore, describe_error, retry_transient, sqlite_file
 from ..config import SubnetConfig
 from ..errors import CheckpointError, StudyError
 
@@ -190,6 +190,8 @@ class AccuracyTable(LazyEngineStore):
     ``last_evaluated`` is the number of sub-nets the latest :meth:`evaluate` actually ran.
     """
 
+    label, error, example_url = "accuracy table", StudyError, "sqlite:///runs/accuracy.db"
+
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
         super().__init__(url, timeout_s=timeout_s)
         self.last_evaluated = 0
@@ -198,16 +200,7 @@ class AccuracyTable(LazyEngineStore):
         path = sqlite_file(self.url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            engine = make_engine(self.url, timeout_s=self.timeout_s)
-        except (ArgumentError, ImportError) as e:
-            raise StudyError(
-                describe_error(
-                    "accuracy table", self.url, e,
-                    "pass a URL such as sqlite:///runs/accuracy.db or "
-                    "postgresql+psycopg://user:password@host:5432/dbname",
-                )
-            ) from None  # fmt: skip
+        engine = self._new_engine()
         try:
             retry_transient(lambda: self._create(engine))
         except (SQLAlchemyError, StudyError) as e:
@@ -236,7 +229,7 @@ class AccuracyTable(LazyEngineStore):
 
     def _error(self, e: SQLAlchemyError) -> StudyError:
         todo = "if the file is corrupt, move it away (rows are re-measured on demand)"
-        return StudyError(describe_error("accuracy table", self.url, e, todo))
+        return StudyError(describe_error(self.label, self.url, e, todo))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
