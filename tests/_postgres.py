@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests._local import ensure_debian_package, free_port
 
 USER, PASSWORD = "dsnet", "s3cret-pw"
 
@@ -34,21 +35,8 @@ def find_bindir() -> Path | None:
 
 
 def ensure_bindir() -> Path | None:
-    """PostgreSQL's bin dir; on a fresh Debian machine where the tests run as root, Debian's
-    ``postgresql`` is installed first (the test set-up brings its own server)."""
-    if find_bindir() is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-            subprocess.run(install, env=env, capture_output=True)
-    return find_bindir()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """PostgreSQL's bin dir (Debian's ``postgresql`` installed first on a fresh machine)."""
+    return ensure_debian_package("postgresql", find_bindir)
 
 
 def _as_owner(cmd: list[str]) -> list[str]:

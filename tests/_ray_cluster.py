@@ -7,10 +7,10 @@ DESIGN.md); each node gets its own CPUs and node id.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from tests._local import act_once
 
 
 @contextmanager
@@ -39,26 +39,13 @@ def node_ids(c) -> set[str]:
     return {n.node_id for n in c.list_all_nodes()}
 
 
-@contextmanager
-def remove_node_when(c, find: Callable[[], str | None], poll_s: float = 0.1) -> Iterator[list]:
-    """A background thread polls ``find()`` for a node id and removes that node of ``c``
-    once; ``removed`` gets its id."""
-    done, removed = threading.Event(), []
+def remove_node_when(c, find: Callable[[], str | None], poll_s: float = 0.1):
+    """``with remove_node_when(c, find) as removed:`` a background thread polls ``find()`` for
+    a node id and removes that node of ``c`` once; ``removed`` gets its id."""
 
-    def loop() -> None:
-        while not done.is_set():
-            node_id = find()
-            if node_id:
-                (node,) = [n for n in c.list_all_nodes() if n.node_id == node_id]
-                c.remove_node(node, allow_graceful=False)
-                removed.append(node_id)
-                return
-            time.sleep(poll_s)
+    def remove(node_id: str) -> bool:
+        (node,) = [n for n in c.list_all_nodes() if n.node_id == node_id]
+        c.remove_node(node, allow_graceful=False)
+        return True
 
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    try:
-        yield removed
-    finally:
-        done.set()
-        t.join()
+    return act_once(find, remove, poll_s)

@@ -19,21 +19,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests._local import ensure_debian_package, free_port
+
 
 def find_sshd() -> str | None:
     return shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
 
 
 def ensure_sshd() -> str | None:
-    """The sshd binary; on a fresh Debian machine where the tests run as root, Debian's
-    openssh-server is installed first (the test set-up brings its own service)."""
-    if find_sshd() is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "openssh-server"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-            subprocess.run(install, env=env, capture_output=True)
-    return find_sshd()
+    """The sshd binary (Debian's openssh-server installed first on a fresh machine)."""
+    return ensure_debian_package("openssh-server", find_sshd)
 
 
 def _sftp() -> str:
@@ -44,12 +39,6 @@ def _sftp() -> str:
 ALIAS = "dsnet-device"
 # numpy and onnxruntime as pinned by the package (the device needs nothing else of ours)
 DEVICE_PACKAGES = ("numpy==2.4.6", "onnxruntime==1.32.0")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _keygen(path: Path) -> None:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from dsnet_automl.slicing import SlicedBatchNorm2d
+from dsnet_automl.training import TrainConfig, train_supernet
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# the repository root on sys.path: test modules import the shared helpers as ``tests._name``
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests._local import act_once  # noqa: E402
+
 # no test reads or writes the real per-user directory (profile overrides), not even module- or
 # session-scoped fixtures that run before the per-test one below
 os.environ["DSNET_USER_DIR"] = tempfile.mkdtemp(prefix="dsnet-test-user-")
@@ -47,30 +52,15 @@ def kill_once():
     """``with kill_once(find_pid) as killed:`` - a background thread polls ``find_pid()`` and
     SIGKILLs the first PID it returns, once (``killed`` gets that PID); stopped on exit."""
 
-    @contextmanager
-    def run(find_pid: Callable[[], int | None], poll_s: float = 0.05) -> Iterator[list[int]]:
-        done, killed = threading.Event(), []
-
-        def loop() -> None:
-            while not done.is_set():
-                pid = find_pid()
-                if pid is not None:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:  # already gone: look again
-                        pass
-                    else:
-                        killed.append(pid)
-                        return
-                time.sleep(poll_s)
-
-        t = threading.Thread(target=loop, daemon=True)
-        t.start()
+    def kill(pid: int) -> bool:
         try:
-            yield killed
-        finally:
-            done.set()
-            t.join()
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # already gone: look again
+            return False
+        return True
+
+    def run(find_pid: Callable[[], int | None], poll_s: float = 0.05):
+        return act_once(find_pid, kill, poll_s)
 
     return run
 
@@ -79,3 +69,41 @@ def kill_once():
 def _user_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own user directory (profile overrides): none writes to ~/.local."""
     monkeypatch.setenv("DSNET_USER_DIR", str(tmp_path_factory.mktemp("user_dir")))
+
+
+# one tiny Stage I checkpoint (synthetic:64, 1 epoch) and study YAMLs, for every test that
+# searches (tests/search, the PostgreSQL and multi-node tests)
+@pytest.fixture(scope="session")
+def stage1_ckpt(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stage1")
+    cfg = TrainConfig(data="synthetic:64", epochs=1, batch_size=16, progress=False, device="cpu")
+    train_supernet(cfg, out)
+    return out / "checkpoint.pt"
+
+
+@pytest.fixture
+def make_study(tmp_path, stage1_ckpt):
+    """Write a study YAML (tiny: 2-3 trials, 1 gate epoch) and return its path."""
+
+    def make(name: str = "t", **over) -> Path:
+        data = {
+            "name": name,
+            "data": "synthetic:64",
+            "hw": "jetson",
+            "checkpoint": str(stage1_ckpt),
+            "trials": 3,
+            "static_trials": 3,
+            "population": 2,
+            "runs_dir": str(tmp_path / "runs"),
+            "latency_db": f"sqlite:///{tmp_path / 'lat.db'}",
+            "gate_batch_size": 32,
+            "accuracy_samples": 24,
+            "route_menu_size": 6,
+            "search": {"gate_epochs": [1, 1], "hidden": [16]},
+        }
+        data.update(over)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return make

@@ -9,10 +9,7 @@ import json
 import multiprocessing as mp
 import os
 import pickle
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -31,9 +28,8 @@ from dsnet_automl.latency.signature import BlockSignature
 from dsnet_automl.search.accuracy_table import AccuracyRow, AccuracyTable
 from dsnet_automl.search.study import load_existing, open_study, storage_for
 from dsnet_automl.search.study_config import StudyConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests._postgres import PASSWORD, LoopbackPostgres, free_port, start_postgres  # noqa: E402
+from tests._local import dashboard_studies, free_port
+from tests._postgres import PASSWORD, LoopbackPostgres, start_postgres
 
 DEV = ("host-cpu", "cpu")
 WRONG_PW = "not-the-password"
@@ -280,36 +276,6 @@ def test_cli_error_is_one_line(pg: LoopbackPostgres) -> None:
 
 
 # ------------------------------------------------------------------------------- --storage
-@pytest.fixture(scope="module")
-def stage1_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dsnet_automl.training import TrainConfig, train_supernet
-
-    out = tmp_path_factory.mktemp("stage1")
-    cfg = TrainConfig(data="synthetic:64", epochs=1, batch_size=16, progress=False, device="cpu")
-    train_supernet(cfg, out)
-    return out / "checkpoint.pt"
-
-
-def _dashboard_studies(cmd: list[str], port: int) -> dict:
-    """Run ``cmd`` (a dashboard server) until it answers ``/api/studies``; -> the answer."""
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    env["PATH"] = "/usr/bin:/bin"  # as README runs it: no optuna-dashboard on PATH
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    try:
-        deadline, body = time.time() + 60, None
-        while time.time() < deadline and body is None and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
-                    body = json.loads(r.read())
-            except OSError:
-                time.sleep(0.3)
-        assert body is not None, f"optuna-dashboard did not answer: {proc.stderr.read()!r}"
-        return {s["study_name"]: s for s in body["study_summaries"]}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def test_search_storage_holds_everything_and_dashboard_reads_it(
     pg_url: str, stage1_ckpt: Path, tmp_path: Path
 ) -> None:
@@ -337,5 +303,5 @@ def test_search_storage_holds_everything_and_dashboard_reads_it(
     port = free_port()
     exe = str(Path(sys.executable).parent / "dsnet-automl")
     cmd = [exe, "dashboard", str(study), "--db", pg_url, "--host", "127.0.0.1", "--port", str(port)]
-    studies = _dashboard_studies(cmd, port)
+    studies = dashboard_studies(cmd, port, timeout_s=60)
     assert [d.lower() for d in studies["pg"]["directions"]] == ["maximize", "minimize"]

@@ -10,13 +10,11 @@ worker nodes, so removing the node a trial runs on leaves it exactly one place t
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from dsnet_automl._io import read_starts
 from dsnet_automl.training import TrainConfig
@@ -27,9 +25,7 @@ from dsnet_automl.training.ray_stage1 import (
     train_data_parallel,
     tune_supernet,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests._ray_cluster import cluster, node_ids, remove_node_when  # noqa: E402
+from tests._ray_cluster import cluster, node_ids, remove_node_when
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -92,12 +88,13 @@ def test_stage1_trial_survives_its_node(tmp_path: Path) -> None:
     assert ckpt["epoch"] == 5
 
 
-def test_search_trials_spread_and_survive_a_node(make_study_multinode, tmp_path: Path) -> None:
+def test_search_trials_spread_and_survive_a_node(make_study, tmp_path: Path) -> None:
     """``search --ray-address``: two trials at once land one per worker node; then a trial whose
     node is removed mid gate training continues on the other node from its gate checkpoint."""
     from dsnet_automl.search import load_study, run_search
 
-    path = make_study_multinode("spread", trials=2, static_trials=0)
+    runs = str(tmp_path / "shared" / "runs")  # the study run dirs: on shared storage
+    path = make_study("spread", trials=2, static_trials=0, runs_dir=runs)
     with cluster(0, 1, 1) as c:
         cfg = load_study(path)
         res = run_search(cfg, workers=2, ray_address=c.address, progress=False,
@@ -107,7 +104,7 @@ def test_search_trials_spread_and_survive_a_node(make_study_multinode, tmp_path:
     nodes = {read_starts(Path(t.user_attrs["bundle"]))[0]["node"] for t in done}
     assert len(done) == 2 and nodes == workers
 
-    path = make_study_multinode("lose", trials=1, static_trials=0, max_failures=2,
+    path = make_study("lose", trials=1, static_trials=0, max_failures=2, runs_dir=runs,
                                 search={"gate_epochs": [8, 8], "hidden": [16]})  # fmt: skip
     cfg = load_study(path)
     trials = cfg.run_dir / "trials"
@@ -136,33 +133,6 @@ def test_search_trials_spread_and_survive_a_node(make_study_multinode, tmp_path:
 
     (line,) = _restarts(res.study)  # what `dsnet-automl search` prints about it
     assert line.startswith("trial 0 ran 2 attempts") and removed[0][:12] in line
-
-
-@pytest.fixture
-def make_study_multinode(tmp_path, stage1_ckpt):
-    def make(name: str, **over) -> Path:
-        data = {"name": name, "data": "synthetic:64", "hw": "jetson",
-                "checkpoint": str(stage1_ckpt), "trials": 2, "static_trials": 0,
-                "population": 2, "runs_dir": str(tmp_path / "shared" / "runs"),
-                "latency_db": f"sqlite:///{tmp_path / 'lat.db'}", "gate_batch_size": 32,
-                "accuracy_samples": 24, "route_menu_size": 6,
-                "search": {"gate_epochs": [1, 1], "hidden": [16]}}  # fmt: skip
-        data.update(over)
-        p = tmp_path / f"{name}.yaml"
-        p.write_text(yaml.safe_dump(data))
-        return p
-
-    return make
-
-
-@pytest.fixture(scope="module")
-def stage1_ckpt(tmp_path_factory) -> Path:
-    from dsnet_automl.training import train_supernet
-
-    out = tmp_path_factory.mktemp("stage1")
-    cfg = TrainConfig(data="synthetic:64", epochs=1, batch_size=16, progress=False, device="cpu")
-    train_supernet(cfg, out)
-    return out / "checkpoint.pt"
 
 
 def test_stage1_data_parallel_workers_on_two_nodes(tmp_path: Path) -> None:

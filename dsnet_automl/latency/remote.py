@@ -105,6 +105,11 @@ class _Item:
     what: Any  # the BlockSignature or SubnetConfig
     macs: int | None = None  # per sample (blocks)
 
+    @property
+    def name(self) -> str:
+        """Unique within a run (a key is per batch size): the manifest key and file stem."""
+        return f"{self.key}-{self.batch_size}"
+
 
 class RemoteProfiler:
     """Profiles slice grids on a remote device reached with :class:`SshTarget`.
@@ -242,8 +247,8 @@ class RemoteProfiler:
             "statistic": self.statistic,
             "items": [
                 {
-                    "key": f"{it.key}-{it.batch_size}",
-                    "file": f"{it.key}-{it.batch_size}.onnx",
+                    "key": it.name,
+                    "file": f"{it.name}.onnx",
                     "shape": list(it.shape),
                 }
                 for it in batch
@@ -253,7 +258,7 @@ class RemoteProfiler:
     def _export(self, batch: list[_Item], local: Path) -> list[Path]:
         files = []
         for it in batch:
-            path = local / f"{it.key}-{it.batch_size}.onnx"
+            path = local / f"{it.name}.onnx"
             path.write_bytes(onnx_bytes(it.module(), torch.randn(*it.shape)))
             files.append(path)
         return files
@@ -313,7 +318,7 @@ class RemoteProfiler:
             self.target.close()
 
     def _batch(self, batch, workdir, tmp, stamp, rep, dev, space, bar, task) -> None:
-        by_key = {f"{it.key}-{it.batch_size}": it for it in batch}
+        by_key = {it.name: it for it in batch}
         files = self._export(batch, tmp)
         man = tmp / "manifest.json"
         man.write_text(json.dumps(self._manifest(batch, rep.identity)))

@@ -23,9 +23,8 @@ from dsnet_automl.cli import app
 from dsnet_automl.factory import create_supernet, load_space
 from dsnet_automl.latency import LatencyPredictor, LatencyStore, grid_signatures, load_profile
 from dsnet_automl.latency.models import MEASURED
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests._sshd import ALIAS, device_python, ensure_sshd, free_port, start_sshd  # noqa: E402
+from tests._local import free_port
+from tests._sshd import ALIAS, device_python, ensure_sshd, start_sshd
 
 REPO = Path(__file__).resolve().parents[2]
 SPACE = "ds_mobilenet_v1_tiny"

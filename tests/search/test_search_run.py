@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -26,6 +25,7 @@ from dsnet_automl.cli import app
 from dsnet_automl.routing import DynamicNet
 from dsnet_automl.search import export_study, load_study, run_search, run_trial
 from dsnet_automl.search.study import load_existing
+from tests._local import dashboard_studies, free_port
 
 
 def _study(path: Path) -> optuna.Study:
@@ -130,43 +130,18 @@ def test_kill_midway_and_resume(make_study):
             assert any(r.user_attrs.get("retry_of") == t.number for r in after)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_study_db_opens_in_optuna_dashboard(make_study):
     path = make_study("dash", trials=1, static_trials=0)
     cfg = load_study(path)
     run_search(cfg, progress=False)
     assert load_existing(cfg) is not None
-    port = _free_port()
+    port = free_port()
     # our command, run as README runs it (venv not activated: no optuna-dashboard on PATH)
     exe = Path(sys.executable).parent / "dsnet-automl"
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    env["PATH"] = "/usr/bin:/bin"
-    proc = subprocess.Popen(
-        [str(exe), "dashboard", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        deadline, body = time.time() + 90, None
-        while time.time() < deadline and body is None and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
-                    body = json.loads(r.read())
-            except OSError:
-                time.sleep(0.3)
-        assert body is not None, f"optuna-dashboard did not answer: {proc.stderr.read()!r}"
-        studies = {s["study_name"]: s for s in body["study_summaries"]}
-        assert "dash" in studies
-        assert [d.lower() for d in studies["dash"]["directions"]] == ["maximize", "minimize"]
-    finally:
-        proc.terminate()  # SIGTERM: the server must go with the command, no orphan left
-        proc.wait(timeout=10)
+    cmd = [str(exe), "dashboard", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    studies = dashboard_studies(cmd, port, timeout_s=90)
+    assert "dash" in studies
+    assert [d.lower() for d in studies["dash"]["directions"]] == ["maximize", "minimize"]
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "dashboard still serving after SIGTERM"
 
