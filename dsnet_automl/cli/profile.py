@@ -3,13 +3,13 @@ real device over ssh (``--remote``, or the profile's ``remote:`` section)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from ..factory import load_space
 from ..latency import DEFAULT_DB, DeviceProfile, LatencyStore, Profiler, load_profile
-from ..latency.profiles import RemoteSection
+from ..latency.profiles import BACKEND_ALIASES, RemoteSection
 from ._app import app, console, err_console, handle_errors
 
 _REMOTE = "Remote device (ssh)"
@@ -178,11 +178,12 @@ def _remote_section(
     given = {"host": remote, "python": python, "ssh_config": ssh_config, "provider": provider,
              "precision": precision}  # fmt: skip
     if backend is not None:
-        b = {"ort": "onnxruntime", "trt": "tensorrt"}.get(backend, backend)
-        if b not in ("onnxruntime", "tensorrt"):
+        b = BACKEND_ALIASES.get(backend, backend)
+        allowed = get_args(RemoteSection.model_fields["backend"].annotation)
+        if b not in allowed:
             raise typer.BadParameter(
-                f"--backend {backend!r}: a remote device is timed with onnxruntime or "
-                "tensorrt (trtexec)"
+                f"--backend {backend!r}: a remote device is timed with "
+                f"{' or '.join(allowed)} (tensorrt: trtexec)"
             )
         given["backend"] = b
     data.update({k: v for k, v in given.items() if v is not None})
