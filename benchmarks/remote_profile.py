@@ -1,7 +1,7 @@
 """Does timing over ssh distort latencies? ``profile --remote localhost`` against ``profile``
 on this machine, block signature by block signature, in one run.
 
-Both sides run the same ONNX file (exported by :func:`dsnet_automl.latency.profiler.onnx_bytes`)
+Both sides run the same ONNX file (exported by :func:`dsnet_automl.exporters.onnx_bytes`)
 in onnxruntime's CPU provider with the same threads and the same timing protocol
 (:mod:`dsnet_automl.latency.device_timer`: each round keeps the fastest of ``--repeats`` calls).
 The remote side goes through a real OpenSSH server on loopback (started here, as in the tests)

@@ -27,7 +27,10 @@ __all__ = [
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success it replaces ``path`` atomically.
 
-    On error the temp file is removed and ``path`` is left as it was.
+    On error the temp file is removed and ``path`` is left as it was. The file gets the mode
+    a plain ``open()`` would give it (0666 minus the umask), not ``mkstemp``'s 0600: exports,
+    plots and tables are read by other users (a web server, a teammate, a device's service
+    account).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,10 +38,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        if Path(tmp).exists():  # the writer may have replaced the temp file; mode it as open()
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask: from /proc on Linux (reading it with ``os.umask`` means setting it,
+    which other threads creating files at that moment would see), else set and set back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _atomic_write(path: str | Path, mode: str, write: Callable[[IO], None]) -> Path:

@@ -1,12 +1,14 @@
 """Export a dynamic net for deployment: prefix, gate and each route's extracted sub-net.
 
-Files (per format): ``prefix``, ``gate`` (prefix features -> attended features, route
-logits) and ``route_<k>`` (attended features -> class logits). A runtime runs prefix -> gate ->
-argmax -> route; with ONNX, ``runtime.json`` (what :mod:`dsnet_automl.runtime` needs to run the
-parts as one dynamic net) and ``dsnet_runtime.py`` (a standalone copy of that runtime: a device
-needs only numpy + onnxruntime) are written too. ONNX goes through
-``torch.onnx.export(dynamo=False, opset 17)`` (the TorchScript-based exporter, which handles
-these models cleanly) with a dynamic batch axis, and is checked in onnxruntime against PyTorch.
+Files (per format: ``.pt2`` torch.export programs, ``.onnx``): ``prefix``, ``gate`` (prefix
+features -> attended features, route logits) and ``route_<k>`` (attended features -> class
+logits). A runtime runs prefix -> gate ->
+argmax -> route. ``runtime.json`` says how to run the parts as one dynamic net (the torch-free
+:mod:`dsnet_automl.runtime` on the ONNX files, :class:`~.program_runtime.ProgramDynamicNet` on
+the ``.pt2`` files); with ONNX, ``dsnet_runtime.py`` (a standalone copy of that runtime: a
+device needs only numpy + onnxruntime) is written too. Both formats come from one
+``torch.export`` capture per part (:mod:`dsnet_automl.exporters`), with a dynamic batch axis,
+and are loaded back and checked against PyTorch.
 """
 
 from __future__ import annotations
@@ -16,16 +18,26 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ._io import atomic_path, atomic_write_text
 from .errors import DsnetError
+from .exporters import export_program, load_program, onnx_model, save_onnx, save_program
 from .gate import pool_features
+from .quantize import FP16_METHOD, INT8_METHOD, check_precision, convert_parts
 from .routing import DynamicNet
 from .runtime import ort as _ort_runtime
 
-__all__ = ["export_dynamic", "export_onnx", "run_onnx"]
+__all__ = [
+    "FORMATS",
+    "calibration_images",
+    "check_formats",
+    "export_dynamic",
+    "export_onnx",
+    "run_onnx",
+]
 
 
 class _GateModule(nn.Module):
@@ -64,20 +76,13 @@ def _parts(dyn: DynamicNet) -> dict[str, nn.Module]:
     return {k: v.eval() for k, v in parts.items()}
 
 
+FORMATS = ("pt2", "onnx")
+
+
 def export_onnx(module: nn.Module, inp: Tensor, path: str | Path, out_names: list[str]) -> None:
-    """One module to ONNX (opset 17, TorchScript-based exporter, dynamic batch axis), atomically;
+    """One module to ONNX (``torch.export``-based exporter, dynamic batch axis), atomically;
     its input is named ``input``, its outputs ``out_names``."""
-    with atomic_path(path) as tmp:
-        torch.onnx.export(
-            module.eval(),
-            (inp,),
-            str(tmp),
-            dynamo=False,
-            opset_version=17,
-            input_names=["input"],
-            output_names=out_names,
-            dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in out_names}},
-        )
+    save_onnx(onnx_model(module, inp, output_names=out_names), path)
 
 
 def run_onnx(path: str | Path, x: Tensor) -> list[Any]:
@@ -87,45 +92,76 @@ def run_onnx(path: str | Path, x: Tensor) -> list[Any]:
     return sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
 
 
+def check_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """``formats`` if each is one of :data:`FORMATS`; else one line saying what is allowed."""
+    if "torchscript" in formats:
+        raise DsnetError(
+            "format 'torchscript': TorchScript is deprecated in PyTorch; use 'pt2' "
+            "(torch.export programs, run with 'dsnet-automl run EXPORT --backend torch')"
+        )
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise DsnetError(f"formats {list(formats)}: allowed: {', '.join(FORMATS)}")
+    return formats
+
+
 @torch.no_grad()
 def export_dynamic(
     dyn: DynamicNet,
     out_dir: str | Path,
     *,
-    formats: tuple[str, ...] = ("torchscript", "onnx"),
+    formats: tuple[str, ...] = FORMATS,
     check: bool = True,
     atol: float = 1e-4,
+    precision: str = "fp32",
+    calibration: tuple[Tensor, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write the parts of ``dyn``; returns ``{"files": [...], "max_abs_diff": {...}}``."""
+    """Write the parts of ``dyn``; returns ``{"files": [...], "max_abs_diff": {...}}``.
+
+    Each part is captured once by ``torch.export`` (dynamic batch axis); ``pt2`` saves that
+    program, ``onnx`` converts it. With ``check`` each file is loaded back (``.pt2`` in
+    PyTorch, ``.onnx`` through ``onnx.checker`` (full check) and onnxruntime) and compared with
+    the sliced net on a batch of a size other than the one captured.
+
+    ``precision`` ``fp16`` or ``int8`` (ONNX only) converts the checked fp32 ONNX files (see
+    :mod:`dsnet_automl.quantize`); int8 calibrates on ``calibration`` = (images, description
+    of where they come from, see :func:`calibration_images`). Their difference from PyTorch is
+    reported as ``converted_abs_diff``, not checked.
+    """
+    check_formats(formats)
+    check_precision(precision)
+    if precision != "fp32" and "pt2" in formats:
+        raise DsnetError(
+            f"precision {precision}: only ONNX files are converted; export with formats 'onnx' "
+            "(torch.export programs stay fp32)"
+        )
+    if precision == "int8" and calibration is None:
+        raise DsnetError("precision int8 needs calibration images (see calibration_images)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dyn = dyn.eval()
-    x = torch.randn(2, *dyn.supernet.input_size)
-    inputs = {"prefix": x}
-    h = _parts(dyn)["prefix"](x)
-    inputs["gate"] = h
-    h_att, _ = dyn.gated(h)
+    parts = _parts(dyn)
+    inputs = _part_inputs(parts, torch.randn(2, *dyn.supernet.input_size))
+    probe = _part_inputs(parts, torch.randn(3, *dyn.supernet.input_size))
     files: list[str] = []
     diffs: dict[str, tuple[float, float]] = {}
-    for name, module in _parts(dyn).items():
-        inp = inputs.get(name, h_att)
-        ref = module(inp)
-        ref = ref if isinstance(ref, tuple) else (ref,)
-        if "torchscript" in formats:
-            path = out / f"{name}.ts"
-            scripted = torch.jit.trace(module, inp, check_trace=False)
-            with atomic_path(path) as tmp:
-                torch.jit.save(scripted, str(tmp))
-            got = torch.jit.load(str(path))(inp)
-            got = got if isinstance(got, tuple) else (got,)
-            diffs[f"{name}.ts"] = _max_diff(got, ref)
+    for name, module in parts.items():
+        ref = _outputs(module(probe[name]))
+        program = export_program(module, inputs[name])
+        if "pt2" in formats:
+            path = save_program(program, out / f"{name}.pt2")
+            if check:
+                diffs[path.name] = _max_diff(_outputs(load_program(path)(probe[name])), ref)
             files.append(path.name)
         if "onnx" in formats:
-            path = out / f"{name}.onnx"
-            export_onnx(module, inp, path, ["out"] if len(ref) == 1 else ["features", "logits"])
+            names = ["out"] if len(ref) == 1 else ["features", "logits"]
+            path = save_onnx(onnx_model(program, output_names=names), out / f"{name}.onnx")
             if check:
-                got = run_onnx(path, inp)
-                diffs[f"{name}.onnx"] = _max_diff([torch.from_numpy(a) for a in got], ref)
+                import onnx
+
+                onnx.checker.check_model(str(path), full_check=True)
+                got = run_onnx(path, probe[name])
+                diffs[path.name] = _max_diff([torch.from_numpy(a) for a in got], ref)
             files.append(path.name)
     scale = {k: max(1.0, v[1]) for k, v in diffs.items()}
     bad = {k: v[0] for k, v in diffs.items() if v[0] > atol * scale[k]}
@@ -134,10 +170,67 @@ def export_dynamic(
             f"exported outputs differ from PyTorch beyond {atol} (relative to outputs over 1): "
             f"{bad}"
         )
-    diffs = {k: v[0] for k, v in diffs.items()}
-    if "onnx" in formats:
-        files += _write_runtime(dyn, out)
-    return {"files": files, "max_abs_diff": diffs}
+    result = {"files": files, "max_abs_diff": {k: v[0] for k, v in diffs.items()}}
+    prec = {"name": precision}
+    if precision != "fp32":
+        prec |= _convert(parts, out, precision, calibration, probe, result)
+    result["files"] += _write_runtime(dyn, out, formats, prec)
+    return result
+
+
+def _convert(
+    parts: dict[str, nn.Module],
+    out: Path,
+    precision: str,
+    calibration: tuple[Tensor, dict[str, Any]] | None,
+    probe: dict[str, Tensor],
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """Convert the fp32 ONNX parts in ``out`` to ``precision``; -> the manifest's record."""
+    inputs: dict[str, np.ndarray] = {}
+    if calibration is not None:
+        chunks = [_part_inputs(parts, c) for c in calibration[0].split(64)]
+        inputs = {n: torch.cat([c[n] for c in chunks]).numpy() for n in parts}
+    files = {n: out / f"{n}.onnx" for n in parts}
+    convert_parts(files, precision, inputs)
+    result["converted_abs_diff"] = {
+        f.name: _max_diff(
+            [torch.from_numpy(a) for a in run_onnx(f, probe[n])], _outputs(parts[n](probe[n]))
+        )[0]
+        for n, f in files.items()
+    }
+    rec: dict[str, Any] = {"method": INT8_METHOD if precision == "int8" else FP16_METHOD}
+    if precision == "int8" and calibration is not None:
+        rec["calibration"] = calibration[1]
+    return rec
+
+
+def calibration_images(
+    dyn: DynamicNet, n: int, data: str | None = None, seed: int = 0
+) -> tuple[Tensor, dict[str, Any]]:
+    """``n`` val images (a seeded random draw) of ``data`` (default: the data ``dyn`` was
+    trained on) for int8 calibration -> (images, {"data", "split", "images", "seed"})."""
+    from .data import load_dataset, split_tensors
+
+    spec = data or (getattr(dyn, "metadata", None) or {}).get("data")
+    if not spec:
+        raise DsnetError("int8 calibration needs images: give a dataset spec (--data)")
+    net = dyn.supernet
+    val = load_dataset(spec, tuple(net.input_size), model=net.space.supernet).val
+    idx = torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))[:n]
+    x, _ = split_tensors(torch.utils.data.Subset(val, idx.tolist()))
+    return x, {"data": spec, "split": "val", "images": len(x), "seed": seed}
+
+
+def _part_inputs(parts: dict[str, nn.Module], x: Tensor) -> dict[str, Tensor]:
+    """What each part takes for images ``x``: images, prefix features, the routes' features."""
+    h = parts["prefix"](x)
+    h_att, _ = parts["gate"](h)
+    return {n: (x if n == "prefix" else h if n == "gate" else h_att) for n in parts}
+
+
+def _outputs(out: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    return out if isinstance(out, tuple) else (out,)
 
 
 def _max_diff(got, ref) -> tuple[float, float]:
@@ -149,13 +242,16 @@ def _max_diff(got, ref) -> tuple[float, float]:
     )
 
 
-def _write_runtime(dyn: DynamicNet, out: Path) -> list[str]:
-    """``runtime.json`` + the standalone runtime ``dsnet_runtime.py`` beside the ONNX files."""
+def _write_runtime(
+    dyn: DynamicNet, out: Path, formats: tuple[str, ...], precision: dict | None = None
+) -> list[str]:
+    """``runtime.json`` (what a runtime needs to run the parts as one dynamic net) and, with
+    ONNX files, the standalone runtime ``dsnet_runtime.py``."""
     net = dyn.supernet
     meta = getattr(dyn, "metadata", None) or {}
     manifest = {
         "format": _ort_runtime.FORMAT,
-        "version": 1,
+        "version": 2,
         "supernet": net.space.supernet,
         "num_classes": int(net.num_classes),
         "input_shape": [int(v) for v in net.input_size],
@@ -168,13 +264,18 @@ def _write_runtime(dyn: DynamicNet, out: Path) -> list[str]:
         "policy": {"name": dyn.policy, "knob": dyn.knob, "chain": list(dyn.chain)},
         "calibration": meta.get("calibration"),
         "data": meta.get("data"),
-        "files": {
-            "prefix": "prefix.onnx",
-            "gate": "gate.onnx",
-            "routes": [f"route_{k}.onnx" for k in range(dyn.num_routes)],
-        },
+        "precision": precision or {"name": "fp32"},
     }
+    for key, fmt in (("files", "onnx"), ("programs", "pt2")):
+        if fmt in formats:
+            manifest[key] = {
+                "prefix": f"prefix.{fmt}",
+                "gate": f"gate.{fmt}",
+                "routes": [f"route_{k}.{fmt}" for k in range(dyn.num_routes)],
+            }
     atomic_write_text(out / _ort_runtime.MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    if "onnx" not in formats:
+        return [_ort_runtime.MANIFEST]
     with atomic_path(out / "dsnet_runtime.py") as tmp:
         shutil.copyfile(_ort_runtime.__file__, tmp)
     return [_ort_runtime.MANIFEST, "dsnet_runtime.py"]

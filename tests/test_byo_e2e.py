@@ -72,7 +72,7 @@ def test_bring_your_own_model_and_images(tmp_path, monkeypatch):
         "latency_db": "sqlite:///lat.db",
     }
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
-    _ok(["search", "study.yaml", "--no-progress"])
+    _ok(["search", "study.yaml", "--no-progress", "--export-formats", "onnx"])
     index = yaml.safe_load((tmp_path / "runs/byo/export/index.yaml").read_text())
     trial = tmp_path / "runs/byo/export" / index["bundles"][0]["bundle"]
     preds = {}

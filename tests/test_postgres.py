@@ -289,7 +289,9 @@ def test_search_storage_holds_everything_and_dashboard_reads_it(
         )
     )  # fmt: skip
     r = CliRunner().invoke(
-        app, ["search", str(study), "--storage", pg_url, "--no-progress"], env={"COLUMNS": "250"}
+        app,
+        ["search", str(study), "--storage", pg_url, "--no-progress", "--export-formats", "pt2"],
+        env={"COLUMNS": "250"},
     )
     assert r.exit_code == 0, r.output
     assert PASSWORD not in r.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ from dsnet_automl import create_supernet
 from dsnet_automl.cli import app
 from dsnet_automl.export import export_dynamic
 from dsnet_automl.forced_mix import force_route_mix
+from dsnet_automl.program_runtime import ProgramDynamicNet
 from dsnet_automl.routing import DynamicNet
 from dsnet_automl.runtime import BundleError, OrtDynamicNet
 
@@ -39,9 +39,7 @@ def _dynamic(name: str, x: torch.Tensor, mix=MIX) -> DynamicNet:
 
 
 def _export(dyn: DynamicNet, path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_dynamic(dyn, path, formats=("onnx",))
+    export_dynamic(dyn, path, formats=("pt2", "onnx"))
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +60,13 @@ def _close(a: np.ndarray, b: torch.Tensor, tol: float = 1e-4) -> bool:
     return float(np.abs(a - ref).max()) <= tol * max(1.0, float(np.abs(ref).max()))
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "pt2"])
 @pytest.mark.parametrize("name", ["ds_mobilenet_v1_tiny", "ds_resnet50_tiny", "ds_deit_small_tiny"])
-def test_ort_parity_mixed_single_route_and_batch1(bundles, name):
+def test_export_parity_mixed_single_route_and_batch1(bundles, name, runtime):
+    """The ONNX files (torch-free runtime) and the torch.export programs (.pt2) each run as the
+    sliced dynamic net: a mixed batch, single-route batches, batch 1, a static route."""
     dyn, d, x = bundles[name]
-    rt = OrtDynamicNet(d, threads=1)
+    rt = OrtDynamicNet(d, threads=1) if runtime == "onnxruntime" else ProgramDynamicNet(d)
     with torch.no_grad():
         ref, ref_routes = dyn(x)
     got, routes = rt.run(x.numpy())
@@ -124,7 +125,7 @@ def test_cli_run_onnxruntime_matches_torch_and_bench(tmp_path):
     r = runner.invoke(app, ["run", str(bundle), "--backend", "onnxruntime"])
     assert r.exit_code == 1 and "export-dynamic" in r.output  # no export yet: says what to do
     r = runner.invoke(app, ["export-dynamic", str(bundle), "--formats", "onnx,tflite"])
-    assert r.exit_code == 1 and "allowed: torchscript, onnx" in r.output
+    assert r.exit_code == 1 and "allowed: pt2, onnx" in r.output
     r = runner.invoke(app, ["export-dynamic", str(bundle), "--formats", "onnx"])
     assert r.exit_code == 0 and "dsnet_runtime.py" in r.output, r.output
     y = np.arange(len(x)) % 10

@@ -107,3 +107,42 @@ def fmt_count(n: float) -> str:
         if n >= div:
             return f"{n / div:.2f}{unit}"
     return str(int(n))
+
+
+# -- deployment export options (export-dynamic, export, search) ---------------------------------
+FORMATS_HELP = (
+    "Comma-separated: pt2 (torch.export programs), onnx. Default: pt2,onnx at fp32, onnx at "
+    "fp16/int8."
+)
+PRECISION_HELP = (
+    "fp32, fp16 (ONNX float16, fp32 in/out) or int8 (ONNX Runtime static quantization: QDQ, "
+    "per-channel weights, calibrated on --calib-images val images of the bundle's data)."
+)
+CALIB_HELP = "int8: val images to calibrate activation ranges on."
+DEFAULT_CALIB_IMAGES = 256
+
+
+def export_options(
+    formats: str | None, precision: str, flags: tuple[str, str] = ("--formats", "--precision")
+) -> tuple[tuple[str, ...], str]:
+    """``(formats, precision)`` of an export, checked; one clear error naming the flag."""
+    from ..errors import DataError
+    from ..export import FORMATS
+    from ..quantize import PRECISIONS
+
+    choice_option(precision, flags[1], PRECISIONS)
+    default = ",".join(FORMATS) if precision == "fp32" else "onnx"
+    fmts = tuple(f.strip() for f in (formats or default).split(",") if f.strip())
+    if "torchscript" in fmts:
+        raise DataError(
+            f"{flags[0]} torchscript: TorchScript is deprecated in PyTorch; use pt2 "
+            "(torch.export programs, run with 'dsnet-automl run EXPORT --backend torch')"
+        )
+    if not fmts or any(f not in FORMATS for f in fmts):
+        raise DataError(f"{flags[0]} {formats!r}: allowed: {', '.join(FORMATS)} (comma-separated)")
+    if precision != "fp32" and "pt2" in fmts:
+        raise DataError(
+            f"{flags[1]} {precision}: only ONNX files are converted; use {flags[0]} onnx "
+            "(torch.export programs stay fp32)"
+        )
+    return fmts, precision

@@ -12,7 +12,19 @@ from rich.table import Table
 from .._io import atomic_write_text, read_yaml
 from ..defaults import DEFAULT_DATA
 from ..errors import SearchSpaceError
-from ._app import EVAL_SPLITS, app, batch_sizes_option, choice_option, console, handle_errors
+from ._app import (
+    CALIB_HELP,
+    DEFAULT_CALIB_IMAGES,
+    EVAL_SPLITS,
+    FORMATS_HELP,
+    PRECISION_HELP,
+    app,
+    batch_sizes_option,
+    choice_option,
+    console,
+    export_options,
+    handle_errors,
+)
 
 
 def _route_space(net, routes: str, gate_stage: str | None):
@@ -183,37 +195,48 @@ def eval_dynamic_cmd(
 def export_dynamic_cmd(
     bundle: Annotated[Path, typer.Argument(help="Directory written by train-gate.")],
     out: Annotated[
-        Path | None, typer.Option(help="Output directory (default: BUNDLE/export).")
+        Path | None,
+        typer.Option(help="Output directory (default: BUNDLE/export, or BUNDLE/export_PRECISION)."),
     ] = None,
-    formats: Annotated[str, typer.Option(help="torchscript,onnx")] = "torchscript,onnx",
+    formats: Annotated[str | None, typer.Option(help=FORMATS_HELP)] = None,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "fp32",
+    calib_images: Annotated[int, typer.Option(min=1, help=CALIB_HELP)] = DEFAULT_CALIB_IMAGES,
+    data: Annotated[
+        str | None,
+        typer.Option(help="int8: dataset spec to calibrate on (default: the bundle's own data)."),
+    ] = None,
 ) -> None:
-    """Export prefix, gate and each route's sub-net to TorchScript/ONNX (checked in onnxruntime).
+    """Export prefix, gate and each route's sub-net as torch.export programs (.pt2) and ONNX.
 
-    With onnx, the export also holds runtime.json and dsnet_runtime.py: copy the directory to a
+    Every file is loaded back and checked against the sliced net (ONNX in onnxruntime). With
+    onnx, the export also holds runtime.json and dsnet_runtime.py: copy the directory to a
     device with numpy + onnxruntime and run it there without torch (see 'dsnet-automl run').
+    --precision fp16|int8 converts the ONNX files for targets that run them (Jetson, Pi).
     """
-    import warnings
-
-    from ..export import export_dynamic
+    from ..export import calibration_images, export_dynamic
     from ..routing import DynamicNet
 
-    fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
-    bad = [f for f in fmts if f not in ("torchscript", "onnx")]
-    if bad or not fmts:
-        raise SearchSpaceError(
-            f"--formats {formats!r}: allowed: torchscript, onnx (comma-separated)"
-        )
+    fmts, precision = export_options(formats, precision)
     dyn = DynamicNet.load(bundle)
-    dest = out or bundle / "export"
-    with warnings.catch_warnings():  # torch.jit / legacy ONNX exporter deprecation notices
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        res = export_dynamic(dyn, dest, formats=fmts)
+    dest = out or bundle / ("export" if precision == "fp32" else f"export_{precision}")
+    calib = calibration_images(dyn, calib_images, data) if precision == "int8" else None
+    res = export_dynamic(dyn, dest, formats=fmts, precision=precision, calibration=calib)
     worst = max(res["max_abs_diff"].values(), default=0.0)
     console.print(f"wrote {len(res['files'])} files to {dest}; max |diff| vs PyTorch {worst:.2e}")
-    if "runtime.json" in res["files"]:
+    if "converted_abs_diff" in res:
+        conv = max(res["converted_abs_diff"].values(), default=0.0)
+        what = f"{calib[1]['images']} {calib[1]['data']} val images" if calib else "no data"
+        console.print(
+            f"{precision}: max |diff| vs fp32 PyTorch {conv:.3g} (calibrated on {what}); "
+            "check accuracy with: dsnet-automl run "
+            f"{dest} --backend onnxruntime --split test",
+            soft_wrap=True,
+        )
+    if "dsnet_runtime.py" in res["files"]:
         console.print(
             f"run it: dsnet-automl run {dest} --backend onnxruntime   (on a device without "
             f"torch: python {dest / 'dsnet_runtime.py'} {dest} --input x.npy)",
             soft_wrap=True,
         )
+    elif "pt2" in fmts:
+        console.print(f"run it: dsnet-automl run {dest} --backend torch", soft_wrap=True)

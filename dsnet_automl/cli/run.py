@@ -21,11 +21,15 @@ BundleArg = Annotated[
     Path,
     typer.Argument(
         help="A dynamic net: a train-gate bundle (dynamic.yaml), a search export's trial_* "
-        "directory, or an export directory (runtime.json; onnxruntime only)."
+        "directory, or an export directory (runtime.json)."
     ),
 ]
 BackendOpt = Annotated[
-    str, typer.Option(help="torch (the bundle's weights) or onnxruntime (its ONNX export).")
+    str,
+    typer.Option(
+        help="torch (a bundle's weights, sliced; an export directory's torch.export .pt2 "
+        "programs) or onnxruntime (the ONNX export, torch-free runtime)."
+    ),
 ]
 InputOpt = Annotated[
     Path | None,
@@ -83,17 +87,26 @@ class _Net:
 
         if policy is not None:
             choice_option(policy, "--policy", POLICIES)
-        self.knob_note = ""
-        if backend == "onnxruntime":
-            from ..runtime import OrtDynamicNet
+        self.knob_note = self.note = ""
+        if backend == "onnxruntime" or (
+            not (bundle / "dynamic.yaml").is_file() and (bundle / "runtime.json").is_file()
+        ):
+            if backend == "onnxruntime":
+                from ..runtime import OrtDynamicNet
 
-            ort = OrtDynamicNet(bundle, providers=providers.split(","), threads=threads)
+                ort = OrtDynamicNet(bundle, providers=providers.split(","), threads=threads)
+                self.label = f"onnxruntime ({ort.providers[0]}, {ort.precision})"
+            else:  # an export directory: its torch.export programs
+                from ..program_runtime import ProgramDynamicNet
+
+                ort = ProgramDynamicNet(bundle, threads=threads)
+                self.label, self.note = f"torch ({ort.providers[0]})", ort.note
             if budget is not None:
                 self.knob_note = _knob_note(ort.set_budget(budget, policy), budget, ort.policy)
             elif policy is not None:
                 ort.set_policy(policy, DEFAULT_KNOBS[policy])
             self.num_routes, self.input_shape = ort.num_routes, ort.input_shape
-            self.data, self.label = ort.meta.get("data"), f"onnxruntime ({ort.providers[0]})"
+            self.data = ort.meta.get("data")
             self.supernet = ort.meta.get("supernet")
             self.route_macs = [float(m) for m in ort.meta["route_macs"]]
             self.run, self.static = ort.run, ort.run_static
@@ -215,8 +228,9 @@ def run_cmd(
     routing knob so the expected latency on val meets the budget (one gate, many budgets).
     """
     net = _Net(bundle, backend, providers, threads, policy, budget_ms)
-    if net.knob_note:
-        console.print(net.knob_note)
+    for note in (net.note, net.knob_note):
+        if note:
+            console.print(note, soft_wrap=True)
     x, y, what = _inputs(net, input_path, data, split)
     preds, routes = [], []
     t0 = time.perf_counter()
@@ -279,8 +293,9 @@ def bench_cmd(
     """
     sizes = batch_sizes_option(batch_sizes)
     net = _Net(bundle, backend, providers, threads, policy, budget_ms)
-    if net.knob_note:
-        console.print(net.knob_note)
+    for note in (net.note, net.knob_note):
+        if note:
+            console.print(note, soft_wrap=True)
     x, _, what = _inputs(net, input_path, data, split, limit=samples)
     k_all = net.num_routes
     _, routes = net.run(x)

@@ -13,7 +13,16 @@ from rich.table import Table
 from .._db import shown_url
 from ..defaults import DEFAULT_HW
 from ..errors import StudyError, TrainingInterrupted
-from ._app import app, console, handle_errors
+from ._app import (
+    CALIB_HELP,
+    DEFAULT_CALIB_IMAGES,
+    FORMATS_HELP,
+    PRECISION_HELP,
+    app,
+    console,
+    export_options,
+    handle_errors,
+)
 
 StudyArg = Annotated[
     str | None,
@@ -150,10 +159,17 @@ def search_cmd(
     out: Annotated[
         Path | None, typer.Option(help="Export dir (default: <run dir>/export).")
     ] = None,
+    export_formats: Annotated[str | None, typer.Option(help=FORMATS_HELP)] = None,
+    export_precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "fp32",
+    calib_images: Annotated[int, typer.Option(min=1, help=CALIB_HELP)] = DEFAULT_CALIB_IMAGES,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Search the routing space and gate/SGS hyperparameters for a device; resumable."""
     from ..search import export_study, load_study, run_search
+
+    fmts, precision = export_options(
+        export_formats, export_precision, ("--export-formats", "--export-precision")
+    )
 
     cfg = load_study(
         study,
@@ -198,6 +214,9 @@ def search_cmd(
         hw=cfg.hw,
         static_att=res.static_att,
         static_front_csv=front_csv,
+        formats=fmts,
+        precision=precision,
+        calib_images=calib_images,
     )
     if front_csv.is_file():
         console.print(_predicted_front_table(front_csv, cfg.hw))
@@ -230,10 +249,15 @@ def export_cmd(
     runs_dir: Annotated[
         str | None, typer.Option(help="Where the study's run dir is (as given to 'search').")
     ] = None,
+    formats: Annotated[str | None, typer.Option(help=FORMATS_HELP)] = None,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "fp32",
+    calib_images: Annotated[int, typer.Option(min=1, help=CALIB_HELP)] = DEFAULT_CALIB_IMAGES,
 ) -> None:
     """Export every Pareto-optimal trial of a study as a bundle (+ index, CSV, plots)."""
     from ..search import STATIC_ATT_SUFFIX, STATIC_SUFFIX, export_study, load_study
     from ..search.study import load_existing
+
+    fmts, precision = export_options(formats, precision)
 
     cfg = load_study(study, hw=hw, runs_dir=runs_dir)
     dyn = load_existing(cfg, db=db)
@@ -246,6 +270,9 @@ def export_cmd(
         hw=cfg.hw,
         static_att=att,
         static_front_csv=cfg.run_dir / "static_front.csv",
+        formats=fmts,
+        precision=precision,
+        calib_images=calib_images,
     )
     console.print(f"{len(index['bundles'])} bundles ({index['latency_source']} latency) in {out}")
 

@@ -17,14 +17,14 @@ burst spoils one round, not the row. Measured on the shared 2-core host, 30 full
 DS-MobileNetV1 nets timed this way (split in two halves of the rounds) agreed to 4-5% MAPE,
 against 13-22% for the median of 10-30 consecutive calls.
 
-Backends: ``torch-eager`` (CPU or CUDA) and ``onnxruntime`` (each module exported with
-``torch.onnx.export(..., dynamo=False, opset_version=17)``).
+Backends: ``torch-eager`` (CPU or CUDA) and ``onnxruntime`` (each module exported by
+:func:`dsnet_automl.exporters.onnx_bytes`: the ``torch.export``-based exporter deployment files
+come from, at the row's exact shape).
 """
 
 from __future__ import annotations
 
 import gc
-import io
 import platform
 import random
 import time
@@ -48,6 +48,7 @@ from torch import nn
 from .._malloc import keep_freed_memory
 from ..config import SliceSpace, SubnetConfig
 from ..errors import LatencyTableError
+from ..exporters import onnx_bytes
 from ..factory import create_supernet
 from ..supernets.base import Supernet
 from .device_timer import combine_rounds, summarize, time_calls
@@ -63,7 +64,6 @@ __all__ = [
     "measure",
     "measure_chain",
     "normalize_backend",
-    "onnx_bytes",
     "validation_configs",
     "pending_work",
     "pinned_threads",
@@ -167,18 +167,6 @@ def measure_chain(
                     sync()
                 times[r, i] = time.perf_counter() - t0
     return [_timing(times[:, i], statistic) for i in range(len(modules))]
-
-
-def onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
-    """``module`` exported to ONNX for an input like ``x`` (input ``x``, output ``y``, static
-    shapes, opset 17), as the onnxruntime backend and remote devices time it."""
-    buf = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(
-            module.eval().cpu(), (x.cpu(),), buf, dynamo=False, opset_version=17,
-            input_names=["x"], output_names=["y"],
-        )  # fmt: skip
-    return buf.getvalue()
 
 
 def validation_configs(space: SliceSpace, n: int, seed: int = 0) -> list[SubnetConfig]:

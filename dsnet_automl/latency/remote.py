@@ -10,10 +10,11 @@ The device needs python3 >= 3.8, numpy and onnxruntime (``trtexec`` too for
    provider or trtexec is one :class:`~.ssh.RemoteError` line saying how to install it;
 3. in batches of ``batch_items``: exports each block signature (and each whole sub-net the
    predictor's correction is fitted on) still lacking evidence in the table to ONNX here
-   (:func:`.profiler.onnx_bytes`, the same file the local onnxruntime backend times), copies the
-   batch with ``scp``, runs ``device_timer.py time`` and commits each result line as it
-   arrives, as a ``measured`` row stamped with what measured it (``versions``: the ssh target,
-   the device's uname and model, python, onnxruntime and provider or trtexec, power mode);
+   (:func:`dsnet_automl.exporters.onnx_bytes`, the same file the local onnxruntime backend
+   times), copies the batch with ``scp``, runs ``device_timer.py time`` and commits each
+   result line as it arrives, as a ``measured`` row stamped with what measured it
+   (``versions``: the ssh target, the device's uname and model, python, onnxruntime and
+   provider or trtexec, power mode);
 4. removes the work directory.
 
 A dropped connection or a killed run loses at most the item being timed; a re-run skips every
@@ -41,11 +42,12 @@ from rich.progress import (
 
 from .._malloc import MMAP_THRESHOLD, TRIM_THRESHOLD, keep_freed_memory
 from ..config import SliceSpace
+from ..exporters import onnx_bytes
 from ..factory import create_supernet
 from ..supernets.base import Supernet
 from . import device_timer
 from .grid import grid_signatures
-from .profiler import ProfileReport, onnx_bytes, pending_work, validation_configs
+from .profiler import ProfileReport, pending_work, validation_configs
 from .profiles import DeviceProfile
 from .roofline import table_backend
 from .ssh import RemoteError, SshTarget

@@ -110,6 +110,30 @@ class OrtDynamicNet:
     ) -> None:
         import onnxruntime as ort
 
+        self._read_manifest(path)
+        files = self.meta.get("files")
+        if not files:
+            raise BundleError(
+                f"{str(self.dir)!r} holds no ONNX files (exported without the onnx format); "
+                "re-export with 'dsnet-automl export-dynamic BUNDLE --formats pt2,onnx'"
+            )
+        available = ort.get_available_providers()
+        providers = list(providers or ["CPUExecutionProvider"])
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        if not any(n in available for n in names):
+            raise BundleError(
+                f"none of the execution providers {names} is available in this onnxruntime "
+                f"(available: {', '.join(available)}); for CUDA/TensorRT install onnxruntime-gpu"
+            )
+        so = session_options(threads, graph_optimization, spin)
+        self._open_parts(
+            files,
+            lambda f: ort.InferenceSession(str(f), sess_options=so, providers=providers),
+        )
+        self.providers = self.prefix.get_providers()
+
+    def _read_manifest(self, path: str | os.PathLike) -> None:
+        """``runtime.json``: routes, input shape, costs, policy (what every runtime needs)."""
         self.dir = find_export_dir(path)
         meta_path = self.dir / MANIFEST
         try:
@@ -121,34 +145,29 @@ class OrtDynamicNet:
         self.meta = meta
         self.num_routes = int(meta["num_routes"])
         self.input_shape = tuple(int(v) for v in meta["input_shape"])
-        available = ort.get_available_providers()
-        providers = list(providers or ["CPUExecutionProvider"])
-        names = [p if isinstance(p, str) else p[0] for p in providers]
-        if not any(n in available for n in names):
-            raise BundleError(
-                f"none of the execution providers {names} is available in this onnxruntime "
-                f"(available: {', '.join(available)}); for CUDA/TensorRT install onnxruntime-gpu"
-            )
-        so = session_options(threads, graph_optimization, spin)
-        files = meta["files"]
-
-        def session(name: str):
-            f = self.dir / name
-            if not f.is_file():
-                raise BundleError(f"{str(f)!r} is missing from the export (listed in {MANIFEST})")
-            return ort.InferenceSession(str(f), sess_options=so, providers=providers)
-
-        self.prefix = session(files["prefix"])
-        self.gate = session(files["gate"])
-        self.routes = [session(f) for f in files["routes"]]
-        if len(self.routes) != self.num_routes:
-            raise BundleError(
-                f"{str(meta_path)!r}: {len(self.routes)} route files for {self.num_routes} routes"
-            )
-        self.providers = self.prefix.get_providers()
+        self.precision = (meta.get("precision") or {}).get("name", "fp32")
         self.costs = np.asarray(meta.get("route_costs") or meta["route_macs"], dtype=np.float64)
         pol = meta.get("policy") or {}
         self.set_policy(pol.get("name", "gate"), pol.get("knob", 0.0), pol.get("chain"))
+
+    def _open_parts(self, files: dict[str, Any], open_file: Any) -> None:
+        """``self.prefix``, ``self.gate``, ``self.routes`` from the manifest's file names,
+        each opened by ``open_file(path)``."""
+
+        def part(name: str) -> Any:
+            f = self.dir / name
+            if not f.is_file():
+                raise BundleError(f"{str(f)!r} is missing from the export (listed in {MANIFEST})")
+            return open_file(f)
+
+        self.prefix = part(files["prefix"])
+        self.gate = part(files["gate"])
+        self.routes = [part(f) for f in files["routes"]]
+        if len(self.routes) != self.num_routes:
+            raise BundleError(
+                f"{str(self.dir / MANIFEST)!r}: {len(self.routes)} route files for "
+                f"{self.num_routes} routes"
+            )
 
     # -- routing policy --------------------------------------------------------------------
     def set_policy(self, policy: str = "gate", knob: float = 0.0, chain: Any = None) -> None:

@@ -14,13 +14,14 @@ Layout of ``OUT``::
                           expected latency (+ measured|predicted), route histogram, per-route
                           latency
         dynamic.yaml supernet.pt gate.pt   the DynamicNet bundle (DynamicNet.load)
-        export/           prefix/gate/route_k TorchScript + ONNX (export_dynamic)
+        export/           prefix/gate/route_k torch.export .pt2 + ONNX (export_dynamic)
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ def export_study(
     out_dir: str | Path,
     *,
     hw: str,
-    formats: tuple[str, ...] = ("torchscript", "onnx"),
+    formats: tuple[str, ...] | None = None,
+    precision: str = "fp32",
+    calib_images: int = 256,
     static_att: optuna.Study | None = None,
     static_front_csv: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -57,9 +60,11 @@ def export_study(
     Returns:
         the index dict (also written to ``index.yaml``).
     """
-    from ..export import export_dynamic
     from ..routing import DynamicNet
 
+    export = functools.partial(
+        _export, formats=formats, precision=precision, calib_images=calib_images
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     front = pareto_trials(dynamic)
@@ -78,10 +83,7 @@ def export_study(
         dest.mkdir(exist_ok=True)
         for name in ("dynamic.yaml", "supernet.pt", "gate.pt"):
             shutil.copy2(src / name, dest / name)
-        dyn = DynamicNet.load(dest)
-        with warnings.catch_warnings():  # torch.jit deprecation notices
-            warnings.simplefilter("ignore", FutureWarning)
-            exp = export_dynamic(dyn, dest / "export", formats=formats)
+        exp = export(DynamicNet.load(dest), dest / "export")
         meta = {
             "trial": t.number,
             "device": hw,
@@ -135,7 +137,8 @@ def export_study(
         "bundles": entries,
         "accuracy_predictor": dynamic.user_attrs.get("accuracy_predictor"),
         "routing": "front" if dynamic.user_attrs.get("route_menu") else "fraction",
-        "cascade": _export_cascade(dynamic, out, formats),
+        "export_precision": precision,
+        "cascade": _export_cascade(dynamic, out, export),
         "static_attention_front": _front_rows(static_att),
         "static_front": _front_rows(static),
         "files": ["trials.csv", *(p.name for p in plots)],
@@ -145,13 +148,12 @@ def export_study(
 
 
 def _export_cascade(
-    dynamic: optuna.Study, out: Path, formats: tuple[str, ...]
+    dynamic: optuna.Study, out: Path, export: Callable[..., dict[str, Any]]
 ) -> dict[str, Any] | None:
     """Copy and export the study's per-route-head cascade (if it built one) to ``out/cascade``;
     -> its index entry: test/val top-1 and expected latency at its default threshold (set for
     the middle of the route costs on val) and its front (thresholds set on val at 9 budgets,
     rows ``[budget, val top-1, val ms, test top-1, test ms]``)."""
-    from ..export import export_dynamic
     from ..routing import DynamicNet
 
     res = dynamic.user_attrs.get("cascade")
@@ -161,11 +163,21 @@ def _export_cascade(
     dest.mkdir(exist_ok=True)
     for name in ("dynamic.yaml", "supernet.pt", "gate.pt", "route_heads.pt"):
         shutil.copy2(Path(res["bundle"]) / name, dest / name)
-    with warnings.catch_warnings():  # torch.jit deprecation notices
-        warnings.simplefilter("ignore", FutureWarning)
-        export_dynamic(DynamicNet.load(dest), dest / "export", formats=formats)
+    export(DynamicNet.load(dest), dest / "export")
     keep = ("val_top1", "val_avg_cost", "test_top1", "test_avg_cost", "policy_fronts")
     return {"bundle": dest.name} | {k: res[k] for k in keep if k in res}
+
+
+def _export(
+    dyn: Any, dest: Path, *, formats: tuple[str, ...] | None, precision: str, calib_images: int
+) -> dict[str, Any]:
+    """One trial's (or the cascade's) export at ``precision`` (int8: calibrated on
+    ``calib_images`` val images of the data it was trained on)."""
+    from ..export import FORMATS, calibration_images, export_dynamic
+
+    fmts = formats or (FORMATS if precision == "fp32" else ("onnx",))
+    calib = calibration_images(dyn, calib_images) if precision == "int8" else None
+    return export_dynamic(dyn, dest, formats=fmts, precision=precision, calibration=calib)
 
 
 def _round(v: float | None) -> float | None:

@@ -36,7 +36,9 @@ def test_cli_search_nni_evolution_then_resume_with_nni_tpe_on_ray(make_study, mo
     monkeypatch.setattr(NNISampler, "after_trial", spy)
     path = make_study("nni", trials=3, static_trials=3)
     result = runner.invoke(
-        app, ["search", str(path), "--sampler", "nni-evolution", "--no-progress"]
+        app,
+        ["search", str(path), "--sampler", "nni-evolution", "--no-progress"]
+        + ["--export-formats", "pt2"],
     )
     assert result.exit_code == 0, result.output
     cfg = load_study(path, sampler="nni-evolution")

@@ -80,13 +80,15 @@ def test_search_export_run_and_failed_trial(make_study, tmp_path):
     meta = yaml.safe_load((b / "bundle.yaml").read_text())
     assert meta["latency_source"] == "predicted" and meta["device"] == "jetson"
     assert meta["expected_latency_ms"] == pytest.approx(index["bundles"][0]["expected_latency_ms"])
-    assert (b / "export" / "route_0.onnx").is_file() and (b / "export" / "gate.ts").is_file()
+    assert (b / "export" / "route_0.onnx").is_file() and (b / "export" / "gate.pt2").is_file()
     dyn = DynamicNet.load(b)
     assert len(dyn.route_space) == len(meta["route_latency_ms"])
     r = CliRunner().invoke(app, ["run", str(b), "--data", "synthetic:64", "--split", "val"])
     assert r.exit_code == 0, r.output
     assert f"val top-1 {meta['accuracy']:.4f}" in r.output  # same gate, same val split
-    r = CliRunner().invoke(app, ["export", str(path), "--out", str(tmp_path / "e2")])
+    r = CliRunner().invoke(
+        app, ["export", str(path), "--out", str(tmp_path / "e2"), "--formats", "pt2"]
+    )
     assert r.exit_code == 0 and (tmp_path / "e2" / "index.yaml").is_file(), r.output
 
 
