@@ -42,6 +42,11 @@ class ProgramDynamicNet(OrtDynamicNet):
         k = self.num_routes
         legacy = {"prefix": "prefix.ts", "gate": "gate.ts"}
         legacy["routes"] = [f"route_{i}.ts" for i in range(k)]  # type: ignore[assignment]
+        if self.precision != "fp32":
+            raise BundleError(
+                f"{str(self.dir)!r} is a {self.precision} export: ONNX files only; run it with "
+                "--backend onnxruntime"
+            )
         if not (self.dir / "prefix.ts").is_file():
             raise BundleError(
                 f"{str(self.dir)!r} holds no torch programs (.pt2) nor TorchScript files; "

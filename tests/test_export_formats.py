@@ -160,6 +160,8 @@ def test_low_precision_export_runs_torch_free_and_records_itself(digits_bundle, 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == 1 + len(x)
+    r = CliRunner().invoke(app, ["run", str(d), "--backend", "torch"])
+    assert r.exit_code == 1 and f"{precision} export" in r.output and "onnxruntime" in r.output
     ref = OrtDynamicNet(d).run(x.numpy())[0]
     with torch.no_grad():
         exact = dyn(x)[0].numpy()
