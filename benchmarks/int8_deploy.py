@@ -184,10 +184,12 @@ def main() -> None:
         for name in args.speed_nets.split(","):
             res["speed"] += _speed(name, args.work, args)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     res |= {
         "command": "python benchmarks/int8_deploy.py " + " ".join(sys.argv[1:]),
         "host": platform.node(), "cpus": os.cpu_count(), "threads": args.threads,
-        "load_before": load_before, "commit": commit.stdout.strip(),
+        "load_before": load_before, "commit": commit.stdout.strip() + ("-dirty" if dirty else ""),
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
         "summary": {
             "max_abs_top1_change_pt_int8": max(

@@ -121,13 +121,15 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     res = {
         "benchmark": "onnx_exporters",
         "command": "python benchmarks/onnx_exporters.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"
         ),
         "host": platform.node(), "cpus": os.cpu_count(), "threads": args.threads,
-        "load_before": load_before, "commit": commit.stdout.strip(),
+        "load_before": load_before, "commit": commit.stdout.strip() + ("-dirty" if dirty else ""),
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__,
                      "timm": timm.__version__},
         "rows": rows,
