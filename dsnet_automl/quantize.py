@@ -99,8 +99,9 @@ def _to_int8(path: Path, x: np.ndarray) -> None:
                 reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
-                # U8S8: ONNX Runtime's fast int8 path on x86 (S8S8 measured 1.5x slower here
-                # on MobileNet parts, AVX512-VNNI); TensorRT wants symmetric S8 QDQ instead
+                # U8S8: ONNX Runtime's fast int8 path on x86 (S8S8 was 1.3-1.5x slower than
+                # U8S8 on MobileNet parts in exploratory runs here, AVX512-VNNI); TensorRT
+                # wants symmetric S8 QDQ instead
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
             )

@@ -72,13 +72,14 @@ def test_bring_your_own_model_and_images(tmp_path, monkeypatch):
         "latency_db": "sqlite:///lat.db",
     }
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
-    _ok(["search", "study.yaml", "--no-progress", "--export-formats", "onnx"])
+    _ok(["search", "study.yaml", "--no-progress", "--export-formats", "pt2"])
     index = yaml.safe_load((tmp_path / "runs/byo/export/index.yaml").read_text())
     trial = tmp_path / "runs/byo/export" / index["bundles"][0]["bundle"]
-    preds = {}
-    for backend in ("torch", "onnxruntime"):
-        csv = tmp_path / f"{backend}.csv"
-        out = _ok(["run", trial, "--backend", backend, "--out", csv])
+    preds = {}  # the bundle's weights (sliced) and its exported .pt2 programs (ONNX: runtime tests)
+    for name, where in (("weights", trial), ("programs", trial / "export")):
+        csv = tmp_path / f"{name}.csv"
+        out = _ok(["run", where, "--backend", "torch", "--data", f"imagefolder:{images}"]
+                  + ["--out", csv])  # fmt: skip
         assert "imagefolder" in out and "test top-1" in out
-        preds[backend] = pd.read_csv(csv)
-    assert preds["torch"].equals(preds["onnxruntime"])
+        preds[name] = pd.read_csv(csv)
+    assert preds["weights"].equals(preds["programs"])

@@ -33,7 +33,7 @@ def test_every_command_help_renders():
 
 
 def test_search_help_shows_the_backend_precision_literally():
-    result = runner.invoke(app, ["search", "--help"], terminal_width=200)
+    result = runner.invoke(app, ["search", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "backend[/precision]" in result.output
 

@@ -241,9 +241,9 @@ def test_cli_train_eval_export(stage1_checkpoint, tmp_path):
     df = pd.read_csv(out / "eval" / "report.csv")
     assert df["model"].tolist() == ["dynamic", "static route 0", "static route 1", "static route 2"]
     assert {"top1", "avg_macs", "ms_b1", "img_per_s_b4"} <= set(df.columns)
-    r = runner.invoke(app, ["export-dynamic", str(out), "--formats", "onnx"])
-    assert r.exit_code == 0, r.output
-    assert (out / "export" / "gate.onnx").is_file()
+    r = runner.invoke(app, ["export-dynamic", str(out), "--formats", "pt2"])  # ONNX: runtime
+    assert r.exit_code == 0 and "--backend torch" in r.output, r.output
+    assert (out / "export" / "gate.pt2").is_file()
     r = runner.invoke(app, ["train-gate", str(stage1_checkpoint), "--routes", "1"])
     assert r.exit_code == 1 and "at least 2 routes" in r.output
 

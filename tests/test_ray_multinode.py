@@ -60,6 +60,7 @@ def test_stage1_sweep_spreads_over_two_nodes(tmp_path: Path) -> None:
     assert two[METRIC].nunique() == 1  # the same trial gives the same result on either node
 
 
+@pytest.mark.slow  # Ray fault tolerance (as tests/test_ray_stage1.py's): ~30 s; pytest -m slow
 def test_stage1_trial_survives_its_node(tmp_path: Path) -> None:
     """Remove the node a Stage I trial runs on once it has persisted an epoch: Tune retries it
     on the other node from that checkpoint, and the run ends with every epoch done once."""
@@ -88,6 +89,7 @@ def test_stage1_trial_survives_its_node(tmp_path: Path) -> None:
     assert ckpt["epoch"] == 5
 
 
+@pytest.mark.slow  # Ray fault tolerance (a node removed under a trial): ~40 s; pytest -m slow
 def test_search_trials_spread_and_survive_a_node(make_study, tmp_path: Path) -> None:
     """``search --ray-address``: two trials at once land one per worker node; then a trial whose
     node is removed mid gate training continues on the other node from its gate checkpoint."""

@@ -39,7 +39,7 @@ def _dynamic(name: str, x: torch.Tensor, mix=MIX) -> DynamicNet:
 
 
 def _export(dyn: DynamicNet, path) -> None:
-    export_dynamic(dyn, path, formats=("pt2", "onnx"))
+    export_dynamic(dyn, path, formats=("pt2", "onnx"), check=False)  # the tests compare
 
 
 @pytest.fixture(scope="module")

@@ -133,7 +133,9 @@ def _timer_pids() -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-@pytest.mark.parametrize("where", ["host", "device"])
+# the killed host run is slow-marked (pytest -m slow): the device-side kill covers the same
+# resume path in the default run, and each kill test takes ~40 s on 2 cores
+@pytest.mark.parametrize("where", [pytest.param("host", marks=pytest.mark.slow), "device"])
 def test_killed_run_resumes_without_remeasuring(
     sshd, device_py, tmp_path: Path, where: str
 ) -> None:

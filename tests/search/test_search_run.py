@@ -70,7 +70,7 @@ def test_search_export_run_and_failed_trial(make_study, tmp_path):
     assert [(t.number, t.values) for t in t2[:3] if t.state == TrialState.COMPLETE] == first
 
     out = tmp_path / "export"
-    index = export_study(res2.study, res2.static, out, hw="jetson")
+    index = export_study(res2.study, res2.static, out, hw="jetson", formats=("pt2",))
     assert index["latency_source"] == "predicted" and index["bundles"]
     assert (out / "pareto.png").stat().st_size > 1000 and (out / "pareto.html").is_file()
     csv = pd.read_csv(out / "trials.csv")
@@ -80,7 +80,7 @@ def test_search_export_run_and_failed_trial(make_study, tmp_path):
     meta = yaml.safe_load((b / "bundle.yaml").read_text())
     assert meta["latency_source"] == "predicted" and meta["device"] == "jetson"
     assert meta["expected_latency_ms"] == pytest.approx(index["bundles"][0]["expected_latency_ms"])
-    assert (b / "export" / "route_0.onnx").is_file() and (b / "export" / "gate.pt2").is_file()
+    assert (b / "export" / "route_0.pt2").is_file() and (b / "export" / "runtime.json").is_file()
     dyn = DynamicNet.load(b)
     assert len(dyn.route_space) == len(meta["route_latency_ms"])
     r = CliRunner().invoke(app, ["run", str(b), "--data", "synthetic:64", "--split", "val"])
@@ -205,7 +205,7 @@ def test_search_headroom_line_trial_fronts_and_budget_knob(make_study, tmp_path)
     path = make_study(
         "hr", trials=2, static_trials=0, latency_batch=32, gate_stage="stage3", route_menu_size=4
     )
-    r = CliRunner().invoke(app, ["search", str(path), "--no-progress"])
+    r = CliRunner().invoke(app, ["search", str(path), "--no-progress", "--export-formats", "pt2"])
     assert r.exit_code == 0, r.output
     assert "routing headroom on jetson at batch 32" in r.output
     assert "cascade (the route menu's ends" in r.output
@@ -251,12 +251,13 @@ def test_search_headroom_line_trial_fronts_and_budget_knob(make_study, tmp_path)
     cb = load_study(path).run_dir / "export" / "cascade"
     cdyn = DynamicNet.load(cb)
     assert cdyn.route_heads is not None and cdyn.policy == "cascade" and cdyn.num_routes == 2
-    for backend in ("torch", "onnxruntime"):
-        args = ["run", str(cb), "--backend", backend, "--budget-ms", str(mid), "--out"]
-        r = CliRunner().invoke(app, [*args, str(tmp_path / f"c_{backend}.csv"), "--data",
+    # the weights (sliced) and the exported .pt2 programs (ONNX cascades: tests/test_policies.py)
+    for name, where in (("weights", cb), ("programs", cb / "export")):
+        args = ["run", str(where), "--backend", "torch", "--budget-ms", str(mid), "--out"]
+        r = CliRunner().invoke(app, [*args, str(tmp_path / f"c_{name}.csv"), "--data",
                                      "synthetic:64", "--split", "val"])  # fmt: skip
         assert r.exit_code == 0 and "cascade knob" in r.output, r.output
-    c_t, c_o = (pd.read_csv(tmp_path / f"c_{b}.csv") for b in ("torch", "onnxruntime"))
+    c_t, c_o = (pd.read_csv(tmp_path / f"c_{b}.csv") for b in ("weights", "programs"))
     assert c_t["route"].tolist() == c_o["route"].tolist()
     bad = make_study("bad", trials=1, static_trials=0, gate_stage="stage9")
     r = CliRunner().invoke(app, ["search", str(bad), "--no-progress"])
