@@ -9,6 +9,7 @@ import os
 import sqlite3
 
 import optuna
+import pytest
 from typer.testing import CliRunner
 
 from dsnet_automl.cli import app
@@ -23,6 +24,9 @@ def _rows(db: str, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+# slow (pytest -m slow): two searches, one on Ray, ~35 s on 2 cores; the default run keeps the
+# NNI samplers' own tests (tests/test_nni.py) within the 10-minute budget
+@pytest.mark.slow
 def test_cli_search_nni_evolution_then_resume_with_nni_tpe_on_ray(make_study, monkeypatch) -> None:
     told: list[tuple[int, bool, str]] = []
     samplers: set[NNISampler] = set()
