@@ -19,17 +19,17 @@ and int8, ONNX Runtime CPU with ``--threads``, batch 1 and 32, interleaved, medi
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from _bench_common import interleaved_ms, stamp
 
 from dsnet_automl import create_supernet
 from dsnet_automl.data import load_dataset, split_tensors
@@ -104,23 +104,12 @@ def _timm_bundle(work: Path, epochs: int, gate_epochs: int) -> Path:
 
 def _time(files: dict[str, Path], b: int, shape, threads: int, rounds: int, repeats: int):
     so = session_options(threads)
-    sess = {k: ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
-            for k, f in files.items()}  # fmt: skip
-    feeds = {}
-    for k, s in sess.items():
-        inp = s.get_inputs()[0]
-        feeds[k] = {inp.name: np.random.default_rng(0).standard_normal((b, *shape[k]), np.float32)}
-        s.run(None, feeds[k])
-    best: dict[str, list[float]] = {k: [] for k in sess}
-    for _ in range(rounds):
-        for k, s in sess.items():
-            ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                s.run(None, feeds[k])
-                ts.append(time.perf_counter() - t0)
-            best[k].append(min(ts))
-    return {k: 1e3 * float(np.median(v)) for k, v in best.items()}
+    calls = {}
+    for k, f in files.items():
+        s = ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).standard_normal((b, *shape[k]), np.float32)
+        calls[k] = functools.partial(s.run, None, {s.get_inputs()[0].name: x})
+    return interleaved_ms(calls, rounds, repeats)
 
 
 def _speed(name: str, work: Path, args) -> list[dict]:
@@ -183,13 +172,9 @@ def main() -> None:
     if "speed" not in skip:
         for name in args.speed_nets.split(","):
             res["speed"] += _speed(name, args.work, args)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     res |= {
         "command": "python benchmarks/int8_deploy.py " + " ".join(sys.argv[1:]),
-        "host": platform.node(), "cpus": os.cpu_count(), "threads": args.threads,
-        "load_before": load_before, "commit": commit.stdout.strip() + ("-dirty" if dirty else ""),
+        **stamp(), "threads": args.threads, "load_before": load_before,
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
         "summary": {
             "max_abs_top1_change_pt_int8": max(

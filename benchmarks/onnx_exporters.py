@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import io
 import json
 import os
-import platform
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import onnxruntime as ort
 import timm
 import torch
+from _bench_common import interleaved_ms, stamp
 
 from dsnet_automl import create_supernet
 from dsnet_automl.exporters import onnx_model
@@ -68,21 +68,6 @@ def _session(model: bytes, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
-def _time(sessions: dict[str, ort.InferenceSession], x: np.ndarray, rounds: int, repeats: int):
-    for s in sessions.values():  # warm-up
-        s.run(None, {"input": x})
-    best: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(rounds):
-        for k, s in sessions.items():
-            ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                s.run(None, {"input": x})
-                ts.append(time.perf_counter() - t0)
-            best[k].append(min(ts))
-    return {k: 1e3 * float(np.median(v)) for k, v in best.items()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--families", default=",".join(FAMILIES))
@@ -109,7 +94,9 @@ def main() -> None:
             sessions = {"new": _session(new, args.threads), "legacy": _session(old, args.threads)}
             for b in map(int, args.batch_sizes.split(",")):
                 xb = np.random.default_rng(0).standard_normal((b, *net.input_size), np.float32)
-                ms = _time(sessions, xb, args.rounds, args.repeats)
+                calls = {k: functools.partial(s.run, None, {"input": xb})
+                         for k, s in sessions.items()}  # fmt: skip
+                ms = interleaved_ms(calls, args.rounds, args.repeats)
                 outs = {k: s.run(None, {"input": xb})[0] for k, s in sessions.items()}
                 row = {
                     "family": fam, "subnet": which, "batch": b,
@@ -120,16 +107,12 @@ def main() -> None:
                 }  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     res = {
         "benchmark": "onnx_exporters",
         "command": "python benchmarks/onnx_exporters.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"
         ),
-        "host": platform.node(), "cpus": os.cpu_count(), "threads": args.threads,
-        "load_before": load_before, "commit": commit.stdout.strip() + ("-dirty" if dirty else ""),
+        **stamp(), "threads": args.threads, "load_before": load_before,
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__,
                      "timm": timm.__version__},
         "rows": rows,

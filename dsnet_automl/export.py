@@ -92,16 +92,27 @@ def run_onnx(path: str | Path, x: Tensor) -> list[Any]:
     return sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
 
 
-def check_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
-    """``formats`` if each is one of :data:`FORMATS`; else one line saying what is allowed."""
+def check_formats(
+    formats: tuple[str, ...],
+    precision: str = "fp32",
+    labels: tuple[str, str] = ("formats", "precision"),
+) -> tuple[str, ...]:
+    """``formats`` if each is one of :data:`FORMATS` and fits ``precision`` (fp16/int8 convert
+    ONNX files only); else one line naming ``labels`` (the CLI passes its flags)."""
     if "torchscript" in formats:
         raise DsnetError(
-            "format 'torchscript': TorchScript is deprecated in PyTorch; use 'pt2' "
+            f"{labels[0]} torchscript: TorchScript is deprecated in PyTorch; use pt2 "
             "(torch.export programs, run with 'dsnet-automl run EXPORT --backend torch')"
         )
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise DsnetError(f"formats {list(formats)}: allowed: {', '.join(FORMATS)}")
+    if not formats or any(f not in FORMATS for f in formats):
+        raise DsnetError(
+            f"{labels[0]} {','.join(formats)!r}: allowed: {', '.join(FORMATS)} (comma-separated)"
+        )
+    if precision != "fp32" and "pt2" in formats:
+        raise DsnetError(
+            f"{labels[1]} {precision}: only ONNX files are converted; use {labels[0]} onnx "
+            "(torch.export programs stay fp32)"
+        )
     return formats
 
 
@@ -128,13 +139,7 @@ def export_dynamic(
     of where they come from, see :func:`calibration_images`). Their difference from PyTorch is
     reported as ``converted_abs_diff``, not checked.
     """
-    check_formats(formats)
-    check_precision(precision)
-    if precision != "fp32" and "pt2" in formats:
-        raise DsnetError(
-            f"precision {precision}: only ONNX files are converted; export with formats 'onnx' "
-            "(torch.export programs stay fp32)"
-        )
+    check_formats(formats, check_precision(precision))
     if precision == "int8" and calibration is None:
         raise DsnetError("precision int8 needs calibration images (see calibration_images)")
     out = Path(out_dir)
@@ -145,8 +150,9 @@ def export_dynamic(
     probe = _part_inputs(parts, torch.randn(3, *dyn.supernet.input_size))
     files: list[str] = []
     diffs: dict[str, tuple[float, float]] = {}
+    refs = {name: _outputs(module(probe[name])) for name, module in parts.items()}
     for name, module in parts.items():
-        ref = _outputs(module(probe[name]))
+        ref = refs[name]
         program = export_program(module, inputs[name])
         if "pt2" in formats:
             path = save_program(program, out / f"{name}.pt2")
@@ -173,7 +179,7 @@ def export_dynamic(
     result = {"files": files, "max_abs_diff": {k: v[0] for k, v in diffs.items()}}
     prec = {"name": precision}
     if precision != "fp32":
-        prec |= _convert(parts, out, precision, calibration, probe, result)
+        prec |= _convert(parts, out, precision, calibration, probe, refs, result)
     result["files"] += _write_runtime(dyn, out, formats, prec)
     return result
 
@@ -184,6 +190,7 @@ def _convert(
     precision: str,
     calibration: tuple[Tensor, dict[str, Any]] | None,
     probe: dict[str, Tensor],
+    refs: dict[str, tuple[Tensor, ...]],
     result: dict[str, Any],
 ) -> dict[str, Any]:
     """Convert the fp32 ONNX parts in ``out`` to ``precision``; -> the manifest's record."""
@@ -194,9 +201,7 @@ def _convert(
     files = {n: out / f"{n}.onnx" for n in parts}
     convert_parts(files, precision, inputs)
     result["converted_abs_diff"] = {
-        f.name: _max_diff(
-            [torch.from_numpy(a) for a in run_onnx(f, probe[n])], _outputs(parts[n](probe[n]))
-        )[0]
+        f.name: _max_diff([torch.from_numpy(a) for a in run_onnx(f, probe[n])], refs[n])[0]
         for n, f in files.items()
     }
     rec: dict[str, Any] = {"method": INT8_METHOD if precision == "int8" else FP16_METHOD}

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._io import atomic_path, atomic_write_bytes
+from ._io import atomic_write_bytes
 
 __all__ = [
     "ONNX_OPSET",
@@ -111,9 +111,7 @@ def onnx_bytes(module: nn.Module, x: Tensor) -> bytes:
 
 def save_onnx(model: Any, path: str | Path) -> Path:
     """Write an ``onnx.ModelProto`` atomically (one file: these models are far below 2 GB)."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(model.SerializeToString())
-    return Path(path)
+    return atomic_write_bytes(path, model.SerializeToString())
 
 
 @contextlib.contextmanager

@@ -39,9 +39,8 @@ class ProgramDynamicNet(OrtDynamicNet):
             self._open_parts(programs, load_program)
             self.providers = ["torch.export (.pt2)"]
             return
-        k = self.num_routes
-        legacy = {"prefix": "prefix.ts", "gate": "gate.ts"}
-        legacy["routes"] = [f"route_{i}.ts" for i in range(k)]  # type: ignore[assignment]
+        routes = [f"route_{k}.ts" for k in range(self.num_routes)]
+        legacy = {"prefix": "prefix.ts", "gate": "gate.ts", "routes": routes}
         if self.precision != "fp32":
             raise BundleError(
                 f"{str(self.dir)!r} is a {self.precision} export: ONNX files only; run it with "

@@ -31,7 +31,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from ._io import atomic_path
+from ._io import atomic_path, atomic_write_bytes
 from .errors import DsnetError
 
 __all__ = ["FP16_METHOD", "INT8_METHOD", "PRECISIONS", "check_precision", "convert_parts"]
@@ -67,8 +67,7 @@ def _to_fp16(path: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(model.SerializeToString())
+    atomic_write_bytes(path, model.SerializeToString())
 
 
 class _Reader(CalibrationDataReader):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -40,6 +42,21 @@ def randomize_norms(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
     return net
+
+
+def run_standalone_runtime(export_dir: Path, x: torch.Tensor) -> list[str]:
+    """``dsnet_runtime.py`` (the copy beside an export's ONNX files) on ``x`` in a fresh
+    python, asserting it ran without torch or dsnet_automl imported -> its CSV lines."""
+    np.save(export_dir / "x.npy", x.numpy())
+    d, npy = str(export_dir), str(export_dir / "x.npy")
+    code = (
+        f"import sys; sys.path.insert(0, {d!r}); import dsnet_runtime;"
+        f"dsnet_runtime._main([{d!r}, '--input', {npy!r}]);"
+        "assert 'torch' not in sys.modules and 'dsnet_automl' not in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import dataclasses
 import io
 import json
 import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -17,7 +15,7 @@ import onnx
 import pytest
 import timm
 import torch
-from conftest import randomize_norms
+from conftest import randomize_norms, run_standalone_runtime
 from typer.testing import CliRunner
 
 from dsnet_automl._io import atomic_write_text
@@ -152,15 +150,7 @@ def test_low_precision_export_runs_torch_free_and_records_itself(digits_bundle, 
         inits = onnx.load(str(d / "route_1.onnx")).graph.initializer
         assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in inits)
     x, _ = calibration_images(dyn, 16, data="digits", seed=1)
-    np.save(d / "x.npy", x.numpy())
-    code = (
-        f"import sys; sys.path.insert(0, {str(d)!r}); import dsnet_runtime;"
-        f"dsnet_runtime._main([{str(d)!r}, '--input', {str(d / 'x.npy')!r}]);"
-        "assert 'torch' not in sys.modules and 'dsnet_automl' not in sys.modules"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert len(out.stdout.strip().splitlines()) == 1 + len(x)
+    assert len(run_standalone_runtime(d, x)) == 1 + len(x)
     r = CliRunner().invoke(app, ["run", str(d), "--backend", "torch"])
     assert r.exit_code == 1 and f"{precision} export" in r.output and "onnxruntime" in r.output
     ref = OrtDynamicNet(d).run(x.numpy())[0]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import randomize_norms
+from conftest import randomize_norms, run_standalone_runtime
 from typer.testing import CliRunner
 
 from dsnet_automl import create_supernet
@@ -90,15 +90,7 @@ def test_runtime_imports_no_torch_and_standalone_copy_runs(bundles, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     # the copy written beside the ONNX files runs with numpy + onnxruntime alone
-    np.save(tmp_path / "x.npy", x.numpy())
-    code = (
-        f"import sys; sys.path.insert(0, {str(d)!r}); import dsnet_runtime;"
-        f"dsnet_runtime._main([{str(d)!r}, '--input', {str(tmp_path / 'x.npy')!r}]);"
-        "assert 'torch' not in sys.modules and 'dsnet_automl' not in sys.modules"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    rows = out.stdout.strip().splitlines()
+    rows = run_standalone_runtime(d, x)
     assert rows[0] == "index,prediction,route" and len(rows) == 1 + len(x)
     manifest = json.loads((d / "runtime.json").read_text())
     assert manifest["num_routes"] == 4 and len(manifest["route_macs"]) == 4

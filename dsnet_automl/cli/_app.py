@@ -126,23 +126,10 @@ def export_options(
     formats: str | None, precision: str, flags: tuple[str, str] = ("--formats", "--precision")
 ) -> tuple[tuple[str, ...], str]:
     """``(formats, precision)`` of an export, checked; one clear error naming the flag."""
-    from ..errors import DataError
-    from ..export import FORMATS
+    from ..export import FORMATS, check_formats
     from ..quantize import PRECISIONS
 
     choice_option(precision, flags[1], PRECISIONS)
     default = ",".join(FORMATS) if precision == "fp32" else "onnx"
     fmts = tuple(f.strip() for f in (formats or default).split(",") if f.strip())
-    if "torchscript" in fmts:
-        raise DataError(
-            f"{flags[0]} torchscript: TorchScript is deprecated in PyTorch; use pt2 "
-            "(torch.export programs, run with 'dsnet-automl run EXPORT --backend torch')"
-        )
-    if not fmts or any(f not in FORMATS for f in fmts):
-        raise DataError(f"{flags[0]} {formats!r}: allowed: {', '.join(FORMATS)} (comma-separated)")
-    if precision != "fp32" and "pt2" in fmts:
-        raise DataError(
-            f"{flags[1]} {precision}: only ONNX files are converted; use {flags[0]} onnx "
-            "(torch.export programs stay fp32)"
-        )
-    return fmts, precision
+    return check_formats(fmts, precision, flags), precision
