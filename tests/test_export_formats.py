@@ -98,6 +98,7 @@ def test_old_torchscript_export_still_runs_and_says_how_to_re_export(tmp_path):
         app,
         ["run", str(bundle / "export"), "--backend", "torch", "--input", str(tmp_path / "x.npy")]
         + ["--out", str(out)],
+        env={"COLUMNS": "250"},  # one line however long the temp path is
     )
     assert r.exit_code == 0, r.output
     assert "TorchScript" in r.output and "dsnet-automl export-dynamic" in r.output
