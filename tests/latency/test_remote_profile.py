@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 SPACE = str(REPO / "tests" / "latency" / "narrow_mobilenet.yaml")
 N_SIG = 24
 CLI = [str(Path(sys.executable).parent / "dsnet-automl")]
-FAST = ["--repeats", "3", "--warmup", "0", "--batch-size", "1"]
+FAST = ["--repeats", "5", "--warmup", "2", "--batch-size", "1"]
 
 
 @pytest.fixture(scope="module")
