@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from ._faults import failpoint
+
 __all__ = [
     "atomic_path",
     "atomic_write_bytes",
@@ -40,6 +42,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         if Path(tmp).exists():  # the writer may have replaced the temp file; mode it as open()
             os.chmod(tmp, 0o666 & ~_umask())
+        failpoint(f"write:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

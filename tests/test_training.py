@@ -358,6 +358,12 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path):
         train_supernet(_cfg(epochs=1), out, resume=True)
 
 
+@pytest.mark.fault(
+    fault='Stage I training stopped mid-epoch (Ctrl-C, SIGTERM, a preempted job)',
+    injected='SIGTERM at the second training step',
+    sees='one line: checkpoint written, resume with --resume',
+    kept='a checkpoint at that step; the resumed run equals the uninterrupted one',
+)
 def test_signal_mid_epoch_resumes_with_the_same_epoch_metrics(tmp_path, monkeypatch):
     """SIGTERM inside an epoch: checkpoint at that step (with the epoch's running sums),
     TrainingInterrupted, and the resumed run's weights and epoch losses equal the

@@ -135,6 +135,12 @@ def _timer_pids() -> list[int]:
 
 # the killed host run is slow-marked (pytest -m slow): the device-side kill covers the same
 # resume path in the default run, and each kill test takes ~40 s on 2 cores
+@pytest.mark.fault(
+    fault="Latency profiling killed (host, or the device's timer over SSH)",
+    injected="SIGKILL of the host `profile` process (slow case) or the device's timer",
+    sees="the run ends; rows measured so far are in the table",
+    kept="measured rows; the next run measures only what is missing",
+)
 @pytest.mark.parametrize("where", [pytest.param("host", marks=pytest.mark.slow), "device"])
 def test_killed_run_resumes_without_remeasuring(
     sshd, device_py, tmp_path: Path, where: str

@@ -92,6 +92,12 @@ def test_search_export_run_and_failed_trial(make_study, tmp_path):
     assert r.exit_code == 0 and (tmp_path / "e2" / "index.yaml").is_file(), r.output
 
 
+@pytest.mark.fault(
+    fault='Search killed mid-study',
+    injected='SIGKILL of the `dsnet-automl search` process once a trial is complete',
+    sees='nothing more: the process is gone',
+    kept='completed trials in the study DB; the re-run continues the study to its trial count',
+)
 def test_kill_midway_and_resume(make_study):
     path = make_study("kill", trials=3, static_trials=0)
     exe = Path(sys.executable).parent / "dsnet-automl"
@@ -169,6 +175,12 @@ def _gate_trial_pid(trials: Path) -> int | None:
     return None
 
 
+@pytest.mark.fault(
+    fault='A Ray search trial dies mid gate training (slow test)',
+    injected="SIGKILL of the trial's worker process once a gate checkpoint exists",
+    sees='Ray retries the trial (max_failures)',
+    kept='the trial resumes from its gate checkpoint; every trial completes',
+)
 @pytest.mark.slow  # ~30 s on 2 cores; pytest -m slow
 def test_ray_search_killed_trial_resumes_its_gate_training(make_study, kill_once):
     """A Ray trial process killed mid gate training is retried (max_failures) and continues
