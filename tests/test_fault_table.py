@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fault_table import COLUMNS, REPO, collect, readme_block, render
+
+from tests.fault_table import COLUMNS, REPO, collect, readme_block, render
 
 
 def test_every_fault_test_has_its_row_in_the_readme() -> None:
