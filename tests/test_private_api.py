@@ -40,3 +40,75 @@ def test_detector_finds_each_name():
         ]
     )
     assert [h.split(":")[1] for h in _hits(Path("m.py"), text)] == ["1", "2", "3", "5"]
+
+
+# Issue 34: no private timm / NNI / torch / optuna API outside the one wrapper module that says
+# why no public one does the job (dsnet_automl/_private_api.py).
+THIRD_PARTY = (
+    *("torch", "torchvision", "timm", "nni", "optuna", "ray", "numpy", "np", "sqlalchemy"),
+    *("onnx", "onnxruntime", "PIL", "pandas", "pd", "yaml", "typer", "rich"),
+)
+# private attributes of objects the package does not own (torch modules, tuners)
+BANNED_ATTRS = ("_modules", "_parameters", "_buffers", "_random_generate_individual")
+ALLOWED = {"_private_api.py"}
+
+
+def _private_uses(path: Path, text: str) -> list[str]:
+    """Private third-party names used in one file: an import of a private module or name of a
+    third-party package, a private attribute reached from a third-party module (``torch._x``),
+    or one of ``BANNED_ATTRS`` on any object."""
+    import ast
+
+    hits = []
+
+    def private(parts: list[str]) -> bool:
+        return any(p.startswith("_") and not p.startswith("__") for p in parts)
+
+    for node in ast.walk(ast.parse(text)):
+        where = f"{path}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            root = node.module.split(".")[0]
+            names = [a.name for a in node.names]
+            if root in THIRD_PARTY and (private(node.module.split(".")) or private(names)):
+                hits.append(f"{where}: from {node.module} import {', '.join(names)}")
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] in THIRD_PARTY and private(a.name.split(".")):
+                    hits.append(f"{where}: import {a.name}")
+        elif isinstance(node, ast.Attribute):
+            chain, base = [node.attr], node.value
+            while isinstance(base, ast.Attribute):
+                chain.insert(0, base.attr)
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in THIRD_PARTY and private(chain):
+                hits.append(f"{where}: {base.id}.{'.'.join(chain)}")
+            elif node.attr in BANNED_ATTRS:
+                hits.append(f"{where}: .{node.attr}")
+    return sorted(set(hits))
+
+
+def test_no_private_third_party_api_outside_the_wrapper():
+    files = [p for p in sorted(ROOT.rglob("*.py")) if p.name not in ALLOWED]
+    hits = [h for p in files for h in _private_uses(p.relative_to(ROOT.parent), p.read_text())]
+    assert hits == [], (
+        "private third-party API (use a public one or _private_api.py):\n" + "\n".join(hits)
+    )
+    # the wrapper really holds the exceptions (and says why in its docstring)
+    wrapper = ROOT / "_private_api.py"
+    assert _private_uses(Path("w.py"), wrapper.read_text())
+    assert "no public" in wrapper.read_text()
+
+
+def test_private_use_detector():
+    text = "\n".join(
+        [
+            "from timm.models._efficientnet_blocks import InvertedResidual",
+            "import torch",
+            "torch._foreach_lerp_(a, b, 0.1)",
+            "m = parent._modules[name]",
+            "self._cache = 1",
+            "from timm.models import create_model",
+            "tuner._random_generate_individual()",
+        ]
+    )
+    assert [h.split(":")[1] for h in _private_uses(Path("m.py"), text)] == ["1", "3", "4", "7"]

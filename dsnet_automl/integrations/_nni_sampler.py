@@ -43,6 +43,7 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from .._private_api import nni_evolution_replay, nni_evolution_seed
 from ..errors import StudyError
 
 __all__ = ["TUNERS", "NNISampler", "nni_spec"]
@@ -145,29 +146,20 @@ class _Evolution(_Adapter):
         self.tuner = EvolutionTuner("maximize", population_size=population)
         self.tuner.update_search_space(space)
         # update_search_space draws the first generation from an unseeded RandomState: redraw
-        self.tuner.random_state = np.random.RandomState(seed)
-        self.tuner.population = []
-        for _ in range(population):
-            self.tuner._random_generate_individual()
+        nni_evolution_seed(self.tuner, seed, population)
 
     def ask(self, pid: int) -> dict[str, Any]:
         with _own_random(self.rng):
             return super().ask(pid)
 
     def replay(self, params: dict[str, Any], reward: float) -> None:
-        from nni.algorithms.hpo.evolution_tuner import Individual
-
         config = {
             k: {"_index": spec["_value"].index(params[k]), "_value": params[k]}
             if spec["_type"] == "choice"
             else params[k]
             for k, spec in self.space.items()
         }
-        pop = self.tuner.population
-        fresh = next((i for i, ind in enumerate(pop) if ind.result is None), None)
-        if fresh is not None:
-            pop.pop(fresh)
-        pop.append(Individual(config=config, result=reward))
+        nni_evolution_replay(self.tuner, config, reward)
 
 
 _ADAPTERS = {"tpe": _Tpe, "evolution": _Evolution}

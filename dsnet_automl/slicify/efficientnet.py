@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from timm.models._efficientnet_blocks import EdgeResidual, InvertedResidual, SqueezeExcite
 from timm.models.efficientnet import EfficientNet
 from timm.models.mobilenetv3 import MobileNetV3
 from torch import Tensor, nn
 
+from .._private_api import timm_mbconv_blocks
 from ..config import SliceSpace, Value
 from ..supernets.base import Shape, Unit
 from ._common import (
@@ -38,6 +38,7 @@ from ._common import (
 __all__ = ["MBConvUnit", "SlicedSqueezeExcite", "build", "derive_dims", "limits", "matches"]
 
 FAMILY = "efficientnet"
+EdgeResidual, InvertedResidual, SqueezeExcite = timm_mbconv_blocks()
 DESCRIPTION = (
     "MobileNetV2/EfficientNet/MobileNetV3 (timm EfficientNet, MobileNetV3, e.g. "
     "mobilenetv2_100, efficientnet_b0, mobilenetv3_large_100)"

@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ..slicing.norm import SlicedBatchNorm2d
 
@@ -73,7 +74,8 @@ class EmaTeacher(nn.Module):
                 src_float.append(s.detach().to(e.dtype))
             else:
                 e.copy_(s)
-        torch._foreach_lerp_(ema_float, src_float, 1.0 - d)
+        if ema_float:  # torch's own EMA update (a fused foreach lerp)
+            get_ema_multi_avg_fn(d)(ema_float, src_float, None)
         self.num_updates += 1
 
     def forward(self, *args, **kwargs):
