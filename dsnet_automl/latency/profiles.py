@@ -11,8 +11,9 @@ assumed ``efficiency`` and ``layer_overhead_s``.
 
 Lookup order: a directory passed explicitly, then ``$DSNET_HW_PROFILES``, then the user's own
 profiles (``<user dir>/hw_profiles``, see :func:`user_dir`), then ``./hw_profiles`` (a checkout),
-then the copy shipped inside the package (``dsnet_automl/latency/profiles_data``), so an
-installed package finds them too.
+then the profiles shipped inside the package (``dsnet_automl/latency/profiles_data``: in a
+checkout a link to ``hw_profiles/``, the one copy; in a wheel its YAML files), so an installed
+package finds them too.
 
 Shipped profiles are read-only data. What a user fits or configures for a device (calibrated
 constants from ``tables calibrate``, the ``remote:`` section of ``profile --remote``) goes to an

@@ -3,11 +3,13 @@ and an installed package finds them without the repository's hw_profiles/."""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
 import pytest
 
+import dsnet_automl
 from dsnet_automl.errors import LatencyTableError
 from dsnet_automl.latency import list_profiles, load_profile
 from dsnet_automl.latency.profiles import _packaged_dir
@@ -55,10 +57,19 @@ def test_bad_profile_yaml_names_the_field(tmp_path: Path) -> None:
         load_profile(str(bad))
 
 
-def test_packaged_copy_matches_repo_and_is_package_data(tmp_path: Path, monkeypatch) -> None:
-    repo = {p.name: p.read_bytes() for p in (REPO / "hw_profiles").glob("*.yaml")}
-    packaged = {p.name: p.read_bytes() for p in _packaged_dir().glob("*.yaml")}
-    assert repo == packaged  # keep dsnet_automl/latency/profiles_data in sync with hw_profiles/
+def test_one_copy_of_the_profiles_shipped_as_package_data(tmp_path: Path, monkeypatch) -> None:
+    """hw_profiles/*.yaml is the only copy: the package's profiles_data is a link to it (its
+    files go into the wheel as package data), and no other YAML in the package repeats one."""
+    repo = sorted((REPO / "hw_profiles").glob("*.yaml"))
+    assert {p.stem for p in repo} >= SHIPPED
+    assert all(os.path.samefile(p, _packaged_dir() / p.name) for p in repo)
+    texts = {p.read_bytes() for p in repo}
+    copies = [
+        str(p)
+        for p in Path(dsnet_automl.__file__).parent.rglob("*.yaml")
+        if p.read_bytes() in texts and not any(os.path.samefile(p, r) for r in repo)
+    ]
+    assert copies == [], f"second copies of hw_profiles/*.yaml: {copies}"
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert cfg["tool"]["setuptools"]["package-data"]["dsnet_automl.latency"] == [
         "profiles_data/*.yaml"
