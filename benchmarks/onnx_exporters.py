@@ -31,7 +31,7 @@ from _bench_common import interleaved_ms, stamp
 
 from dsnet_automl import create_supernet
 from dsnet_automl.exporters import onnx_model
-from dsnet_automl.slicify import derive_space, slicify
+from dsnet_automl.timm_slicing import derive_space, slicify
 
 FAMILIES = {
     "ds_mobilenet_v1": lambda: create_supernet("ds_mobilenet_v1"),

@@ -49,10 +49,9 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from dsnet_automl import load_space
+from dsnet_automl import create_supernet, load_space
 from dsnet_automl.latency import LatencyPredictor, LatencyStore, Profiler, Timing, load_profile
 from dsnet_automl.latency.predictor import CALIBRATIONS
-from dsnet_automl.supernets import create_supernet
 
 NN_METER = {
     "source": "nn-Meter (Zhang et al., MobiSys 2021): share of models within +-10% error",

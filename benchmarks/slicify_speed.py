@@ -20,7 +20,7 @@ import time
 import timm
 import torch
 
-from dsnet_automl.slicify import slicify
+from dsnet_automl.timm_slicing import slicify
 
 MODELS = ["resnet50", "mobilenetv2_100", "deit_small_patch16_224"]
 CONFIGS = {"smallest": 0.0, "middle": 0.5}

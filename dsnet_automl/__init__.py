@@ -7,8 +7,6 @@ torch-free ONNX Runtime runner for exported bundles) does not import torch.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -26,6 +24,7 @@ _EXPORTS = {
     "default_space": ".factory",
     "list_supernets": ".factory",
     "keep_freed_memory": "._malloc",
+    "slicify": ".timm_slicing",
 }
 
 __all__ = [  # a literal list, so linters see the lazily served names
@@ -51,26 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import DsnetError, SearchSpaceError
     from .factory import create_supernet, default_space, list_supernets, load_space
     from .routing import DynamicNet
-    from .slicify import slicify
     from .supernets import Supernet
-
-
-class _Package(types.ModuleType):
-    """``dsnet_automl.slicify`` is both a subpackage and its main function: importing the
-    subpackage sets the package attribute to the module, so the function is served by a data
-    descriptor, which wins over that attribute (as the eager ``from .slicify import slicify``
-    did before imports became lazy)."""
-
-    @property
-    def slicify(self) -> Any:
-        return importlib.import_module(".slicify", __name__).slicify
-
-    @slicify.setter
-    def slicify(self, value: Any) -> None:  # set by the import system to the subpackage
-        pass
-
-
-sys.modules[__name__].__class__ = _Package
+    from .timm_slicing import slicify
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,9 @@
 """Build any supernet by name: the built-in DS-Net++ supernets and ``timm:<arch>`` (slicify).
 
 This module sits above both :mod:`dsnet_automl.supernets` (the built-in registry) and
-:mod:`dsnet_automl.slicify` (timm models made sliceable), so neither imports the other's way
-up: the package's import graph stays one-way (slicing -> supernets -> slicify -> factory ->
+:mod:`dsnet_automl.timm_slicing` (timm models made sliceable, :func:`dsnet_automl.slicify`), so
+neither imports the other's way up: the package's import graph stays one-way (slicing ->
+supernets -> timm_slicing -> factory ->
 routing / latency -> training -> search -> cli; a test checks there is no cycle). Everything
 that takes a space or supernet name from a user goes through here.
 """
@@ -38,16 +39,16 @@ def _timm_arch(name: str) -> str:
 
 def list_supernets() -> list[str]:
     """Registered supernet names (any ``timm:<arch>`` of a supported family works too)."""
-    return registry.list_supernets()
+    return registry.builtin_names()
 
 
 def default_space(name: str) -> SliceSpace:
     """The default slice grid of a supernet name (``timm:<arch>``: the grid slicify derives)."""
     if str(name).startswith(TIMM_PREFIX):
-        from .slicify import derive_space
+        from .timm_slicing import derive_space
 
         return derive_space(_timm_arch(str(name)))
-    return registry.default_space(str(name))
+    return registry.builtin_space(str(name))
 
 
 def load_space(spec: str | Path | SliceSpace) -> SliceSpace:
@@ -85,7 +86,7 @@ def create_supernet(
     sp = load_space(space) if space is not None else None
     if str(name).startswith(TIMM_PREFIX):
         return _timm_supernet(str(name), num_classes, sp, init)
-    net = registry.create_supernet(str(name), num_classes=num_classes, space=sp, **kwargs)
+    net = registry.build_builtin(str(name), num_classes=num_classes, space=sp, **kwargs)
     if init is not None:
         head = f"units.{len(net.units) - 1}"  # the classifier unit (class count may differ)
         load_into(net, read_state_dict(init), source=str(init), target=net.name, classifier=head)
@@ -96,11 +97,11 @@ def _timm_supernet(
     name: str, num_classes: int | None, space: SliceSpace | None, init: str | Path | None
 ) -> Supernet:
     """A slicified timm architecture, randomly initialised (e.g. to load a checkpoint of a
-    supernet made with :func:`dsnet_automl.slicify.slicify`) or, with ``init``, from local
+    supernet made with :func:`dsnet_automl.slicify`) or, with ``init``, from local
     pretrained weights loaded into the timm model before slicing."""
     import timm
 
-    from .slicify import slicify
+    from .timm_slicing import slicify
 
     arch = _timm_arch(name)
     kw = {} if num_classes is None else {"num_classes": num_classes}

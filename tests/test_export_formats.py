@@ -25,7 +25,7 @@ from dsnet_automl.forced_mix import force_route_mix
 from dsnet_automl.program_runtime import ProgramDynamicNet
 from dsnet_automl.routing import DynamicNet
 from dsnet_automl.runtime import OrtDynamicNet
-from dsnet_automl.slicify import derive_space, slicify
+from dsnet_automl.timm_slicing import derive_space, slicify
 
 MIX = [0.4, 0.3, 0.2, 0.1]
 

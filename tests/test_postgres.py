@@ -137,7 +137,7 @@ def test_latency_version_1_database_is_migrated(pg_url: str) -> None:
 def test_accuracy_table_round_trip(pg_url: str) -> None:
     import torch
 
-    from dsnet_automl.supernets import create_supernet
+    from dsnet_automl import create_supernet
 
     torch.manual_seed(0)
     net = create_supernet("ds_mobilenet_v1_tiny").eval()

@@ -24,7 +24,9 @@ from typer.testing import CliRunner
 from dsnet_automl.cli import app
 from dsnet_automl.config import SliceSpace
 from dsnet_automl.errors import SearchSpaceError
-from dsnet_automl.slicify import (
+from dsnet_automl.supernets.base import Supernet
+from dsnet_automl.supernets.vit_units import PatchEmbed, TokenHead, ViTBlock
+from dsnet_automl.timm_slicing import (
     FixedUnit,
     LayerScaleViTBlock,
     MBConvUnit,
@@ -33,9 +35,7 @@ from dsnet_automl.slicify import (
     derive_space,
     slicify,
 )
-from dsnet_automl.slicify import resnet as resnet_family
-from dsnet_automl.supernets.base import Supernet
-from dsnet_automl.supernets.vit_units import PatchEmbed, TokenHead, ViTBlock
+from dsnet_automl.timm_slicing import resnet as resnet_family
 
 # (timm name, create_model kwargs, input H=W, unit types that must appear)
 MODELS = [

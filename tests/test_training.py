@@ -9,12 +9,11 @@ import signal
 import pytest
 import torch
 
-from dsnet_automl import load_space
+from dsnet_automl import create_supernet, load_space
 from dsnet_automl.config import SliceSpace
 from dsnet_automl.data import load_dataset, make_loaders
 from dsnet_automl.errors import CheckpointError, SearchSpaceError, TrainingInterrupted
 from dsnet_automl.slicing import SlicedBatchNorm2d
-from dsnet_automl.supernets import create_supernet
 from dsnet_automl.training import (
     EmaTeacher,
     SandwichStep,
@@ -359,10 +358,10 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path):
 
 
 @pytest.mark.fault(
-    fault='Stage I training stopped mid-epoch (Ctrl-C, SIGTERM, a preempted job)',
-    injected='SIGTERM at the second training step',
-    sees='one line: checkpoint written, resume with --resume',
-    kept='a checkpoint at that step; the resumed run equals the uninterrupted one',
+    fault="Stage I training stopped mid-epoch (Ctrl-C, SIGTERM, a preempted job)",
+    injected="SIGTERM at the second training step",
+    sees="one line: checkpoint written, resume with --resume",
+    kept="a checkpoint at that step; the resumed run equals the uninterrupted one",
 )
 def test_signal_mid_epoch_resumes_with_the_same_epoch_metrics(tmp_path, monkeypatch):
     """SIGTERM inside an epoch: checkpoint at that step (with the epoch's running sums),

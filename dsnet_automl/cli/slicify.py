@@ -27,9 +27,9 @@ def slicify_cmd(
     """Make a timm model a supernet: show its slice grid and costs, optionally write the grid.
 
     Recreate the supernet from the written file in Python with
-    ``dsnet_automl.slicify.slicify(MODEL, space=FILE)``.
+    ``dsnet_automl.slicify(MODEL, space=FILE)``.
     """
-    from ..slicify import slicify
+    from ..timm_slicing import slicify
 
     net = slicify(model, space=space)
     sp = net.space
@@ -37,7 +37,7 @@ def slicify_cmd(
     if out is not None:
         header = (
             f"slice grid of {sp.supernet}; edit it, then "
-            f"dsnet_automl.slicify.slicify({model!r}, space={str(out)!r})"
+            f"dsnet_automl.slicify({model!r}, space={str(out)!r})"
         )
         atomic_write_text(out, sp.to_yaml(header=header))
         console.print(f"wrote {out}")

@@ -96,7 +96,7 @@ class NetCache:
 def _build_timm(network: str, input_size: int) -> Supernet:
     import timm
 
-    from ..slicify import slicify
+    from ..timm_slicing import slicify
 
     kw = {"img_size": input_size} if network.startswith(("vit_", "deit_")) else {}
     return slicify(timm.create_model(network, pretrained=False, **kw), verify=False)

@@ -2,7 +2,7 @@
 
 from .base import BlockCall, Step, Supernet, Unit
 from .mobilenet import DSMobileNetV1
-from .registry import create_supernet, default_space, list_supernets, register_supernet
+from .registry import build_builtin, builtin_names, builtin_space, register_supernet
 from .resnet import DSResNet
 from .vit import DSViT
 
@@ -14,8 +14,8 @@ __all__ = [
     "Step",
     "Supernet",
     "Unit",
-    "create_supernet",
-    "default_space",
-    "list_supernets",
+    "build_builtin",
+    "builtin_names",
+    "builtin_space",
     "register_supernet",
 ]

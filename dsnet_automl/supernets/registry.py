@@ -8,12 +8,7 @@ from ..config import SliceSpace
 from ..errors import SearchSpaceError
 from .base import Supernet
 
-__all__ = [
-    "create_supernet",
-    "default_space",
-    "list_supernets",
-    "register_supernet",
-]
+__all__ = ["build_builtin", "builtin_names", "builtin_space", "register_supernet"]
 
 SupernetFactory = Callable[..., Supernet]
 _SUPERNETS: dict[str, SupernetFactory] = {}
@@ -37,7 +32,7 @@ def register_supernet(
     return deco
 
 
-def list_supernets() -> list[str]:
+def builtin_names() -> list[str]:
     """Registered names (the package's __init__ imports the built-in supernet modules, whose
     decorators register them, before anyone can reach this function)."""
     return sorted(_SUPERNETS)
@@ -53,13 +48,13 @@ def _lookup(name: str) -> SupernetFactory:
         ) from None
 
 
-def default_space(name: str) -> SliceSpace:
+def builtin_space(name: str) -> SliceSpace:
     """The built-in slice grid of registered supernet ``name``."""
     _lookup(name)
     return _DEFAULT_SPACES[name]()
 
 
-def create_supernet(
+def build_builtin(
     name: str,
     *,
     num_classes: int | None = None,
@@ -80,11 +75,11 @@ def create_supernet(
     """
     if not isinstance(name, str) or name.startswith("timm:"):
         raise SearchSpaceError(
-            f"supernets.create_supernet builds registered supernets only ({name!r}); use "
+            f"supernets.build_builtin builds registered supernets only ({name!r}); use "
             "dsnet_automl.create_supernet for YAML paths and timm:<arch> names"
         )
     factory = _lookup(name)
-    sp = space if space is not None else default_space(name)
+    sp = space if space is not None else builtin_space(name)
     if sp.supernet != name:
         raise SearchSpaceError(f"slice space is for supernet {sp.supernet!r}, not {name!r}")
     if num_classes is not None:

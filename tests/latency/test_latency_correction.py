@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from dsnet_automl import create_supernet
 from dsnet_automl.errors import LatencyTableError
 from dsnet_automl.latency import (
     LatencyPredictor,
@@ -16,7 +17,6 @@ from dsnet_automl.latency import (
     load_profile,
 )
 from dsnet_automl.latency.correction import LearnedCorrection, network_features
-from dsnet_automl.supernets import create_supernet
 
 DEV = ("host-cpu", "cpu")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dsnet_automl import create_supernet
 from dsnet_automl.latency import grid_signatures, signature_of
-from dsnet_automl.supernets import create_supernet
 
 
 @pytest.mark.parametrize("name", ["ds_mobilenet_v1_tiny", "ds_deit_small_tiny", "ds_resnet50_tiny"])

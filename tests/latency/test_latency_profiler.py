@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsnet_automl import load_space
+from dsnet_automl import create_supernet, load_space
 from dsnet_automl.errors import LatencyTableError
 from dsnet_automl.latency import (
     LatencyPredictor,
@@ -23,7 +23,6 @@ from dsnet_automl.latency import (
     signature_of,
     table_frame,
 )
-from dsnet_automl.supernets import create_supernet
 
 
 @pytest.fixture(scope="module")

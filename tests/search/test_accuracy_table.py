@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from dsnet_automl import create_supernet
 from dsnet_automl.config import SubnetConfig
 from dsnet_automl.errors import CheckpointError, SearchSpaceError
 from dsnet_automl.search import accuracy_table as at
 from dsnet_automl.search.accuracy_predictor import config_features, fit_predictor
 from dsnet_automl.search.accuracy_table import AccuracyTable, checkpoint_hash
-from dsnet_automl.supernets import create_supernet
 
 DATA = "synthetic:64"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from dsnet_automl import create_supernet
 from dsnet_automl.cli import app
 from dsnet_automl.errors import StudyError
 from dsnet_automl.search import TrialParams, hypervolume, load_study, routing_space
-from dsnet_automl.supernets import create_supernet
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from dsnet_automl import create_supernet
 from dsnet_automl.config import RouteSpace
 from dsnet_automl.errors import SearchSpaceError
 from dsnet_automl.search import load_study, run_search
 from dsnet_automl.search.route_menu import prefix_fixed
 from dsnet_automl.search.space import TrialParams, front_routes, suggest
-from dsnet_automl.supernets import create_supernet
 
 
 def _complete(s: optuna.Study) -> list[optuna.trial.FrozenTrial]:

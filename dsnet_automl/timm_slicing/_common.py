@@ -272,7 +272,7 @@ class Slot:
 
 
 class TimmSupernet(Supernet):
-    """A supernet built from a timm model (see :func:`dsnet_automl.slicify.slicify`).
+    """A supernet built from a timm model (see :func:`dsnet_automl.slicify`).
 
     Units belong to the stages ``"stem"``, ``"stage1"``, ... (the prefixes of the dims) and
     ``"head"``. Dimensions of the derived grid that a user's grid leaves out are fixed at the
