@@ -32,6 +32,22 @@ def test_every_command_help_renders():
         assert "Usage:" in result.output, cmd
 
 
+def test_every_command_turns_errors_into_one_line():
+    """``main`` has no catch-all: each command's callback is wrapped by ``handle_errors``."""
+    from dsnet_automl.cli._app import handle_errors
+
+    def callbacks(group: typer.Typer):
+        for cmd in group.registered_commands:
+            yield cmd.callback
+        for sub in group.registered_groups:
+            yield from callbacks(sub.typer_instance)
+
+    wrapped_code = handle_errors(lambda: None).__code__
+    cbs = list(callbacks(app))
+    assert len(cbs) >= 15
+    assert [cb.__name__ for cb in cbs if cb.__code__ is not wrapped_code] == []
+
+
 def test_search_help_shows_the_backend_precision_literally():
     result = runner.invoke(app, ["search", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -1,4 +1,4 @@
-"""Ray Tune runner (the only module importing ray): trials as Ray Tune trials, Optuna as the
+"""Ray Tune runner of the search: trials as Ray Tune trials, Optuna as the
 searcher, N in parallel, each with its own torch thread budget.
 
 The searcher is :class:`ray.tune.search.optuna.OptunaSearch` on the *same* Optuna study and

@@ -90,9 +90,7 @@ class TrialParams:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
 
 
-def _range(trial: Any, name: str, lo: float, hi: float, *, log: bool = False, step=None):
-    if isinstance(lo, int) and isinstance(hi, int) and not log and step is None:
-        return trial.suggest_int(name, lo, hi)
+def _range(trial: Any, name: str, lo: float, hi: float, *, log: bool = False) -> float:
     return trial.suggest_float(name, float(lo), float(hi), log=log)
 
 

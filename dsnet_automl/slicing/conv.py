@@ -129,11 +129,6 @@ class SlicedConv2d(ViewMemo, nn.Module):
     def pointwise(self) -> bool:
         return self.kernel_size == 1 and self.stride == 1 and not self.depthwise
 
-    @property
-    def weight2d(self) -> Tensor:
-        """(max_out, max_in) view of a 1x1 kernel."""
-        return self.weight.view(self.max_out_channels, self.max_in_channels)
-
     def out_hw(self, h: int, w: int) -> tuple[int, int]:
         k, s, p = self.kernel_size, self.stride, self.padding
         return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1

@@ -8,7 +8,7 @@ tables are keyed by. Depth slicing is simply a plan that leaves out trailing blo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -229,9 +229,6 @@ class Supernet(nn.Module):
     def params(self, cfg: SubnetConfig | None = None) -> int:
         """Parameters of the extracted sub-net (BN running statistics excluded)."""
         return sum(self.units[s.unit].params(**s.kwargs) for s in self.plan(cfg))
-
-    def sliced_modules(self) -> Iterator[nn.Module]:
-        return iter(self.units)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
