@@ -3,7 +3,7 @@ real device over ssh (``--remote``, or the profile's ``remote:`` section)."""
 
 from __future__ import annotations
 
-from typing import Annotated, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -13,6 +13,68 @@ from ..latency.profiles import BACKEND_ALIASES, RemoteSection
 from ._app import app, console, err_console, handle_errors
 
 _REMOTE = "Remote device (ssh)"
+
+
+# the --remote options (one panel of the help), declared once here to keep profile_cmd short
+RemoteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--remote",
+        help="Time on this device over ssh instead of here: \\[user@]host[:port] or a "
+        "~/.ssh/config alias (keys, agent and jump hosts as in your terminal). The device "
+        "needs python3 >= 3.8, numpy and onnxruntime, nothing else. Default: the "
+        "profile's 'remote:' section, if it has one.",
+        rich_help_panel=_REMOTE,
+    ),
+]
+RemotePythonOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--remote-python",
+        help="The device's python (e.g. a venv's bin/python).",
+        rich_help_panel=_REMOTE,
+    ),
+]
+SshConfigOpt = Annotated[
+    str | None,
+    typer.Option("--ssh-config", help="ssh config file to use (ssh -F).", rich_help_panel=_REMOTE),
+]
+ProviderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--provider",
+        help="onnxruntime execution provider on the device: CPUExecutionProvider "
+        "(default), CUDAExecutionProvider, TensorrtExecutionProvider.",
+        rich_help_panel=_REMOTE,
+    ),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="--backend tensorrt only: fp32, fp16 or int8 (trtexec flags).",
+        rich_help_panel=_REMOTE,
+    ),
+]
+BatchItemsOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-items",
+        min=1,
+        help="Files copied and timed per batch (a dropped connection "
+        "loses at most the item in flight).",
+        rich_help_panel=_REMOTE,
+    ),
+]
+SaveRemoteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--save-remote",
+        help="Remember --remote/--remote-python/--ssh-config/"
+        "--provider in your override of the profile.",
+        rich_help_panel=_REMOTE,
+    ),
+]
 
 
 @app.command("profile")
@@ -25,59 +87,13 @@ def profile_cmd(
         ),
     ],
     space: Annotated[str, typer.Option(help="Supernet name or slice-space YAML.")],
-    remote: Annotated[
-        str | None,
-        typer.Option(
-            help="Time on this device over ssh instead of here: [user@]host[:port] or a "
-            "~/.ssh/config alias (keys, agent and jump hosts as in your terminal). The device "
-            "needs python3 >= 3.8, numpy and onnxruntime, nothing else. Default: the "
-            "profile's 'remote:' section, if it has one.",
-            rich_help_panel=_REMOTE,
-        ),
-    ] = None,
-    remote_python: Annotated[
-        str | None,
-        typer.Option(
-            help="The device's python (e.g. a venv's bin/python).", rich_help_panel=_REMOTE
-        ),
-    ] = None,
-    ssh_config: Annotated[
-        str | None,
-        typer.Option(help="ssh config file to use (ssh -F).", rich_help_panel=_REMOTE),
-    ] = None,
-    provider: Annotated[
-        str | None,
-        typer.Option(
-            help="onnxruntime execution provider on the device: CPUExecutionProvider "
-            "(default), CUDAExecutionProvider, TensorrtExecutionProvider.",
-            rich_help_panel=_REMOTE,
-        ),
-    ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            help="--backend tensorrt only: fp32, fp16 or int8 (trtexec flags).",
-            rich_help_panel=_REMOTE,
-        ),
-    ] = None,
-    batch_items: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Files copied and timed per batch (a dropped connection "
-            "loses at most the item in flight).",
-            rich_help_panel=_REMOTE,
-        ),
-    ] = 16,
-    save_remote: Annotated[
-        bool,
-        typer.Option(
-            "--save-remote",
-            help="Remember --remote/--remote-python/--ssh-config/"
-            "--provider in your override of the profile.",
-            rich_help_panel=_REMOTE,
-        ),
-    ] = False,
+    remote: RemoteOpt = None,
+    remote_python: RemotePythonOpt = None,
+    ssh_config: SshConfigOpt = None,
+    provider: ProviderOpt = None,
+    precision: PrecisionOpt = None,
+    batch_items: BatchItemsOpt = 16,
+    save_remote: SaveRemoteOpt = False,
     batch_size: Annotated[
         list[int] | None, typer.Option(help="Batch size; repeat for several (default: profile's).")
     ] = None,
@@ -138,8 +154,13 @@ def profile_cmd(
     except KeyboardInterrupt:
         err_console.print("interrupted: measurements so far are saved; re-run to resume")
         raise typer.Exit(code=130) from None
+    console.print(_report_line(rep, sec is not None), soft_wrap=True)
+
+
+def _report_line(rep: Any, remote: bool) -> str:
+    """The one-line summary of a profiling run (where it timed, what it measured)."""
     where = ""
-    if sec is not None:
+    if remote:
         ident = rep.identity
         where = (
             f" on {rep.remote} ({ident.get('model') or ident.get('uname', '?')}"
@@ -147,11 +168,10 @@ def profile_cmd(
             + ")" * bool(ident)
             + (f", {rep.device_seconds:.1f} s timing on the device" if rep.measured else "")
         )
-    console.print(
+    return (
         f"{rep.device} ({rep.backend}, batch {rep.batch_sizes}){where}: {rep.signatures} block "
         f"signatures, {rep.measured} measured, {rep.skipped} already in the table; "
-        f"{rep.networks_measured} sub-nets measured end to end; {rep.seconds:.1f} s",
-        soft_wrap=True,
+        f"{rep.networks_measured} sub-nets measured end to end; {rep.seconds:.1f} s"
     )
 
 
