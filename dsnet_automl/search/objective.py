@@ -30,7 +30,7 @@ import torch
 from .._io import atomic_write_text
 from ..config import RouteSpace, SubnetConfig
 from ..errors import StudyError
-from ..latency import LatencyPredictor, LatencyStore, load_profile
+from ..latency import LatencyPredictor, LatencyStore
 from ..latency.models import combined_source
 from ..supernets.base import Supernet
 from .space import GATE_KEYS, SGS_KEYS, TrialParams, trial_routes
@@ -66,7 +66,7 @@ class TrialContext:
                 )
             net.default_gate_stage = study.gate_stage
         store = LatencyStore(study.latency_db)
-        profile = load_profile(study.hw)
+        profile = study.device_profile()
         bs = study.latency_batch
         pred = LatencyPredictor(store, profile, net, batch_size=bs, backend=study.backend)
         if not pred.table:  # no table yet: fill the predicted (roofline) one, labelled so

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -200,6 +201,17 @@ class StudyConfig(BaseModel):
             raise ValueError(f"{value} is not available: {UNAVAILABLE[name]}")
         return value
 
+    _profile: tuple[str, Any] | None = PrivateAttr(None)  # (hw, DeviceProfile), see below
+
+    def device_profile(self) -> Any:
+        """The study's :class:`~dsnet_automl.latency.DeviceProfile`, loaded once: the check of
+        the YAML, the trial context and the workers (it is pickled with the config) share it."""
+        if self._profile is None or self._profile[0] != self.hw:
+            from ..latency import load_profile
+
+            self._profile = (self.hw, load_profile(self.hw))
+        return self._profile[1]
+
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
@@ -261,7 +273,6 @@ def check_targets(cfg: StudyConfig, source: str = "study") -> None:
     """Fail early (one line) on an unknown space or device, or an NNI sampler without NNI."""
     from ..errors import DsnetError
     from ..factory import load_space
-    from ..latency import load_profile
 
     def sampler() -> None:
         if cfg.sampler.startswith("nni-"):
@@ -277,7 +288,7 @@ def check_targets(cfg: StudyConfig, source: str = "study") -> None:
 
     for field, fn in (
         ("space", lambda: load_space(cfg.space)),
-        ("hw", lambda: load_profile(cfg.hw)),
+        ("hw", cfg.device_profile),
         ("backend", backend),
         ("sampler", sampler),
     ):
