@@ -52,6 +52,38 @@ def _predict_all(dyn: DynamicNet, x: Tensor, batch: int = 256) -> tuple[Tensor, 
     return torch.cat(preds), torch.cat(routes), torch.cat(statics, 1)
 
 
+def _top1(p: Tensor, y: Tensor, hard: Tensor | None, avg_macs: float) -> dict[str, float]:
+    """Top-1 of predictions ``p``, the MACs they cost, and the top-1 on the hard / easy halves
+    when ``hard`` is given (the report's column order)."""
+    ok = (p == y).double()
+    out = {"top1": float(ok.mean()), "avg_macs": avg_macs}
+    if hard is not None:
+        out |= {"top1_hard": float(ok[hard].mean()), "top1_easy": float(ok[~hard].mean())}
+    return out
+
+
+def _throughput(
+    run: Callable[[Tensor], Any], x: Tensor, batch_sizes: Sequence[int], repeats: int
+) -> dict[str, float]:
+    """``ms_b{B}`` and ``img_per_s_b{B}`` of ``run`` on batches of ``x`` (up to 64 images per
+    timed call; fewer images than one batch are repeated)."""
+    out = {}
+    for b in batch_sizes:
+        xs = x
+        if len(xs) < b:
+            xs = xs.repeat(-(-b // len(xs)), *([1] * (xs.dim() - 1)))
+        chunks = [xs[i : i + b] for i in range(0, len(xs) - b + 1, b)][: max(1, 64 // b)]
+
+        def go(chunks=chunks):
+            for c in chunks:
+                run(c)
+
+        ms = time_ms(go, max(3, repeats // max(1, len(chunks)) + 1)) / len(chunks)
+        out[f"ms_b{b}"] = ms
+        out[f"img_per_s_b{b}"] = b / ms * 1e3
+    return out
+
+
 def evaluate_dynamic_vs_static(
     dyn: DynamicNet,
     x: Tensor,
@@ -73,55 +105,22 @@ def evaluate_dynamic_vs_static(
     hist = torch.bincount(routes, minlength=dyn.num_routes)
     share = hist.double() / len(y)
     hard = None if difficulty is None else difficulty > difficulty.median()
-
-    def acc(p: Tensor, mask: Tensor | None = None) -> float:
-        ok = p == y
-        return float(ok[mask].double().mean()) if mask is not None else float(ok.double().mean())
-
-    def timing(run: Callable[[Tensor], Any]) -> dict[str, float]:
-        out = {}
-        xs = x[:timing_samples]
-        for b in batch_sizes:
-            if len(xs) < b:  # fewer images than one batch: time repeats of them
-                xs = xs.repeat(-(-b // len(xs)), *([1] * (xs.dim() - 1)))
-            chunks = [xs[i : i + b] for i in range(0, len(xs) - b + 1, b)][: max(1, 64 // b)]
-
-            def go(chunks=chunks):
-                for c in chunks:
-                    run(c)
-
-            ms = time_ms(go, max(3, repeats // max(1, len(chunks)) + 1)) / len(chunks)
-            out[f"ms_b{b}"] = ms
-            out[f"img_per_s_b{b}"] = b / ms * 1e3
-        return out
-
+    xs = x[:timing_samples]
     with torch.inference_mode():
         dynamic = {
             "route": -1,
-            "top1": acc(preds),
-            "avg_macs": float(share @ torch.tensor(macs, dtype=torch.float64)),
-            **(
-                {"top1_hard": acc(preds, hard), "top1_easy": acc(preds, ~hard)}
-                if hard is not None
-                else {}
-            ),
-            **timing(lambda c: dyn(c)),
+            **_top1(preds, y, hard, float(share @ torch.tensor(macs, dtype=torch.float64))),
+            **_throughput(lambda c: dyn(c), xs, batch_sizes, repeats),
         }
-        static = []
-        for k, cfg in enumerate(dyn.route_space):
-            row = {
+        static = [
+            {
                 "route": k,
-                "top1": acc(statics[k]),
-                "avg_macs": macs[k],
-                **(
-                    {"top1_hard": acc(statics[k], hard), "top1_easy": acc(statics[k], ~hard)}
-                    if hard is not None
-                    else {}
-                ),
-                **timing(lambda c, cfg=cfg: dyn.supernet(c, cfg)),
+                **_top1(statics[k], y, hard, macs[k]),
+                **_throughput(lambda c, cfg=cfg: dyn.supernet(c, cfg), xs, batch_sizes, repeats),
                 "share": float(share[k]),
             }
-            static.append(row)
+            for k, cfg in enumerate(dyn.route_space)
+        ]
         xb = x[:1]
         h = dyn.features(xb)
         gate_ms = time_ms(lambda: dyn.gate(h), repeats * 5)
