@@ -12,8 +12,10 @@ serialization failure). Each of these is retried: the retry sees what the winner
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +31,7 @@ __all__ = [
     "LazyEngineStore",
     "connect_args",
     "connect_problem",
+    "database_problem",
     "describe_error",
     "install_sqlite_events",
     "is_sqlite",
@@ -38,6 +41,9 @@ __all__ = [
     "retry_transient",
     "shown_url",
     "sqlite_file",
+    "sqlite_read_only",
+    "sqlite_read_only_creator",
+    "storage_problem",
 ]
 
 DEFAULT_LATENCY_DB = "sqlite:///hw_profiles/latency.db"
@@ -116,20 +122,55 @@ def install_sqlite_events(engine: Engine, *, timeout_s: float, wal: bool) -> Non
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str, *, timeout_s: float) -> Engine:
+def make_engine(url: str, *, timeout_s: float, read_only: bool = False) -> Engine:
     """The engine of a store's URL (nothing is connected yet). SQLite gets the events of
     :func:`install_sqlite_events` (WAL for files); server databases a pre-ping, so a pooled
     connection the server dropped is replaced instead of failing a transaction.
+    ``read_only`` (SQLite files): open it read-only (:func:`sqlite_read_only_creator`), no WAL
+    switch; a write then fails with ``attempt to write a readonly database``.
 
     Raises:
         sqlalchemy.exc.ArgumentError: not a URL. ImportError: its driver is not installed.
     """
     sqlite = is_sqlite(url)
     kw: dict[str, Any] = {} if sqlite else {"pool_pre_ping": True}
+    path = sqlite_file(url)
+    if read_only and path is not None:
+        kw["creator"] = sqlite_read_only_creator(path, timeout_s=timeout_s)
     engine = create_engine(url, connect_args=connect_args(url, timeout_s=timeout_s), **kw)
     if sqlite:
-        install_sqlite_events(engine, timeout_s=timeout_s, wal=sqlite_file(url) is not None)
+        wal = path is not None and "creator" not in kw
+        install_sqlite_events(engine, timeout_s=timeout_s, wal=wal)
     return engine
+
+
+def sqlite_read_only(url: str) -> bool:
+    """Whether ``url`` is an existing SQLite file this process cannot write: the file, or its
+    directory (where SQLite puts the ``-wal``/``-shm``/journal files), is not writable."""
+    path = sqlite_file(url)
+    if path is None or not path.is_file():
+        return False
+    return not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK))
+
+
+def sqlite_read_only_creator(path: Path, *, timeout_s: float = 30.0) -> Callable[[], Any]:
+    """A DBAPI ``creator`` that opens the SQLite file ``path`` read-only (``mode=ro``). A WAL
+    database whose ``-shm`` cannot be created (a read-only directory) is opened
+    ``immutable=1`` instead: no locks, no ``-wal``/``-shm`` (the last writer's close folded the
+    WAL into the file)."""
+    uri = Path(path).absolute().as_uri()
+
+    def connect() -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                f"{uri}?mode=ro", uri=True, timeout=timeout_s, check_same_thread=False
+            )
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+    return connect
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -165,13 +206,57 @@ def connect_problem(url: str, e: BaseException) -> str | None:
     return None
 
 
+_STORAGE_PROBLEMS = (
+    (r"database or disk is full|no space left on device|could not extend file|"
+     r"disk quota exceeded",
+     "the disk (or quota) holding it is full: free space and re-run; what was written before "
+     "is kept"),
+    (r"readonly database|read-only transaction|read-only file system|permission denied",
+     "it is read-only here: fix the permissions of the file and its directory, or pass "
+     "another --db"),
+    (r"unable to open database file",
+     "it cannot be opened: check that it exists and that its directory is readable (and "
+     "writable, to write), or pass another --db"),
+)  # fmt: skip
+
+
+def storage_problem(e: BaseException) -> str | None:
+    """``'<the driver's reason>; <what to do>'`` when ``e`` says the database is full,
+    read-only or cannot be opened; ``None`` for any other error."""
+    text = one_line(e)
+    for pattern, todo in _STORAGE_PROBLEMS:
+        if re.search(pattern, text, re.IGNORECASE):
+            return f"{text}; {todo}"
+    return None
+
+
 def describe_error(what: str, url: str, e: BaseException, todo: str = "") -> str:
     """One line: ``'<what> <url, password hidden>: <problem>[; <todo>]'``; connection problems
-    get their own next step (:func:`connect_problem`), anything else ``todo``."""
-    problem = connect_problem(url, e)
+    get their own next step (:func:`connect_problem`), a full or read-only database its own
+    (:func:`storage_problem`), anything else ``todo``."""
+    problem = connect_problem(url, e) or storage_problem(e)
     if problem is None:
         problem = f"{type(e).__name__}: {one_line(e)}" + (f"; {todo}" if todo else "")
     return f"{what} {shown_url(url)}: {problem}"
+
+
+def database_problem(e: BaseException) -> str | None:
+    """One line for a database error that escaped the stores (e.g. inside Optuna) when it is a
+    full, read-only or unopenable database (:func:`storage_problem`); the database is named by
+    the URL :func:`_note_url` attached to the error."""
+    problem = storage_problem(e)
+    if problem is None:
+        return None
+    url = getattr(e, "dsnet_url", None)
+    return f"database {shown_url(url)}: {problem}" if url else f"database: {problem}"
+
+
+@event.listens_for(Engine, "handle_error")
+def _note_url(ctx: Any) -> None:
+    """Attach the engine's URL to each database error (every engine, Optuna's too), so a
+    message can name the database."""
+    if ctx.engine is not None and ctx.sqlalchemy_exception is not None:
+        ctx.sqlalchemy_exception.dsnet_url = str(ctx.engine.url)  # str() hides the password
 
 
 # ---------------------------------------------------------------------------------- retries
@@ -217,11 +302,11 @@ class LazyEngineStore:
     def _open(self) -> Engine:
         raise NotImplementedError
 
-    def _new_engine(self) -> Engine:
+    def _new_engine(self, *, read_only: bool = False) -> Engine:
         """:func:`make_engine` for this store's URL; a URL that is not one, or whose driver is
         missing, is one line (:attr:`error`) suggesting a SQLite and a PostgreSQL URL."""
         try:
-            return make_engine(self.url, timeout_s=self.timeout_s)
+            return make_engine(self.url, timeout_s=self.timeout_s, read_only=read_only)
         except (ArgumentError, ImportError) as e:
             todo = (
                 f"pass a URL such as {self.example_url} or "

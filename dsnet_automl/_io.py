@@ -3,7 +3,10 @@ and the start log of a (re)started Ray trial."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -15,14 +18,24 @@ from typing import IO, Any
 from ._faults import failpoint
 
 __all__ = [
+    "DISK_FULL_ERRNOS",
+    "NOT_WRITABLE_ERRNOS",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_writable_dir",
+    "disk_error",
     "note_start",
     "ray_node_id",
     "read_starts",
     "read_yaml",
 ]
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+NOT_WRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+# torch.save's C++ writer reports a failed write() (a full disk, almost always) without errno
+_TORCH_WRITE_FAILED = re.compile(r"file write failed|PytorchStreamWriter failed writing")
 
 
 @contextmanager
@@ -33,10 +46,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     a plain ``open()`` would give it (0666 minus the umask), not ``mkstemp``'s 0600: exports,
     plots and tables are read by other users (a web server, a teammate, a device's service
     account).
+
+    Raises:
+        DiskFullError: the disk or quota filled up while writing (one line: the file, the
+            bytes it needs and the free space).
+        NotWritableError: the directory cannot be written (permission denied, read-only).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        mapped = disk_error(e, path, atomic=True)
+        if mapped is None:
+            raise
+        raise mapped from e
     os.close(fd)
     try:
         yield Path(tmp)
@@ -44,9 +68,127 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.chmod(tmp, 0o666 & ~_umask())
         failpoint(f"write:{path.name}")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        written = _size(Path(tmp))
         Path(tmp).unlink(missing_ok=True)
+        mapped = (
+            disk_error(e, path, written=written, atomic=True) if isinstance(e, Exception) else None
+        )
+        if mapped is not None:
+            raise mapped from e
         raise
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _mb(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def disk_error(
+    e: BaseException, path: str | Path | None = None, *, written: int = 0, atomic: bool = False
+) -> OSError | None:
+    """``e`` (an ``OSError``, or the errno-less ``RuntimeError`` of a failed ``torch.save``)
+    as one-line :class:`~.errors.DiskFullError` / :class:`~.errors.NotWritableError` about
+    ``path`` (else ``e.filename``); ``None`` for any other error. ``written``: bytes the
+    failed write got out (the need is at least that, and at least the old file's size).
+    ``atomic``: the write went through :func:`atomic_path`, so the message can say that the
+    previous file is unchanged (a plain write may have left it truncated)."""
+    from .errors import DiskFullError, DsnetError, NotWritableError
+
+    if isinstance(e, DsnetError):
+        return None
+    code = getattr(e, "errno", None) if isinstance(e, OSError) else None
+    torch_full = isinstance(e, RuntimeError) and _TORCH_WRITE_FAILED.search(str(e)) is not None
+    if code not in DISK_FULL_ERRNOS | NOT_WRITABLE_ERRNOS and not torch_full:
+        return None
+    name = path if path is not None else getattr(e, "filename", None)
+    target = Path(name) if name else None
+    if code in NOT_WRITABLE_ERRNOS:
+        where = Path(getattr(e, "filename", None) or target or ".")
+        if where.name.startswith(".") and where.name.endswith(".tmp"):  # our temp file
+            where = where.parent
+        why = "read-only file system" if code == errno.EROFS else "permission denied"
+        kept = atomic and target is not None and target.is_file()
+        # a stray EACCES may come from a read: only a write we made or EROFS says "write"
+        verb = "write to" if atomic or code == errno.EROFS else "access"
+        return NotWritableError(
+            f"cannot {verb} {where}: {why}; choose another location or fix its permissions"
+            + ("; the previous file is unchanged" if kept else ""),
+            code,
+            str(where),
+        )
+    what = "disk quota exceeded" if code == errno.EDQUOT else "no space left on device"
+    need = max(written, _size(target) if target is not None else 0)
+    mount = _mount_point(target.parent if target is not None else Path.cwd())
+    try:
+        free = f"{_mb(shutil.disk_usage(mount).free)} free on {mount}"
+    except OSError:
+        free = ""
+    sizes = ", ".join(x for x in (f"needs ~{_mb(need)}" if need else "", free) if x)
+    kept = ""
+    if atomic and target is not None:
+        kept = "; the previous file is unchanged" if target.is_file() else "; nothing was written"
+    return DiskFullError(
+        f"{what}" + (f" writing {target}" if target is not None else "")
+        + (f" ({sizes})" if sizes else "") + f": free space and re-run{kept}",
+        code if code is not None else errno.ENOSPC,
+        str(target) if target is not None else None,
+    )  # fmt: skip
+
+
+def check_writable_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Check, before any work, that files can be made in the directory ``path`` (or, when it
+    does not exist yet, that its nearest existing parent lets it be created); nothing is
+    created. Else one line naming it and what to do.
+
+    Raises:
+        NotWritableError: permission denied / read-only file system / not a directory.
+    """
+    from .errors import NotWritableError
+
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotWritableError(
+            f"cannot write to {path}: {existing} is not a directory; choose another {flag}",
+            errno.ENOTDIR,
+            str(existing),
+        )
+    try:
+        if existing == path:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "Permission denied", str(existing))
+    except OSError as e:
+        if e.errno not in NOT_WRITABLE_ERRNOS:
+            raise
+        why = "read-only file system" if e.errno == errno.EROFS else "permission denied"
+        raise NotWritableError(
+            f"cannot write to {path}: {why}; choose another {flag} or fix its permissions",
+            e.errno,
+            str(path),
+        ) from None
+    return path
 
 
 def _umask() -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "DataError",
+    "DiskFullError",
     "DsnetError",
     "LatencyTableError",
     "MissingExtraError",
+    "NotWritableError",
     "SearchSpaceError",
     "StudyError",
     "TrainingInterrupted",
@@ -49,3 +51,27 @@ class StudyError(DsnetError, ValueError):
 
 class TrainingInterrupted(DsnetError):
     """Training stopped on SIGTERM/Ctrl-C after writing a checkpoint; resume with --resume."""
+
+
+class _OSErrorWithMessage(DsnetError, OSError):
+    """A :class:`DsnetError` that is also the ``OSError`` behind it (``errno``, ``filename``),
+    so plain ``except OSError`` callers still catch it; ``str()`` is the one-line message."""
+
+    def __init__(self, message: str, errno: int, filename: str | None = None) -> None:
+        OSError.__init__(self, errno, message, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):  # pickles (Ray) with the message, errno and file
+        return (type(self), (self.message, self.errno, self.filename))
+
+
+class DiskFullError(_OSErrorWithMessage):
+    """A write failed for lack of space (``ENOSPC``) or quota (``EDQUOT``); the file it was to
+    replace is unchanged and the partial temp file removed."""
+
+
+class NotWritableError(_OSErrorWithMessage):
+    """A file or directory cannot be written (permission denied, read-only file system)."""

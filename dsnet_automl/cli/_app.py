@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -14,15 +16,21 @@ from rich.markup import escape
 from ..errors import DsnetError
 
 __all__ = [
+    "BAD_IMAGES_CHOICES",
+    "BAD_IMAGES_HELP",
     "EVAL_SPLITS",
     "app",
+    "bad_images_option",
     "batch_sizes_option",
     "choice_option",
     "console",
     "err_console",
     "fmt_count",
     "handle_errors",
+    "image_check_progress",
     "reflow_help",
+    "reports_bad_images",
+    "storage_problem",
 ]
 
 EVAL_SPLITS = ("val", "test")  # the splits a trained net is evaluated on
@@ -43,19 +51,58 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handle_errors(fn: F) -> F:
-    """Turn a :class:`DsnetError` into one red line on stderr and exit code 1."""
+    """Turn a :class:`DsnetError` into one red line on stderr and exit code 1; so too a stray
+    full disk, read-only place or full/read-only database (:func:`storage_problem`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..progress import use_reporter
+        from ._progress import RichReporter
+
+        bars = RichReporter(console)
         try:
-            return fn(*args, **kwargs)
+            with use_reporter(bars):
+                return fn(*args, **kwargs)
         except DsnetError as e:
-            # escaped: messages quote things like "[nni]" that rich would eat as markup
-            msg = escape(str(e))
-            err_console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=1) from None
+            bars.stop()
+            _fail(str(e))
+        except Exception as e:
+            bars.stop()
+            msg = storage_problem(e)
+            if msg is None:
+                raise
+            _fail(msg)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(msg: str) -> None:
+    # escaped: messages quote things like "[nni]" that rich would eat as markup
+    err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1) from None
+
+
+def storage_problem(e: BaseException) -> str | None:
+    """One line for an error that is (or was caused by) a full disk or quota, a place that
+    cannot be written (``OSError`` ENOSPC, EDQUOT, EROFS, EACCES, EPERM), or a database that is
+    full, read-only or cannot be opened; ``None`` for anything else."""
+    from .._io import disk_error
+
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        mapped = disk_error(cur)
+        if mapped is not None:
+            return str(mapped)
+        if type(cur).__module__.startswith("sqlalchemy"):
+            from .._db import database_problem
+
+            msg = database_problem(cur)
+            if msg is not None:
+                return msg
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _reflow(doc: str) -> str:
@@ -133,3 +180,92 @@ def export_options(
     default = ",".join(FORMATS) if precision == "fp32" else "onnx"
     fmts = tuple(f.strip() for f in (formats or default).split(",") if f.strip())
     return check_formats(fmts, precision, flags), precision
+
+
+# -- unreadable images of image folders (train-supernet, train-gate, run, eval-*, search) -------
+BAD_IMAGES_HELP = (
+    "Image folders, an image that does not decode: skip (a warning names it, the next readable "
+    "image of its split takes its place, a training run lists it in OUT/bad_images.txt) or "
+    "error (every image is decoded once first; the first bad one stops the command before "
+    "anything is trained)."
+)
+BAD_IMAGES_CHOICES = ("skip", "error")
+
+
+def bad_images_option(value: str, flag: str = "--bad-images") -> str:
+    """``skip`` or ``error``; anything else is one clear error naming the flag."""
+    return choice_option(value, flag, BAD_IMAGES_CHOICES)
+
+
+class _WarningLine(logging.Handler):
+    """The package's log warnings (``dsnet_automl.*``: skipped images, their per-epoch
+    summary) as one yellow line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log call must not end a command
+            return
+        line = f"[yellow]warning:[/yellow] {escape(msg)}"
+        err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def _show_package_warnings() -> None:
+    logger = logging.getLogger("dsnet_automl")
+    if not any(isinstance(h, _WarningLine) for h in logger.handlers):
+        logger.addHandler(_WarningLine(logging.WARNING))
+
+
+_show_package_warnings()
+
+
+@contextlib.contextmanager
+def image_check_progress() -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a transient bar of ``--bad-images error``'s
+    decode-every-image check (nothing when the output is not a terminal). The bar starts at the
+    first call and ends with the check, so a training bar may follow inside the block."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(
+        "checking images",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task("check", total=total))
+        if done == total or done % 64 == 0:
+            bar.update(task[0], completed=done)
+        if done >= total:
+            bar.stop()
+
+    try:
+        yield update
+    finally:
+        if task and bar.live.is_started:
+            bar.stop()
+
+
+def reports_bad_images(fn: F) -> F:
+    """Print one line at the end of a command that skipped unreadable images (e.g. "2 image
+    files skipped (unreadable): ..."); commands that evaluate image folders use it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..data import bad_images_summary, reset_skipped_images, skipped_images
+
+        reset_skipped_images()
+        result = fn(*args, **kwargs)
+        note = bad_images_summary(skipped_images())
+        if note:
+            console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False, soft_wrap=True)
+        return result
+
+    return wrapper  # type: ignore[return-value]

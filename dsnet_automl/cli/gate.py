@@ -13,6 +13,8 @@ from .._io import atomic_write_text, read_yaml
 from ..defaults import DEFAULT_DATA
 from ..errors import SearchSpaceError
 from ._app import (
+    BAD_IMAGES_CHOICES,
+    BAD_IMAGES_HELP,
     CALIB_HELP,
     DEFAULT_CALIB_IMAGES,
     EVAL_SPLITS,
@@ -24,6 +26,8 @@ from ._app import (
     console,
     export_options,
     handle_errors,
+    image_check_progress,
+    reports_bad_images,
 )
 
 
@@ -84,12 +88,14 @@ def train_gate_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/gate_train.ckpt.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    bad_images: Annotated[str, typer.Option(help=BAD_IMAGES_HELP)] = "skip",
 ) -> None:
     """Stage II: train the gate with sandwich gate sparsification; writes a DynamicNet bundle."""
     from ..routing import DynamicNet
     from ..training.checkpoint import load_checkpoint, load_supernet
     from ..training.gate import GateTrainConfig, train_gate
 
+    choice_option(bad_images, "--bad-images", BAD_IMAGES_CHOICES)
     net = load_supernet(checkpoint)
     spec = data or load_checkpoint(checkpoint).get("data") or DEFAULT_DATA
     gate_stage = gate_stage or net.default_gate_stage
@@ -105,8 +111,10 @@ def train_gate_cmd(
         sgs_balance=sgs_balance,
         seed=seed,
         device=device,
+        bad_images=bad_images,
     )
-    res = train_gate(dyn, cfg, out, data=spec, resume=resume)
+    with image_check_progress() as checked:
+        res = train_gate(dyn, cfg, out, data=spec, resume=resume, data_progress=checked)
     table = Table(title="gate training (done)")
     for col in ("epoch", "loss", "val top-1", "val avg MACs (M)", "routes"):
         table.add_column(col)
@@ -124,6 +132,7 @@ def train_gate_cmd(
 
 @app.command("eval-dynamic")
 @handle_errors
+@reports_bad_images
 def eval_dynamic_cmd(
     bundle: Annotated[Path, typer.Argument(help="Directory written by train-gate.")],
     data: Annotated[str | None, typer.Option(help="Dataset spec (default: the bundle's).")] = None,

@@ -13,7 +13,18 @@ import typer
 from rich.table import Table
 
 from ..errors import CheckpointError, DataError
-from ._app import EVAL_SPLITS, app, batch_sizes_option, choice_option, console, handle_errors
+from ._app import (
+    BAD_IMAGES_HELP,
+    EVAL_SPLITS,
+    app,
+    bad_images_option,
+    batch_sizes_option,
+    choice_option,
+    console,
+    handle_errors,
+    image_check_progress,
+    reports_bad_images,
+)
 
 _BACKENDS = ("torch", "onnxruntime")
 
@@ -165,7 +176,12 @@ def _torch_bundle(path: Path) -> Path:
 
 
 def _inputs(
-    net: _Net, input_path: Path | None, data: str | None, split: str, limit: int | None = None
+    net: _Net,
+    input_path: Path | None,
+    data: str | None,
+    split: str,
+    limit: int | None = None,
+    bad_images: str = "skip",
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(x, labels or None, description) from --input, --data or the bundle's own data."""
     if input_path is not None:
@@ -196,7 +212,11 @@ def _inputs(
 
     from ..data import load_dataset, split_tensors
 
-    ds = getattr(load_dataset(spec, net.input_shape, model=net.supernet), split)
+    with image_check_progress() as checked:
+        splits = load_dataset(
+            spec, net.input_shape, model=net.supernet, bad_images=bad_images, progress=checked
+        )
+    ds = getattr(splits, split)
     if limit is not None and limit < len(ds):  # decode only what is used
         ds = Subset(ds, range(limit))
     xt, yt = split_tensors(ds)
@@ -206,6 +226,7 @@ def _inputs(
 
 @app.command("run")
 @handle_errors
+@reports_bad_images
 def run_cmd(
     bundle: BundleArg,
     backend: BackendOpt = "torch",
@@ -220,6 +241,7 @@ def run_cmd(
     threads: ThreadsOpt = None,
     policy: PolicyOpt = None,
     budget_ms: BudgetOpt = None,
+    bad_images: Annotated[str, typer.Option(help=BAD_IMAGES_HELP)] = "skip",
 ) -> None:
     """Run a dynamic net on images: predictions, routes, accuracy (if labelled), throughput.
 
@@ -227,11 +249,12 @@ def run_cmd(
     (dsnet_automl.runtime), exactly what a device with onnxruntime runs. --budget-ms sets the
     routing knob so the expected latency on val meets the budget (one gate, many budgets).
     """
+    bad_images_option(bad_images)
     net = _Net(bundle, backend, providers, threads, policy, budget_ms)
     for note in (net.note, net.knob_note):
         if note:
             console.print(note, soft_wrap=True)
-    x, y, what = _inputs(net, input_path, data, split)
+    x, y, what = _inputs(net, input_path, data, split, bad_images=bad_images)
     preds, routes = [], []
     t0 = time.perf_counter()
     for i in range(0, len(x), batch_size):
@@ -269,6 +292,7 @@ def _seconds(fn: Callable[[np.ndarray], object], chunks: list[np.ndarray]) -> fl
 
 @app.command("bench")
 @handle_errors
+@reports_bad_images
 def bench_cmd(
     bundle: BundleArg,
     backend: BackendOpt = "torch",

@@ -22,6 +22,7 @@ from ._app import (
     console,
     export_options,
     handle_errors,
+    reports_bad_images,
 )
 
 StudyArg = Annotated[
@@ -98,6 +99,7 @@ def _restarts(study) -> list[str]:
 
 @app.command("search")
 @handle_errors
+@reports_bad_images
 def search_cmd(
     study: StudyArg = None,
     hw: Annotated[str | None, typer.Option(help="Target device profile (e.g. jetson).")] = None,
@@ -307,6 +309,28 @@ def dashboard_cmd(
         raise StudyError(
             "optuna-dashboard is not installed in this environment; pip install optuna-dashboard"
         ) from None
-    console.print(f"optuna-dashboard on {shown_url(url)}: http://{host}:{port}/  (Ctrl-C to stop)")
+    storage = dashboard_storage(url)
+    ro = "" if isinstance(storage, str) else " (read-only)"
+    console.print(
+        f"optuna-dashboard on {shown_url(url)}{ro}: http://{host}:{port}/  (Ctrl-C to stop)"
+    )
     with contextlib.suppress(KeyboardInterrupt):
-        run_server(url, host=host, port=port)
+        run_server(storage, host=host, port=port)
+
+
+def dashboard_storage(url: str):
+    """What the dashboard serves: ``url`` itself, or, for a SQLite file this process cannot
+    write (the file or its directory), an Optuna storage that opens it read-only (no WAL
+    switch, no table creation), so a study on a read-only share can still be browsed."""
+    from .._db import sqlite_file, sqlite_read_only, sqlite_read_only_creator
+
+    path = sqlite_file(url)
+    if path is None or not sqlite_read_only(url):
+        return url
+    import optuna
+
+    return optuna.storages.RDBStorage(
+        url,
+        engine_kwargs={"creator": sqlite_read_only_creator(path)},
+        skip_table_creation=True,
+    )

@@ -8,7 +8,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ._app import app, console, fmt_count, handle_errors
+from .._io import check_writable_dir
+from ._app import (
+    BAD_IMAGES_HELP,
+    app,
+    bad_images_option,
+    console,
+    fmt_count,
+    handle_errors,
+    image_check_progress,
+    reports_bad_images,
+)
 
 _SCALAR_FIELDS = (
     "space",
@@ -33,6 +43,7 @@ _SCALAR_FIELDS = (
     "seed",
     "device",
     "num_workers",
+    "bad_images",
     "train_limit",
     "warmup_epochs",
 )
@@ -153,6 +164,9 @@ def train_cmd(
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda.")] = None,
     num_workers: Annotated[int | None, typer.Option("--workers", min=0)] = None,
     train_limit: Annotated[int | None, typer.Option(help="Use only N training samples.")] = None,
+    bad_images: Annotated[
+        str | None, typer.Option(help=BAD_IMAGES_HELP, show_default="skip")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TrainConfig YAML (flags override it).")
     ] = None,
@@ -238,10 +252,13 @@ def train_cmd(
 
     from ..training import train_supernet
 
+    if bad_images is not None:
+        bad_images_option(bad_images)
     local = locals()
     given: dict[str, Any] = {k: local[k] for k in _SCALAR_FIELDS if local[k] is not None}
     if "init" in given:
         given["init"] = str(given["init"])
+    check_writable_dir(out)  # a read-only --out fails here, before any training
     if tune:
         _tune(
             out,
@@ -287,7 +304,8 @@ def train_cmd(
         console.print(f"checkpoint: {res.checkpoint} (run the same command again to continue it)")
         return
     cfg = _train_config({**base, **given, "progress": progress})
-    res = train_supernet(cfg, out, resume=resume)
+    with image_check_progress() as checked:
+        res = train_supernet(cfg, out, resume=resume, data_progress=checked)
     if res.test is not None:
         _print_df(res.test, f"test top-1 after {cfg.epochs} epochs ({res.seconds:.0f} s)")
     console.print(f"checkpoint: {res.checkpoint}")
@@ -377,6 +395,7 @@ def calibrate_cmd(
 
 @app.command("eval-supernet")
 @handle_errors
+@reports_bad_images
 def eval_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="Stage I checkpoint.")],
     configs: Annotated[

@@ -6,13 +6,15 @@ Specs accepted by :func:`load_dataset`:
 - ``digits-hard`` (default demo): digits with per-sample difficulty (``dataset.difficulty``).
   ``digits-hard:K`` sets the copies per image (default 4), ``digits-hard:K:S`` also scales
   every corruption's strength by ``S`` (default 1; the routing ground uses 1.6, see README).
-- ``imagefolder:PATH``: local class folders. ``cifar10:PATH``: local CIFAR-10 python batches.
+- ``imagefolder:PATH``: local class folders (unreadable images are skipped, or an error with
+  ``bad_images="error"``). ``cifar10:PATH``: local CIFAR-10 python batches.
 - ``synthetic`` / ``synthetic:N``: class templates plus noise, for shape tests.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from ..errors import DataError
 from .augment import make_views
@@ -26,10 +28,20 @@ from .base import (
     split_tensors,
 )
 from .digits import corrupt, load_digits_splits
-from .folders import load_cifar10, load_imagefolder
+from .folders import (
+    BAD_IMAGE_MODES,
+    BAD_IMAGES_FILE,
+    bad_images_summary,
+    load_cifar10,
+    load_imagefolder,
+    reset_skipped_images,
+    skipped_images,
+)
 from .synthetic import load_synthetic
 
 __all__ = [
+    "BAD_IMAGES_FILE",
+    "BAD_IMAGE_MODES",
     "DATASET_SPECS",
     "ArrayDataset",
     "DataSplits",
@@ -41,6 +53,9 @@ __all__ = [
     "make_loader",
     "make_loaders",
     "make_views",
+    "bad_images_summary",
+    "reset_skipped_images",
+    "skipped_images",
     "split_tensors",
 ]
 
@@ -82,6 +97,9 @@ def load_dataset(
     seed: int = 0,
     model: str | None = None,
     train_augment: dict | None = None,
+    *,
+    bad_images: str = "skip",
+    progress: Callable[[int, int], None] | None = None,
 ) -> DataSplits:
     """Train/val/test splits of a dataset spec (see the module docstring).
 
@@ -93,10 +111,16 @@ def load_dataset(
             ``timm:<arch>``'s pretrained config (timm's ImageNet defaults otherwise).
         train_augment: image folders: extra ``timm.data.create_transform`` arguments of the
             training transform (``auto_augment``, ``color_jitter``, ``re_prob``).
+        bad_images: image folders: ``skip`` (default) replaces an image that does not decode
+            by the next readable one of its split, with a warning and a record in
+            ``splits.bad_images``; ``error`` decodes every image once now and raises on the
+            first bad one (see :mod:`dsnet_automl.data.folders`).
+        progress: ``progress(done, total)`` during the ``error`` check.
 
     Raises:
         DataError: unknown spec, or a missing/malformed local path (the message names the
-            path and the expected layout).
+            path and the expected layout); an image folder none of whose images decode, or,
+            with ``bad_images="error"``, any image that does not.
     """
     input_size = tuple(int(s) for s in input_size)
     kind, _, arg = spec.partition(":")
@@ -117,7 +141,15 @@ def load_dataset(
         if not arg:
             raise DataError(f"dataset {spec!r} needs a local path: {kind}:PATH")
         if kind == "imagefolder":
-            return load_imagefolder(arg, input_size, seed, model, train_augment)
+            return load_imagefolder(
+                arg,
+                input_size,
+                seed,
+                model,
+                train_augment,
+                bad_images=bad_images,
+                progress=progress,
+            )
         return load_cifar10(arg, input_size, seed)
     raise DataError(f"unknown dataset {spec!r}; allowed: {', '.join(DATASET_SPECS)}")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -76,6 +77,8 @@ class DataSplits:
         input_size: (C, H, W) of every sample.
         flip_ok: whether a horizontal flip keeps the label (natural images yes, digits no);
             the trainer's view augmentation reads it.
+        image_log: image folders: the :class:`~dsnet_automl.data.folders.BadImageLog` of the
+            images the splits skipped because they do not decode (None for other sources).
     """
 
     name: str
@@ -86,6 +89,16 @@ class DataSplits:
     input_size: tuple[int, int, int]
     flip_ok: bool = False
     classes: list[str] = field(default_factory=list)
+    image_log: Any = None
+
+    @property
+    def bad_images(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` of every image skipped so far (image folders; else empty)."""
+        return [] if self.image_log is None else self.image_log.read()
+
+    def bad_images_summary(self) -> str | None:
+        """One line about the skipped images, or None (see ``BadImageLog.summary``)."""
+        return None if self.image_log is None else self.image_log.summary()
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}

@@ -10,6 +10,20 @@ fraction come from the model's ``pretrained_cfg`` for ``timm:<arch>`` supernets
 (``resolve_data_config``), timm's ImageNet defaults otherwise. 1-channel inputs: grayscale,
 resized, no augmentation.
 
+Unreadable images (``bad_images``): a file that PIL cannot decode (truncated, not an image,
+a decompression bomb) does not end a run. With ``bad_images="skip"`` (the default) a split
+(:class:`SkippingSplit`) replaces it by the next image of the same split that decodes (index
+``i+1, i+2, ...`` modulo the split's length: deterministic, so batch sizes, the epoch's batch
+order and mid-epoch resume are unchanged), logs a warning naming it (logger
+``dsnet_automl.data``; the first few per process) and records ``(path, reason)`` in the splits'
+:class:`BadImageLog` (``splits.bad_images``). A run attaches the log to ``RUN/bad_images.txt``
+(:meth:`BadImageLog.attach`): DataLoader worker processes share no memory, so the file, one
+``path<TAB>reason`` line per image, is the cross-process record. Loading probes each split for
+its first readable image, so a folder (or split) where every image is bad is one
+:class:`~dsnet_automl.errors.DataError` before anything trains. With ``bad_images="error"``
+every image is decoded once at load (``progress(done, total)`` is called as it goes) and the
+first bad one is a :class:`~dsnet_automl.errors.DataError` naming it.
+
 ``cifar10:PATH``: the standard python-pickle CIFAR-10 directory (``data_batch_1`` ..
 ``data_batch_5``, ``test_batch``; ``PATH`` may also be its parent holding
 ``cifar-10-batches-py``). Loaded into memory; 5000 training images are held out for val.
@@ -17,18 +31,41 @@ resized, no augmentation.
 
 from __future__ import annotations
 
+import copy
+import logging
 import pickle
+import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Subset
 
 from ..errors import DataError
 from .base import ArrayDataset, DataSplits
 
-__all__ = ["load_cifar10", "load_imagefolder"]
+__all__ = [
+    "BAD_IMAGES_FILE",
+    "BAD_IMAGE_MODES",
+    "BadImageLog",
+    "SkippingSplit",
+    "bad_images_summary",
+    "load_cifar10",
+    "load_imagefolder",
+    "reset_skipped_images",
+    "skipped_images",
+]
+
+log = logging.getLogger("dsnet_automl.data")
+
+BAD_IMAGE_MODES = ("skip", "error")
+BAD_IMAGES_FILE = "bad_images.txt"  # in a run directory: every image skipped, one per line
+_WARN_LIMIT = 5  # per-image warnings per process; the rest only in summaries and the file
+_SEEN: dict[str, str] = {}  # every image skipped in this process: path -> reason
+_warned = [0]
 
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -103,15 +140,226 @@ def image_transforms(
     return transforms.Compose([rgb, train]), transforms.Compose([rgb, evalt])
 
 
-def _image_folder(root: Path, transform) -> Dataset:
-    from torchvision import datasets
+def skipped_images() -> list[tuple[str, str]]:
+    """``(path, reason)`` of every image skipped in this process so far (all splits, all
+    datasets, first-seen order; worker processes' finds are in their run's ``bad_images.txt``)."""
+    return list(_SEEN.items())
 
+
+def reset_skipped_images() -> None:
+    """Forget :func:`skipped_images` (the CLI does this when a command starts)."""
+    _SEEN.clear()
+    _warned[0] = 0
+
+
+def bad_images_summary(
+    entries: Sequence[tuple[str, str]], file: str | Path | None = None, show: int = 3
+) -> str | None:
+    """One line about skipped images (``None`` when there are none): their count, the first
+    ``show`` paths and, with ``file``, where the full list is."""
+    n = len(entries)
+    if not n:
+        return None
+    names = ", ".join(str(p) for p, _ in entries[:show])
+    names += f" (+{n - show} more)" if n > show else ""
+    line = f"{n} image file{'s' * (n != 1)} skipped (unreadable): {names}"
+    return f"{line}; full list in {file}" if file is not None else line
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    from PIL import Image
+
+    # UnidentifiedImageError and "Truncated File Read" are OSErrors
+    return (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def _reason(e: BaseException) -> str:
+    msg = re.sub(r" ?<_io\.\w+ name=[^>]*>", "", str(e))  # PIL repeats the path: drop it
+    text = " ".join(f"{type(e).__name__}: {msg}".split())
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _read_list(file: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
     try:
-        return datasets.ImageFolder(str(root), transform=transform)
-    except (FileNotFoundError, OSError) as e:
-        raise DataError(
-            f"imagefolder:{root}: no class folders with images ({e}); expected {_FOLDER_LAYOUT}"
-        ) from None
+        lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        path, _, reason = line.partition("\t")
+        if path:
+            out.setdefault(path, reason)
+    return out
+
+
+class BadImageLog:
+    """The images a dataset's splits skipped: ``(path, reason)`` in memory and, once
+    :meth:`attach` ed to a file (``RUN/bad_images.txt``), appended there by whichever process
+    (DataLoader workers included) meets them, one ``path<TAB>reason`` line each, deduplicated."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+        self.file: Path | None = None
+        self.quiet = False  # while loading probes the splits: warn afterwards, or not at all
+        self._pending: list[str] = []
+
+    def attach(self, file: str | Path) -> None:
+        """Record to ``file`` from now on (what is already known is written at once)."""
+        self.file = Path(file)
+        for path, reason in self.entries.items():
+            self._append(path, reason)
+
+    def add(self, path: str, reason: str) -> None:
+        if path in self.entries:
+            return
+        self.entries[path] = reason
+        _SEEN.setdefault(path, reason)
+        if self.file is not None and path in _read_list(self.file):
+            return  # another process (an earlier epoch's worker) met and reported it
+        if self.quiet:
+            self._pending.append(path)
+        else:
+            self._warn(path)
+        if self.file is not None:
+            self._append(path, reason)
+
+    def flush_warnings(self) -> None:
+        """Warn about the images found while :attr:`quiet`."""
+        pending, self._pending = self._pending, []
+        for path in pending:
+            self._warn(path)
+
+    def _warn(self, path: str) -> None:
+        _warned[0] += 1
+        if _warned[0] <= _WARN_LIMIT:
+            log.warning("skipping unreadable image %s (%s)", path, self.entries[path])
+        elif _warned[0] == _WARN_LIMIT + 1:
+            log.warning("more unreadable images skipped; they are counted in the summaries")
+
+    def _append(self, path: str, reason: str) -> None:
+        assert self.file is not None
+        if path in _read_list(self.file):
+            return
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.file, "a", encoding="utf-8") as fh:  # one write per line
+                fh.write(f"{path}\t{reason}\n")
+        except OSError as e:  # the record is a convenience: never end a run over it
+            log.warning("cannot record %s in %s (%s)", path, self.file, e)
+
+    def read(self) -> list[tuple[str, str]]:
+        """Every skipped image: this process's and, with a file, every process's."""
+        merged = _read_list(self.file) if self.file is not None and self.file.is_file() else {}
+        for path, reason in self.entries.items():
+            merged.setdefault(path, reason)
+        return list(merged.items())
+
+    def summary(self) -> str | None:
+        """:func:`bad_images_summary` of :meth:`read`."""
+        return bad_images_summary(self.read(), self.file)
+
+
+class _Images:
+    """One class-folder tree (torchvision's ``ImageFolder`` file list) whose images decode
+    lazily; an index that does not decode is remembered and logged (``mode="skip"``) or is a
+    :class:`DataError` (``mode="error"``)."""
+
+    def __init__(self, root: Path, log_: BadImageLog, mode: str) -> None:
+        from torchvision import datasets
+
+        try:
+            folder = datasets.ImageFolder(str(root))
+        except (FileNotFoundError, OSError) as e:
+            raise DataError(
+                f"imagefolder:{root}: no class folders with images ({e}); expected {_FOLDER_LAYOUT}"
+            ) from None
+        self.name, self.mode, self.log = f"imagefolder:{root}", mode, log_
+        self.loader, self.samples, self.classes = folder.loader, folder.samples, folder.classes
+        self.bad: dict[int, str] = {}
+        self.transform: Any = None
+
+    def with_transform(self, transform) -> _Images:
+        """The same images (and bad-image record) seen through ``transform``."""
+        view = copy.copy(self)
+        view.transform = transform
+        return view
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, i: int) -> Any:
+        """The PIL image of sample ``i``, or ``None`` if it does not decode (skip mode)."""
+        path = self.samples[i][0]
+        if i in self.bad:
+            _SEEN.setdefault(path, self.bad[i])  # still skipped (after a reset_skipped_images)
+            return None
+        try:
+            return self.loader(path)
+        except _decode_errors() as e:
+            self.bad[i] = reason = _reason(e)
+            if self.mode == "error":
+                raise DataError(
+                    f"{self.name}: cannot decode {path} ({reason}); fix or remove the file, or "
+                    "skip unreadable images (--bad-images skip)"
+                ) from None
+            self.log.add(path, reason)
+            return None
+
+    def none_readable(self, indices: Sequence[int], split: str) -> DataError:
+        """The error of a split none of whose ``indices`` decode (of the whole folder if none
+        of its images do)."""
+        if not any(self.load(i) is not None for i in range(len(self))):
+            indices, split = range(len(self)), ""
+        first = min(indices)  # every index here is in self.bad
+        what = f"{len(indices)} {split + ' ' if split else ''}images"
+        return DataError(
+            f"{self.name}: none of the {what} could be decoded "
+            f"(first: {self.samples[first][0]}: {self.bad.get(first, 'unreadable')})"
+        )
+
+
+class SkippingSplit(Subset):
+    """A split of an image folder: sample ``k`` is image ``indices[k]`` through the folder
+    view's ``transform``; one that does not decode is replaced by the next one that does
+    (``k+1, k+2, ...`` modulo the split's length), so every batch stays full and the order
+    stays deterministic."""
+
+    def __init__(self, images: _Images, indices: Iterable[int], transform, split: str) -> None:
+        super().__init__(images.with_transform(transform), list(indices))  # type: ignore[arg-type]
+        self.split = split
+
+    def __getitem__(self, idx):  # type: ignore[override]
+        if isinstance(idx, list):
+            return [self[i] for i in idx]
+        images: _Images = self.dataset  # type: ignore[assignment]
+        n = len(self.indices)
+        for k in range(n):
+            j = self.indices[(idx + k) % n]
+            img = images.load(j)
+            if img is not None:
+                tf = images.transform
+                return (tf(img) if tf is not None else img), images.samples[j][1]
+        raise images.none_readable(self.indices, self.split)
+
+    def __getitems__(self, indices: list[int]) -> list:
+        return [self[i] for i in indices]
+
+    def probe(self) -> None:
+        """Decode images until one does (normally the first): a split with none is a
+        :class:`DataError` now rather than in a DataLoader worker."""
+        if len(self.indices):
+            self[0]
+
+
+def _check_all(folders: list[_Images], progress: Callable[[int, int], None] | None) -> None:
+    """Decode every image once (``mode="error"``: the first bad one raises)."""
+    total, done = sum(len(f) for f in folders), 0
+    for f in folders:
+        for i in range(len(f)):
+            f.load(i)
+            done += 1
+            if progress is not None:
+                progress(done, total)
 
 
 def load_imagefolder(
@@ -120,30 +368,58 @@ def load_imagefolder(
     seed: int = 0,
     model: str | None = None,
     train_augment: dict | None = None,
+    *,
+    bad_images: str = "skip",
+    progress: Callable[[int, int], None] | None = None,
 ) -> DataSplits:
     """Splits of a local class-folder tree (see the module docstring); ``model`` is the
-    supernet name whose data config (mean, std, crop) the transforms use."""
+    supernet name whose data config (mean, std, crop) the transforms use; ``bad_images``:
+    ``skip`` (default) or ``error`` on images that do not decode, ``progress(done, total)``
+    follows the ``error`` mode's check of every image."""
+    if bad_images not in BAD_IMAGE_MODES:
+        raise DataError(f"bad_images {bad_images!r}; allowed: {', '.join(BAD_IMAGE_MODES)}")
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"imagefolder:{path}: directory does not exist; expected {_FOLDER_LAYOUT}")
     train_tf, eval_tf = image_transforms(tuple(input_size), model, train_augment)
+    bad_log = BadImageLog()
+
+    def folder(p: Path) -> _Images:
+        return _Images(p, bad_log, bad_images)
+
     if (root / "train").is_dir():
-        train = _image_folder(root / "train", train_tf)
+        base = folder(root / "train")
         if (root / "val").is_dir():
-            val = _image_folder(root / "val", eval_tf)
+            vf = folder(root / "val")
+            train = SkippingSplit(base, range(len(base)), train_tf, "train")
+            val = SkippingSplit(vf, range(len(vf)), eval_tf, "val")
         else:
-            tr, va = _split(len(train), (0.9, 0.1), seed)
-            train, val = Subset(train, tr), Subset(_image_folder(root / "train", eval_tf), va)
-        test = _image_folder(root / "test", eval_tf) if (root / "test").is_dir() else val
-        base = train.dataset if isinstance(train, Subset) else train
+            tr, va = _split(len(base), (0.9, 0.1), seed)
+            train = SkippingSplit(base, tr, train_tf, "train")
+            val = SkippingSplit(base, va, eval_tf, "val")
+        if (root / "test").is_dir():
+            tf = folder(root / "test")
+            test = SkippingSplit(tf, range(len(tf)), eval_tf, "test")
+        else:
+            test = val
     else:
-        full = _image_folder(root, train_tf)
-        full_eval = _image_folder(root, eval_tf)
-        tr, va, te = _split(len(full), (0.8, 0.1, 0.1), seed)
-        train, val, test = Subset(full, tr), Subset(full_eval, va), Subset(full_eval, te)
-        base = full
+        base = folder(root)
+        tr, va, te = _split(len(base), (0.8, 0.1, 0.1), seed)
+        train = SkippingSplit(base, tr, train_tf, "train")
+        val = SkippingSplit(base, va, eval_tf, "val")
+        test = SkippingSplit(base, te, eval_tf, "test")
     if len(train) == 0 or len(val) == 0:
         raise DataError(f"imagefolder:{path}: too few images to split; expected {_FOLDER_LAYOUT}")
+    splits = [train, val] + ([test] if test is not val else [])
+    if bad_images == "error":
+        folders = list({id(s.dataset.samples): s.dataset for s in splits}.values())
+        _check_all(folders, progress)  # type: ignore[arg-type]
+    else:
+        bad_log.quiet = True  # an all-bad folder is one error, not a warning per image first
+        for s in splits:
+            s.probe()
+        bad_log.quiet = False
+        bad_log.flush_warnings()
     return DataSplits(
         name=f"imagefolder:{path}",
         train=train,
@@ -153,6 +429,7 @@ def load_imagefolder(
         input_size=tuple(input_size),
         flip_ok=True,
         classes=list(base.classes),
+        image_log=bad_log,
     )
 
 

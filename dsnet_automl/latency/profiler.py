@@ -35,14 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from torch import nn
 
 from .._malloc import keep_freed_memory
@@ -50,6 +42,7 @@ from ..config import SliceSpace, SubnetConfig
 from ..errors import LatencyTableError
 from ..exporters import onnx_bytes
 from ..factory import create_supernet
+from ..progress import Task, reporter
 from ..supernets.base import Supernet
 from .device_timer import combine_rounds, summarize, time_calls
 from .grid import covering_configs, grid_signatures
@@ -342,8 +335,7 @@ class Profiler:
         cover: list[tuple[SubnetConfig, list[Any]]],
         todo: list[Any],
         batch_size: int,
-        bar: Progress,
-        task: TaskID,
+        task: Task,
     ) -> Iterator[tuple[Any, Timing]]:
         """``timing="chain"``: each signature still to measure is timed inside the first
         covering sub-net that makes it (several occurrences in one pass: their median), once per
@@ -370,7 +362,7 @@ class Profiler:
                     )  # fmt: skip
                 for sig, where in mine.items():
                     seen.setdefault(sig, []).append(combine([ts[i] for i in where]))
-                    bar.advance(task)
+                    task.update(advance=1)
                     yield sig, self._stamp(combine(seen[sig]))
 
     def _rounds(
@@ -378,8 +370,7 @@ class Profiler:
         items: list[tuple[Any, Any]],
         build: Callable[[Any], nn.Module],
         shape: Callable[[Any], tuple[int, ...]],
-        bar: Progress,
-        task: TaskID,
+        task: Task,
     ) -> Iterator[tuple[Any, Any, Timing]]:
         """Measure every ``(key, item)`` once per round, round-robin, so that slow drift of a
         busy machine spreads over all items; yields ``(key, item, timing so far)`` after every
@@ -389,7 +380,7 @@ class Profiler:
             for key, item in items:
                 t = self.time_module(build(item), torch.randn(*shape(item)))
                 seen.setdefault(key, []).append(t)
-                bar.advance(task)
+                task.update(advance=1)
                 yield key, item, combine(seen[key])
 
     # ---------------------------------------------------------------- profiling
@@ -422,24 +413,18 @@ class Profiler:
         cfgs = self.validation_configs(space, validate, seed)
         cover = None  # covering sub-nets (timing="chain"), built on first need
         total = (len(sigs) + len(cfgs)) * len(batch_sizes) * self.rounds
-        cols = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*cols, disable=not progress, transient=True) as bar:
-            task = bar.add_task(f"profiling {space.supernet} on {self.profile.name}", total=total)
+        label = f"profiling {space.supernet} on {self.profile.name}"
+        with reporter(progress).task(label, total) as task:
             for bs in batch_sizes:
                 todo_s, todo_c = pending_work(
                     self.store, dev[0], space.supernet, bs, self.backend, sigs, cfgs
                 )
                 todo = [(s, sigs[s]) for s in todo_s]
                 rep.skipped += len(sigs) - len(todo)
-                bar.advance(task, (len(sigs) - len(todo)) * self.rounds)
+                task.update(advance=(len(sigs) - len(todo)) * self.rounds)
                 if self.timing == "chain":
                     cover = cover or covering_configs(net, space)
-                    timed = self._chain_rounds(net, cover, [s for s, _ in todo], bs, bar, task)
+                    timed = self._chain_rounds(net, cover, [s for s, _ in todo], bs, task)
                 else:
                     timed = (
                         (sig, t)
@@ -447,7 +432,6 @@ class Profiler:
                             todo,
                             lambda c: net.units[c.index].extract(**dict(c.active)),
                             lambda c, bs=bs: (bs, *c.in_shape),
-                            bar,
                             task,
                         )  # fmt: skip
                     )
@@ -456,9 +440,9 @@ class Profiler:
                 rep.measured += len(todo)
                 todo_n = [(c.to_json(), c) for c in todo_c]
                 rep.networks_skipped += len(cfgs) - len(todo_n)
-                bar.advance(task, (len(cfgs) - len(todo_n)) * self.rounds)
+                task.update(advance=(len(cfgs) - len(todo_n)) * self.rounds)
                 for key, _, timing in self._rounds(
-                    todo_n, net.extract, lambda _, bs=bs: (bs, *space.input_size), bar, task
+                    todo_n, net.extract, lambda _, bs=bs: (bs, *space.input_size), task
                 ):
                     self.store.put_network(dev, space.supernet, key, bs, self.backend, timing)
                 rep.networks_measured += len(todo_n)

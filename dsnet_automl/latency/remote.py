@@ -32,18 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from .._malloc import MMAP_THRESHOLD, TRIM_THRESHOLD, keep_freed_memory
 from ..config import SliceSpace
 from ..exporters import onnx_bytes
 from ..factory import create_supernet
+from ..progress import reporter
 from ..supernets.base import Supernet
 from . import device_timer
 from .grid import grid_signatures
@@ -300,26 +294,21 @@ class RemoteProfiler:
             )
             rep.identity = json.loads(probe.strip().splitlines()[-1])
             stamp = self.check(rep.identity)
-            cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[per]}"), TimeElapsedColumn())  # fmt: skip
+            label = f"profiling {space.supernet} on {self.target.label}"
             with (
-                Progress(*cols, disable=not progress, transient=True) as bar,
+                reporter(progress).task(label, len(items)) as task,
                 tempfile.TemporaryDirectory(prefix="dsnet-remote-") as tmp,
             ):
-                task = bar.add_task(
-                    f"profiling {space.supernet} on {self.target.label}", total=len(items),
-                    per="",
-                )  # fmt: skip
                 for i in range(0, len(items), self.batch_items):
                     batch = items[i : i + self.batch_items]
-                    self._batch(batch, workdir, Path(tmp), stamp, rep, dev, space, bar, task)
+                    self._batch(batch, workdir, Path(tmp), stamp, rep, dev, space, task)
         finally:
             # the device went away: the next run clears the directory
             with contextlib.suppress(RemoteError):
                 self.target.run(self.target.python_cmd("-c", _CLEANUP, workdir), timeout_s=60)
             self.target.close()
 
-    def _batch(self, batch, workdir, tmp, stamp, rep, dev, space, bar, task) -> None:
+    def _batch(self, batch, workdir, tmp, stamp, rep, dev, space, task) -> None:
         by_key = {it.name: it for it in batch}
         files = self._export(batch, tmp)
         man = tmp / "manifest.json"
@@ -348,4 +337,4 @@ class RemoteProfiler:
                 rep.networks_measured += 1
             rep.device_seconds += res["seconds"]
             done = rep.measured + rep.networks_measured
-            bar.update(task, advance=1, per=f"{rep.device_seconds / done:.2f} s/item on device")
+            task.update(advance=1, text=f"{rep.device_seconds / done:.2f} s/item on device")

@@ -36,6 +36,8 @@ from .._db import (
     describe_error,
     retry_transient,
     sqlite_file,
+    sqlite_read_only,
+    storage_problem,
 )
 from ..errors import LatencyTableError
 from .migrations import MIGRATABLE, migrate
@@ -95,6 +97,7 @@ class LatencyStore(LazyEngineStore):
 
     label, error = "latency database", LatencyTableError
     example_url = "sqlite:///hw_profiles/latency.db"
+    read_only = False  # an existing SQLite file this process cannot write (set on open)
 
     def __init__(self, url: str = DEFAULT_DB, *, timeout_s: float = 30.0) -> None:
         super().__init__(url, timeout_s=timeout_s)
@@ -120,6 +123,8 @@ class LatencyStore(LazyEngineStore):
                             "another kind of file); it was left untouched: move it away or "
                             "pass another --db"
                         )
+                if sqlite_read_only(self.url):
+                    return self._open_read_only()
                 # a plain engine: no WAL pragma may touch a file we have not accepted yet
                 version = self._check_schema(create_engine(self.url))
             else:
@@ -134,6 +139,29 @@ class LatencyStore(LazyEngineStore):
         if version in MIGRATABLE:
             self._migrate(engine)
         self._create(engine)
+        return engine
+
+    def _open_read_only(self) -> Engine:
+        """A SQLite file this process cannot write (the file or its directory): opened
+        read-only (no WAL switch, no table creation); it must hold this schema version."""
+        engine = self._new_engine(read_only=True)
+        try:
+            version = self._check_schema(engine, dispose=False)
+        except LatencyTableError:
+            engine.dispose()
+            raise
+        if version != SCHEMA_VERSION:
+            engine.dispose()
+            what = (
+                "holds no latency tables"
+                if version is None
+                else f"has schema version {version} and needs an upgrade to {SCHEMA_VERSION}"
+            )
+            raise LatencyTableError(
+                f"latency database {self._where} is read-only here (the file or its directory "
+                f"is not writable) and {what}: fix its permissions or pass another --db"
+            )
+        self.read_only = True
         return engine
 
     def _migrate(self, engine: Engine) -> None:
@@ -167,7 +195,11 @@ class LatencyStore(LazyEngineStore):
                     return None  # shared with the accuracy table or a study: add ours
                 version = conn.execute(select(SchemaVersion.version)).scalar()
         except SQLAlchemyError as e:
-            if connect_problem(self.url, e) is not None or self._sqlite_path() is None:
+            if (
+                connect_problem(self.url, e) is not None
+                or storage_problem(e) is not None  # read-only, unopenable, full: not corrupt
+                or self._sqlite_path() is None
+            ):
                 todo = "check the user's rights on that database or pass another --db"
                 raise LatencyTableError(describe_error(self.label, self.url, e, todo)) from e
             raise LatencyTableError(
@@ -209,6 +241,11 @@ class LatencyStore(LazyEngineStore):
     @contextmanager
     def _tx(self, write: bool) -> Iterator[Session]:
         bind = self.engine.execution_options(sqlite_begin="IMMEDIATE") if write else self.engine
+        if write and self.read_only:
+            raise LatencyTableError(
+                f"latency database {self._where} is read-only here (the file or its directory "
+                "is not writable): nothing was written; fix its permissions or pass another --db"
+            )
         s = Session(bind, expire_on_commit=False)
         try:
             yield s

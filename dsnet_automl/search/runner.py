@@ -1,7 +1,7 @@
 """In-process search runner: Stage I once; the accuracy table, predictor and predicted fronts
-(:mod:`.route_menu`); the dynamic study with rich progress; then the static baselines (bare and
-static+attention) and ``static_front.csv``. ``workers > 1`` or a Ray address hands the dynamic
-trials to :mod:`.ray_runner`."""
+(:mod:`.route_menu`); the dynamic study (progress through the current reporter); then the
+static baselines (bare and static+attention) and ``static_front.csv``. ``workers > 1`` or a
+Ray address hands the dynamic trials to :mod:`.ray_runner`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import TrainingInterrupted
+from ..progress import Reporter, reporter
 from .objective import TrialContext, run_trial
 from .route_menu import Knowledge, learn, route_menu
 from .static import run_static, run_static_attention
@@ -67,22 +66,59 @@ def run_search(
     ray_address: str | None = None,
     storage_path: str | None = None,
     progress: bool = True,
-    console: Console | None = None,
     trial_fn: Callable[..., dict[str, Any]] = run_trial,
 ) -> SearchResult:
-    """Run (or resume) the whole study; returns the dynamic and static studies."""
+    """Run (or resume) the whole study; returns the dynamic and static studies. Progress and
+    messages go to the current :func:`dsnet_automl.progress.reporter` (none drawn by
+    default; ``progress=False`` keeps even an installed one quiet)."""
     t0 = time.perf_counter()
-    console = console or Console()
+    rep = reporter(progress)
     ckpt = ensure_supernet(study, progress=progress)
     ctx = TrialContext.create(study, ckpt)
     s = open_study(study, db=db)
-    study = _resolve_routing(study, s, console)
+    study = _resolve_routing(study, s, rep)
+    know = _knowledge(study, ctx, ckpt, s, rep, progress)
+    requeued = requeue_unfinished(s)
+    left = budget_left(s, study.trials)
+    workers = workers or study.workers
+    c = counts(s)
+    if requeued or c["complete"]:
+        rep.message(
+            f"resuming study {study.name!r}: {c['complete']} complete, {c['pruned']} pruned, "
+            f"{requeued} re-queued, {left} to run"
+        )
+    if left and (workers > 1 or ray_address):
+        from .ray_runner import run_ray
+
+        run_ray(study, ctx, s, left, workers=workers, address=ray_address, db=db,
+                storage_path=storage_path)  # fmt: skip
+    elif left:
+        _optimize(study, ctx, s, left, trial_fn, rep)
+    static = att = None
+    if study.static_trials:
+        static = run_static(study, ctx, db=db, front=know.front if know else None)
+        if know is not None:
+            _write_static_front(study, ctx, know, static)
+        if study.static_attention:
+            with rep.status("static+attention: training the attention head per static sub-net"):
+                att = run_static_attention(study, ctx, static, s, db=db)
+    casc = None
+    if study.cascade and ctx.route_menu:
+        casc = _cascade(study, ctx, s, rep)
+    return SearchResult(s, static, time.perf_counter() - t0, requeued, att, know, casc)
+
+
+def _knowledge(
+    study: StudyConfig, ctx: TrialContext, ckpt: Any, s: optuna.Study, rep: Reporter, progress
+) -> Knowledge | None:
+    """The accuracy table, predictor and predicted front (front routing or static trials),
+    and with front routing the pinned route menu and its headroom (stored in the study)."""
     know = None
     if study.routing == "front" or study.static_trials:
         know = learn(study, ctx, ckpt, progress=progress)
         m = know.metrics
         s.set_user_attr("accuracy_predictor", m | {"seconds": know.seconds})
-        console.print(
+        rep.message(
             f"accuracy predictor: {m.get('n_train', 0) + m.get('n_holdout', 0)} measured "
             f"sub-nets, held-out Kendall tau {m['kendall_tau']:.3f}, RMSE "
             f"{100 * m['rmse']:.2f} pt; predicted static front {len(know.front)} points "
@@ -95,85 +131,45 @@ def run_search(
         h = menu_headroom(ctx, ctx.route_menu)
         s.set_user_attr("headroom", dataclasses.asdict(h))
         for line in headroom_lines(h, study.hw, study.latency_batch):
-            console.print(line)
-    requeued = requeue_unfinished(s)
-    left = budget_left(s, study.trials)
-    workers = workers or study.workers
-    c = counts(s)
-    if requeued or c["complete"]:
-        console.print(
-            f"resuming study {study.name!r}: {c['complete']} complete, {c['pruned']} pruned, "
-            f"{requeued} re-queued, {left} to run"
+            rep.message(line)
+    return know
+
+
+def _optimize(
+    study: StudyConfig,
+    ctx: TrialContext,
+    s: optuna.Study,
+    left: int,
+    trial_fn: Callable[..., dict[str, Any]],
+    rep: Reporter,
+) -> None:
+    """The in-process dynamic trials, one task of the reporter (counts and the front so far)."""
+    objective = make_objective(study, ctx, trial_fn=trial_fn)
+
+    def text() -> str:
+        c = counts(s)
+        return (
+            f"done {c['complete']} pruned {c['pruned']} failed {c['fail']} running "
+            f"{c['running']}  front {_front_text(s)}"
         )
-    if left and (workers > 1 or ray_address):
-        from .ray_runner import run_ray
 
-        run_ray(
-            study,
-            ctx,
-            s,
-            left,
-            workers=workers,
-            address=ray_address,
-            db=db,
-            storage_path=storage_path,
-        )
-    elif left:
-        bar = Progress(
-            TextColumn("[bold]trials"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[state]}"),
-            TimeElapsedColumn(),
-            TextColumn("front {task.fields[front]}"),
-            console=console,
-            disable=not progress,
-            transient=False,
-        )
-        objective = make_objective(study, ctx, trial_fn=trial_fn)
+    with rep.task("trials", study.trials, done=study.trials - left, text=text(), keep=True) as t:
 
-        def fields() -> dict[str, str]:
-            c = counts(s)
-            return {
-                "state": f"done {c['complete']} pruned {c['pruned']} failed {c['fail']} "
-                f"running {c['running']}",
-                "front": _front_text(s),
-            }
+        def cb(st: optuna.Study, tr: optuna.trial.FrozenTrial) -> None:
+            done = tr.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            t.update(advance=int(done), text=text())
+            if tr.state == TrialState.FAIL:
+                rep.message(f"trial {tr.number} failed: {tr.user_attrs.get('error')}", warning=True)
 
-        with bar:
-            task = bar.add_task(
-                "search", total=study.trials, completed=study.trials - left, **fields()
-            )
-
-            def cb(st: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
-                done = t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                bar.update(task, advance=int(done), **fields())
-                if t.state == TrialState.FAIL:
-                    bar.console.print(
-                        f"[yellow]trial {t.number} failed: {t.user_attrs.get('error')}"
-                    )
-
-            # failed trials use budget in this session so a broken setup cannot loop forever
-            s.optimize(objective, n_trials=left, catch=(Exception,), callbacks=[cb])
-        last = s.get_trials(deepcopy=False)[-1:]
-        if last and last[0].user_attrs.get(INTERRUPTED):
-            raise TrainingInterrupted(str(last[0].user_attrs.get("error")))
-    static = att = None
-    if study.static_trials:
-        static = run_static(study, ctx, db=db, front=know.front if know else None)
-        if know is not None:
-            _write_static_front(study, ctx, know, static)
-        if study.static_attention:
-            with console.status("static+attention: training the attention head per static sub-net"):
-                att = run_static_attention(study, ctx, static, s, db=db)
-    casc = None
-    if study.cascade and ctx.route_menu:
-        casc = _cascade(study, ctx, s, console)
-    return SearchResult(s, static, time.perf_counter() - t0, requeued, att, know, casc)
+        # failed trials use budget in this session so a broken setup cannot loop forever
+        s.optimize(objective, n_trials=left, catch=(Exception,), callbacks=[cb])
+    last = s.get_trials(deepcopy=False)[-1:]
+    if last and last[0].user_attrs.get(INTERRUPTED):
+        raise TrainingInterrupted(str(last[0].user_attrs.get("error")))
 
 
 def _cascade(
-    study: StudyConfig, ctx: TrialContext, s: optuna.Study, console: Console
+    study: StudyConfig, ctx: TrialContext, s: optuna.Study, rep: Reporter
 ) -> dict[str, Any]:
     """The per-route-head cascade of the menu's two ends (resumable), stored in the study."""
     from .cascade import build_cascade
@@ -181,7 +177,7 @@ def _cascade(
 
     epochs, lr = static_attention_budget(study, s)
     menu = ctx.route_menu or ()
-    with console.status("cascade: training an attention head for each of the menu's two ends"):
+    with rep.status("cascade: training an attention head for each of the menu's two ends"):
         res = build_cascade(
             ctx, [menu[0], menu[-1]], study.run_dir / "cascade", epochs=epochs, lr=lr
         )
@@ -189,12 +185,12 @@ def _cascade(
     return res
 
 
-def _resolve_routing(study: StudyConfig, s: optuna.Study, console: Console) -> StudyConfig:
+def _resolve_routing(study: StudyConfig, s: optuna.Study, rep: Reporter) -> StudyConfig:
     """A study DB made before front routing (its trials have ``min_frac``) resumes with
     fraction routing unless the YAML names one."""
     old = any("min_frac" in t.params for t in s.get_trials(deepcopy=False))
     if old and study.routing == "front" and "routing" not in study.model_fields_set:
-        console.print(f"study {study.name!r} was started with fraction routing; resuming with it")
+        rep.message(f"study {study.name!r} was started with fraction routing; resuming with it")
         return study.model_copy(update={"routing": "fraction"})
     return study
 

@@ -16,7 +16,9 @@ RECIPE_FIELDS = ("optimizer", "lr", "weight_decay")
 
 # fields that may differ between a run and its resumption (they do not change the result on CPU;
 # ``threads`` and ``channels_last`` change only float rounding, so a resume may change them)
-RUNTIME_FIELDS = frozenset({"channels_last", "device", "num_workers", "progress", "threads"})
+RUNTIME_FIELDS = frozenset(
+    {"bad_images", "channels_last", "device", "num_workers", "progress", "threads"}
+)
 
 
 class TrainConfig(BaseModel):
@@ -111,6 +113,11 @@ class TrainConfig(BaseModel):
         "faster steps). Changes float rounding only",
     )
     num_workers: int = Field(0, ge=0)
+    bad_images: Literal["skip", "error"] = Field(
+        "skip",
+        description="image folders: skip an image that does not decode (warning, RUN/"
+        "bad_images.txt) or check every image before training and stop at the first bad one",
+    )
     progress: bool = True
     eval_every: int = Field(1, ge=0, description="val top-1 of smallest/largest every N epochs")
 

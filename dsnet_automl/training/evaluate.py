@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from .._io import read_yaml
 from ..config import SliceSpace, SubnetConfig
 from ..errors import SearchSpaceError
+from ..progress import track
 
 __all__ = ["accuracy", "evaluate_configs", "resolve_configs"]
 
@@ -121,10 +122,8 @@ def evaluate_configs(
     """One row per config: ``config`` (JSON), ``top1``, ``macs``, ``params``, every dim, and
     with ``difficulty`` (N,) aligned to the loader's order also ``top1_easy`` (d < 1/3) and
     ``top1_hard`` (d >= 2/3)."""
-    from rich.progress import track
-
     rows = []
-    it = track(configs, description="evaluating", disable=not progress)
+    it = track(configs, "evaluating", enabled=progress)
     for cfg in it:
         top1, correct = accuracy(net, loader, cfg, device=device)
         row = {

@@ -35,6 +35,7 @@ position, RNG) are written atomically each epoch and on SIGINT/SIGTERM, which th
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from torch import Tensor
 
 from .._io import atomic_path
 from ..config import RouteSpace
-from ..data import load_dataset, make_loaders
+from ..data import BAD_IMAGES_FILE, load_dataset, make_loaders
 from ..errors import CheckpointError, SearchSpaceError
 from ..routing import DynamicNet
 from .checkpoint import capture_rng
@@ -67,6 +68,8 @@ __all__ = [
     "train_gate",
 ]
 
+
+log = logging.getLogger("dsnet_automl.training")
 
 SgsTarget = Literal["ends", "cheapest"]
 SGS_TARGETS: tuple[str, ...] = ("ends", "cheapest")
@@ -115,6 +118,11 @@ class GateTrainConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    bad_images: Literal["skip", "error"] = Field(
+        "skip",
+        description="image folders: skip an image that does not decode (warning, OUT/"
+        "bad_images.txt) or check every image before training and stop at the first bad one",
+    )
 
 
 @dataclass
@@ -294,9 +302,15 @@ class _GateRun:
     costs: Tensor
     target: float
     slim: bool
+    splits: Any = None  # the DataSplits (their image_log: unreadable images skipped)
 
 
-def _build(dyn: DynamicNet, cfg: GateTrainConfig, data: str) -> _GateRun:
+def _build(
+    dyn: DynamicNet,
+    cfg: GateTrainConfig,
+    data: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> _GateRun:
     """Freeze the supernet, load the data, build the gate's optimizer and schedule."""
     if dyn.route_heads is not None:
         raise SearchSpaceError(
@@ -310,14 +324,23 @@ def _build(dyn: DynamicNet, cfg: GateTrainConfig, data: str) -> _GateRun:
     for p in net.parameters():
         p.requires_grad_(False)
     dyn = dyn.to(device).fused()  # frozen supernet: BN folded, same gate
-    splits = load_dataset(data, net.input_size, seed=cfg.seed, model=net.space.supernet)
+    splits = load_dataset(
+        data,
+        net.input_size,
+        seed=cfg.seed,
+        model=net.space.supernet,
+        bad_images=cfg.bad_images,
+        progress=progress,
+    )
     train_loader, val_loader, _ = make_loaders(splits, cfg.batch_size, seed=cfg.seed)
     opt = torch.optim.AdamW(gate_trainable(dyn, slim), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     costs = torch.tensor(dyn.route_costs(), dtype=torch.float32, device=device)
     target = cfg.target_cost or float(costs[-1])
     dyn.gate.tau = cfg.tau
-    return _GateRun(dyn, cfg, device, (train_loader, val_loader), opt, sched, costs, target, slim)
+    return _GateRun(
+        dyn, cfg, device, (train_loader, val_loader), opt, sched, costs, target, slim, splits
+    )
 
 
 def _restore(run: _GateRun, ck: dict[str, Any], path: Path) -> LoopState:
@@ -383,6 +406,7 @@ def train_gate(
     data: str,
     resume: bool = False,
     report: Callable[[dict[str, Any]], None] | None = None,
+    data_progress: Callable[[int, int], None] | None = None,
 ) -> GateTrainResult:
     """Train ``dyn.gate`` in place with SGS; writes ``gate_train.ckpt`` (every epoch and on a
     stop) and, when done, the bundle (:meth:`DynamicNet.save`) to ``out_dir``. ``report`` gets
@@ -391,13 +415,20 @@ def train_gate(
     ``resume`` continues from ``gate_train.ckpt`` when it exists (else starts afresh), from
     the exact step it stopped at: the same loop and interrupt rule as Stage I (:mod:`.loop`).
 
+    Image folders: images that do not decode are skipped (``cfg.bad_images="skip"``), listed
+    in ``out_dir/bad_images.txt`` and summed up in one line on the ``dsnet_automl.training``
+    logger after each epoch; ``"error"`` decodes every image first (``data_progress(done,
+    total)``) and raises :class:`~dsnet_automl.errors.DataError` on the first bad one.
+
     Raises:
         TrainingInterrupted: SIGINT/SIGTERM, after writing the checkpoint (no bundle yet).
         CheckpointError: a checkpoint of another route space or gate parameter set.
     """
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "gate_train.ckpt"
-    run = _build(dyn, cfg, data)
+    run = _build(dyn, cfg, data, data_progress)
+    if run.splits.image_log is not None:
+        run.splits.image_log.attach(out_dir / BAD_IMAGES_FILE)
     ck = None
     if resume and ckpt_path.exists():
         ck = load_checkpoint_stage2(ckpt_path, dyn.route_space)
@@ -408,11 +439,16 @@ def train_gate(
         with atomic_path(ckpt_path) as tmp:
             torch.save(_checkpoint(run, st), tmp)
 
+    def on_epoch(metrics: dict[str, Any]) -> None:
+        note = run.splits.bad_images_summary()
+        if note:
+            log.warning(note)
+
     bar = StepProgress("gate", cfg.epochs, len(run.loaders[0]), cfg.progress)
     run_epochs(
         state, run.loaders[0], epochs=cfg.epochs, step=partial(_gate_step, run),
         end_epoch=partial(_gate_end_epoch, run), save=save, progress=bar, where=str(ckpt_path),
-        report=report, rng=ck["rng"] if ck is not None else None,
+        on_epoch=on_epoch, report=report, rng=ck["rng"] if ck is not None else None,
     )  # fmt: skip
     history = state.history
     curves, val = val_knob_curves(run.dyn, run.loaders[1])

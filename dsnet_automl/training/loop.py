@@ -31,6 +31,7 @@ from typing import Any
 
 from ..data import epoch_sampler
 from ..errors import TrainingInterrupted
+from ..progress import Task, reporter
 from .checkpoint import restore_rng
 from .signals import StopFlag, graceful_signals
 
@@ -87,51 +88,33 @@ class LoopState:
 
 
 class StepProgress(AbstractContextManager):
-    """The progress bar of a training run (disabled when ``enabled`` is False)."""
+    """The progress of a training run: one task of the current reporter
+    (:mod:`dsnet_automl.progress`; quiet when ``enabled`` is False)."""
 
     def __init__(self, label: str, epochs: int, steps_per_epoch: int, enabled: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.epochs = epochs
-        self.bar = Progress(
-            TextColumn(f"[bold]{label} epoch {{task.fields[epoch]}}/{epochs}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f}"),
-            TextColumn("{task.fields[sps]:.0f} samples/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            disable=not enabled,
-        )
-        self.total, self.enabled, self.task = epochs * steps_per_epoch, enabled, None
+        self.label = f"{label} epoch".strip()
+        self.epochs, self.enabled, self.total = epochs, enabled, epochs * steps_per_epoch
+        self.task: Task | None = None
 
     def __enter__(self) -> StepProgress:
-        self.bar.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
+        if self.task is not None:
+            self.task.close()
 
     def update(self, state: LoopState) -> None:
-        fields = {
-            "epoch": min(state.epoch + 1, max(1, self.epochs)),
-            "loss": state.mean("loss"),
-            "sps": state.rate(),
-        }
+        epoch = min(state.epoch + 1, max(1, self.epochs))
+        text = f"{self.label} {epoch}/{self.epochs}  loss {state.mean('loss'):.3f}  "
+        text += f"{state.rate():.0f} samples/s"
         if self.task is None:
-            self.task = self.bar.add_task("train", total=self.total, **fields)
-        self.bar.update(self.task, completed=state.global_step, **fields)
+            self.task = reporter(self.enabled).task("train", self.total, done=state.global_step)
+        self.task.update(done=state.global_step, text=text)
 
     def print(self, metrics: Metrics) -> None:
+        """One line of an epoch's metrics, as a reporter message."""
         if self.enabled:
-            self.bar.console.print(
+            reporter().message(
                 "  ".join(
                     f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                     for k, v in metrics.items()

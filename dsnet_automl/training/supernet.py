@@ -23,6 +23,7 @@ alone writes files, shows progress and evaluates. One trainer, not two.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -41,7 +42,7 @@ from torch.utils.data import Subset
 
 from .._io import atomic_write_text
 from ..config import SliceSpace, SubnetConfig
-from ..data import ArrayDataset, load_dataset, make_loaders
+from ..data import BAD_IMAGES_FILE, ArrayDataset, load_dataset, make_loaders
 from ..errors import CheckpointError, DsnetError, TrainingInterrupted
 from ..factory import create_supernet, load_space
 from ..latency import pinned_threads
@@ -58,6 +59,8 @@ __all__ = ["CHECKPOINT_NAME", "TrainResult", "resolve_device", "train_supernet"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 Report = Callable[[dict[str, Any]], None]
+DataProgress = Callable[[int, int], None]  # (images checked, of) for bad_images="error"
+log = logging.getLogger("dsnet_automl.training")
 
 
 @dataclass
@@ -134,14 +137,20 @@ def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> bool:
     return extend
 
 
-def _prepare_data(cfg: TrainConfig, space: SliceSpace):
+def _prepare_data(cfg: TrainConfig, space: SliceSpace, progress: DataProgress | None = None):
     aug = {
         "auto_augment": cfg.auto_augment,
         "color_jitter": cfg.color_jitter,
         "re_prob": cfg.reprob,
     }
     data = load_dataset(
-        cfg.data, space.input_size, seed=cfg.seed, model=space.supernet, train_augment=aug
+        cfg.data,
+        space.input_size,
+        seed=cfg.seed,
+        model=space.supernet,
+        train_augment=aug,
+        bad_images=cfg.bad_images,
+        progress=progress,
     )
     train = data.train
     if cfg.train_limit is not None:
@@ -207,13 +216,18 @@ def _amp(use_amp: bool) -> tuple[torch.amp.GradScaler | None, Callable[[], Any]]
 
 
 def _build(
-    cfg: TrainConfig, space: SliceSpace, shard: Shard, device: torch.device, fresh: bool
+    cfg: TrainConfig,
+    space: SliceSpace,
+    shard: Shard,
+    device: torch.device,
+    fresh: bool,
+    progress: DataProgress | None = None,
 ) -> _Run:
     """Seed, load the data, build net/teacher/loaders/optimizer and the sandwich step."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    data = _prepare_data(cfg, space)
+    data = _prepare_data(cfg, space, progress)
     init = cfg.init if fresh else None  # a resumed run has its weights
     net = create_supernet(space.supernet, space=space, num_classes=data.num_classes, init=init)
     net = net.to(device)
@@ -349,6 +363,7 @@ def train_supernet(
     resume: bool = False,
     report: Report | None = None,
     max_steps: int | None = None,
+    data_progress: DataProgress | None = None,
 ) -> TrainResult:
     """Run (or resume) Stage I training.
 
@@ -359,6 +374,12 @@ def train_supernet(
         report: called after every epoch, on every rank, with that epoch's metrics dict once
             the epoch's checkpoint is written (e.g. Ray Tune's ``tune.report``).
         max_steps: stop (with a checkpoint) once this many optimizer steps are done in total.
+        data_progress: ``(done, total)`` while ``cfg.bad_images="error"`` decodes every image
+            of an image folder before training (e.g. a progress bar).
+
+    Image folders skip images that do not decode (``cfg.bad_images="skip"``): they are listed
+    in ``out_dir/bad_images.txt`` and each epoch ends with a one-line summary on the
+    ``dsnet_automl.training`` logger.
 
     Raises:
         CheckpointError: resume without a checkpoint, a fresh run over an existing one, or a
@@ -367,11 +388,16 @@ def train_supernet(
             loss became non-finite (the last epoch's checkpoint is kept).
     """
     with pinned_threads(cfg.threads):  # the process's count is restored afterwards
-        return _train_supernet(cfg, Path(out_dir), resume, report, max_steps)
+        return _train_supernet(cfg, Path(out_dir), resume, report, max_steps, data_progress)
 
 
 def _train_supernet(
-    cfg: TrainConfig, out: Path, resume: bool, report: Report | None, max_steps: int | None
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    report: Report | None,
+    max_steps: int | None,
+    data_progress: DataProgress | None = None,
 ) -> TrainResult:
     t_start = time.perf_counter()
     shard = Shard.current()
@@ -381,12 +407,14 @@ def _train_supernet(
     if cfg.img_size is not None:  # stored with the checkpoint: later stages use the same size
         space = space.with_input_size((space.input_size[0], cfg.img_size, cfg.img_size))
     ckpt, extend = _open_checkpoint(cfg, out, space, resume)
-    run = _build(cfg, space, shard, device, fresh=ckpt is None)
+    run = _build(cfg, space, shard, device, fresh=ckpt is None, progress=data_progress)
     state = _restore(run, ckpt, extend)
     ckpt_path = out / CHECKPOINT_NAME
     if shard.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+        if run.data.image_log is not None:  # unreadable images: RUN/bad_images.txt
+            run.data.image_log.attach(out / BAD_IMAGES_FILE)
 
     def save(st: LoopState) -> None:
         if shard.main:
@@ -396,6 +424,9 @@ def _train_supernet(
         if shard.main:
             pd.DataFrame(state.history).to_csv(out / "metrics.csv", index=False)
             bar.print(metrics)
+            note = run.data.bad_images_summary()
+            if note:
+                log.warning(note)
 
     bar = StepProgress("", cfg.epochs, len(run.loaders[0]), cfg.progress and shard.main)
     result = TrainResult(out, ckpt_path, state.history, mvco=run.mvco)
