@@ -84,165 +84,186 @@ def _print_df(df, title: str) -> None:
     console.print(table)
 
 
+# the options of train_cmd, declared once here to keep the command short
+_OutOpt = Annotated[
+    Path, typer.Option("--out", "-o", help="Output directory (checkpoint, metrics).")
+]
+_DataOpt = Annotated[
+    str | None,
+    typer.Option(help="digits | digits-hard | imagefolder:PATH | cifar10:PATH | synthetic."),
+]
+_InitOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Start from local pretrained weights: a .pth/.bin/.safetensors state dict or a "
+        "timm checkpoint (for timm:<arch> spaces loaded into the timm model before slicing; "
+        "a classifier for another class count is re-initialised). Nothing is downloaded."
+    ),
+]
+_ImgSizeOpt = Annotated[
+    int | None,
+    typer.Option(min=8, help="Image size to train at (default: the space's input size)."),
+]
+_AutoAugmentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--aa", help="Image folders: timm auto-augment policy (e.g. rand-m9-mstd0.5-inc1)."
+    ),
+]
+_ColorJitterOpt = Annotated[
+    float | None, typer.Option(help="Image folders: colour jitter (timm's).")
+]
+_ReprobOpt = Annotated[
+    float | None, typer.Option(help="Image folders: random erasing probability.")
+]
+_EpochsOpt = Annotated[
+    int | None,
+    typer.Option(min=0, help="0: only initialise (e.g. --init), checkpoint and evaluate."),
+]
+_LrOpt = Annotated[
+    float | None, typer.Option(help="Peak learning rate (default: 0.1 CNNs, 1e-3 ViTs).")
+]
+_OptimizerOpt = Annotated[
+    str | None, typer.Option(help="sgd (nesterov) | adamw (default: sgd CNNs, adamw ViTs).")
+]
+_WeightDecayOpt = Annotated[float | None, typer.Option(help="Default: 5e-5 CNNs, 0.05 ViTs.")]
+_EmaBnOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="EMA teacher's BatchNorm: batch (default; the batch's statistics) | running "
+        "(its averaged running statistics; 1.6-4 pt worse in benchmarks/stage1_ablation.py)."
+    ),
+]
+_IbEnsembleOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--ib-ensemble/--no-ib-ensemble",
+        help="Ensemble IB: the smallest sub-net learns from the teacher's mean over the "
+        "largest and the step's random sub-nets (off by default).",
+    ),
+]
+_MvcoOpt = Annotated[
+    bool | None,
+    typer.Option("--mvco/--no-mvco", help="Multi-view consistency (default: ViTs)."),
+]
+_SingleConfigOpt = Annotated[
+    float | None,
+    typer.Option(help="Train one sub-net alone: fraction 0 (smallest) .. 1 (largest)."),
+]
+_BadImagesOpt = Annotated[str | None, typer.Option(help=BAD_IMAGES_HELP, show_default="skip")]
+_ConfigOpt = Annotated[Path | None, typer.Option(help="TrainConfig YAML (flags override it).")]
+_ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume", help="Continue OUT/checkpoint.pt (with --tune: the interrupted sweep)."
+    ),
+]
+_TuneOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tune",
+        help="Ray Tune sweep over lr, weight decay, sandwich N, EMA decay, MvCo (ASHA "
+        "early stopping, failed trials retried from their checkpoints); the best trial's "
+        "checkpoint goes to OUT/best/.",
+        rich_help_panel="Ray",
+    ),
+]
+_SamplesOpt = Annotated[
+    int, typer.Option(min=1, help="Trials of the sweep.", rich_help_panel="Ray")
+]
+_ConcurrentOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Trials at once (default: as many as fit).", rich_help_panel="Ray"),
+]
+_WorkersPerTrialOpt = Annotated[
+    int,
+    typer.Option(
+        "--dp-workers",
+        min=1,
+        help="Data-parallel workers (per trial with --tune) on Ray Train's TorchTrainer; "
+        "gloo on CPU, nccl on GPU. --batch-size is the global batch.",
+        rich_help_panel="Ray",
+    ),
+]
+_CpusPerWorkerOpt = Annotated[
+    float, typer.Option(help="CPUs per worker (= torch threads).", rich_help_panel="Ray")
+]
+_GpusPerWorkerOpt = Annotated[float, typer.Option(help="GPUs per worker.", rich_help_panel="Ray")]
+_MaxFailuresOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Retries of a failed trial from its last checkpoint.",
+        rich_help_panel="Ray",
+    ),
+]
+_AshaOpt = Annotated[
+    bool,
+    typer.Option("--asha/--no-asha", help="ASHA early stopping.", rich_help_panel="Ray"),
+]
+_TuneSpaceOpt = Annotated[
+    Path | None,
+    typer.Option(help="YAML of the tuned ranges (see TuneSpace).", rich_help_panel="Ray"),
+]
+_RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster: auto | ray://host:10001 (default: local Ray).",
+        rich_help_panel="Ray",
+    ),
+]
+_StoragePathOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray results/checkpoints: a path shared by all nodes or s3://... (default OUT/ray).",
+        rich_help_panel="Ray",
+    ),
+]
+
+
 @app.command("train-supernet")
 @handle_errors
 def train_cmd(
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output directory (checkpoint, metrics).")
-    ],
+    out: _OutOpt,
     space: Annotated[str | None, typer.Option(help="Supernet name or slice-space YAML.")] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(help="digits | digits-hard | imagefolder:PATH | cifar10:PATH | synthetic."),
-    ] = None,
-    init: Annotated[
-        Path | None,
-        typer.Option(
-            help="Start from local pretrained weights: a .pth/.bin/.safetensors state dict or a "
-            "timm checkpoint (for timm:<arch> spaces loaded into the timm model before slicing; "
-            "a classifier for another class count is re-initialised). Nothing is downloaded."
-        ),
-    ] = None,
-    img_size: Annotated[
-        int | None,
-        typer.Option(min=8, help="Image size to train at (default: the space's input size)."),
-    ] = None,
-    auto_augment: Annotated[
-        str | None,
-        typer.Option(
-            "--aa", help="Image folders: timm auto-augment policy (e.g. rand-m9-mstd0.5-inc1)."
-        ),
-    ] = None,
-    color_jitter: Annotated[
-        float | None, typer.Option(help="Image folders: colour jitter (timm's).")
-    ] = None,
-    reprob: Annotated[
-        float | None, typer.Option(help="Image folders: random erasing probability.")
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option(min=0, help="0: only initialise (e.g. --init), checkpoint and evaluate."),
-    ] = None,
+    data: _DataOpt = None,
+    init: _InitOpt = None,
+    img_size: _ImgSizeOpt = None,
+    auto_augment: _AutoAugmentOpt = None,
+    color_jitter: _ColorJitterOpt = None,
+    reprob: _ReprobOpt = None,
+    epochs: _EpochsOpt = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate (default: 0.1 CNNs, 1e-3 ViTs).")
-    ] = None,
-    optimizer: Annotated[
-        str | None, typer.Option(help="sgd (nesterov) | adamw (default: sgd CNNs, adamw ViTs).")
-    ] = None,
-    weight_decay: Annotated[
-        float | None, typer.Option(help="Default: 5e-5 CNNs, 0.05 ViTs.")
-    ] = None,
+    lr: _LrOpt = None,
+    optimizer: _OptimizerOpt = None,
+    weight_decay: _WeightDecayOpt = None,
     warmup_epochs: Annotated[float | None, typer.Option()] = None,
     num_random: Annotated[int | None, typer.Option(help="Random sub-nets per step.")] = None,
     distill: Annotated[str | None, typer.Option(help="ib | inplace | none.")] = None,
     ema_decay: Annotated[float | None, typer.Option()] = None,
-    ema_bn: Annotated[
-        str | None,
-        typer.Option(
-            help="EMA teacher's BatchNorm: batch (default; the batch's statistics) | running "
-            "(its averaged running statistics; 1.6-4 pt worse in benchmarks/stage1_ablation.py)."
-        ),
-    ] = None,
-    ib_ensemble: Annotated[
-        bool | None,
-        typer.Option(
-            "--ib-ensemble/--no-ib-ensemble",
-            help="Ensemble IB: the smallest sub-net learns from the teacher's mean over the "
-            "largest and the step's random sub-nets (off by default).",
-        ),
-    ] = None,
-    mvco: Annotated[
-        bool | None,
-        typer.Option("--mvco/--no-mvco", help="Multi-view consistency (default: ViTs)."),
-    ] = None,
-    single_config: Annotated[
-        float | None,
-        typer.Option(help="Train one sub-net alone: fraction 0 (smallest) .. 1 (largest)."),
-    ] = None,
+    ema_bn: _EmaBnOpt = None,
+    ib_ensemble: _IbEnsembleOpt = None,
+    mvco: _MvcoOpt = None,
+    single_config: _SingleConfigOpt = None,
     seed: Annotated[int | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda.")] = None,
     num_workers: Annotated[int | None, typer.Option("--workers", min=0)] = None,
     train_limit: Annotated[int | None, typer.Option(help="Use only N training samples.")] = None,
-    bad_images: Annotated[
-        str | None, typer.Option(help=BAD_IMAGES_HELP, show_default="skip")
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="TrainConfig YAML (flags override it).")
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume", help="Continue OUT/checkpoint.pt (with --tune: the interrupted sweep)."
-        ),
-    ] = False,
+    bad_images: _BadImagesOpt = None,
+    config: _ConfigOpt = None,
+    resume: _ResumeOpt = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-    tune: Annotated[
-        bool,
-        typer.Option(
-            "--tune",
-            help="Ray Tune sweep over lr, weight decay, sandwich N, EMA decay, MvCo (ASHA "
-            "early stopping, failed trials retried from their checkpoints); the best trial's "
-            "checkpoint goes to OUT/best/.",
-            rich_help_panel="Ray",
-        ),
-    ] = False,
-    samples: Annotated[
-        int, typer.Option(min=1, help="Trials of the sweep.", rich_help_panel="Ray")
-    ] = 4,
-    concurrent: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Trials at once (default: as many as fit).", rich_help_panel="Ray"
-        ),
-    ] = None,
-    workers_per_trial: Annotated[
-        int,
-        typer.Option(
-            "--dp-workers",
-            min=1,
-            help="Data-parallel workers (per trial with --tune) on Ray Train's TorchTrainer; "
-            "gloo on CPU, nccl on GPU. --batch-size is the global batch.",
-            rich_help_panel="Ray",
-        ),
-    ] = 1,
-    cpus_per_worker: Annotated[
-        float, typer.Option(help="CPUs per worker (= torch threads).", rich_help_panel="Ray")
-    ] = 1.0,
-    gpus_per_worker: Annotated[
-        float, typer.Option(help="GPUs per worker.", rich_help_panel="Ray")
-    ] = 0.0,
-    max_failures: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Retries of a failed trial from its last checkpoint.",
-            rich_help_panel="Ray",
-        ),
-    ] = 2,
-    asha: Annotated[
-        bool,
-        typer.Option("--asha/--no-asha", help="ASHA early stopping.", rich_help_panel="Ray"),
-    ] = True,
-    tune_space: Annotated[
-        Path | None,
-        typer.Option(help="YAML of the tuned ranges (see TuneSpace).", rich_help_panel="Ray"),
-    ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray cluster: auto | ray://host:10001 (default: local Ray).",
-            rich_help_panel="Ray",
-        ),
-    ] = None,
-    storage_path: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray results/checkpoints: a path shared by all nodes or s3://... "
-            "(default OUT/ray).",
-            rich_help_panel="Ray",
-        ),
-    ] = None,
+    tune: _TuneOpt = False,
+    samples: _SamplesOpt = 4,
+    concurrent: _ConcurrentOpt = None,
+    workers_per_trial: _WorkersPerTrialOpt = 1,
+    cpus_per_worker: _CpusPerWorkerOpt = 1.0,
+    gpus_per_worker: _GpusPerWorkerOpt = 0.0,
+    max_failures: _MaxFailuresOpt = 2,
+    asha: _AshaOpt = True,
+    tune_space: _TuneSpaceOpt = None,
+    ray_address: _RayAddressOpt = None,
+    storage_path: _StoragePathOpt = None,
 ) -> None:
     """Stage I: train a supernet (sandwich rule + in-place bootstrapping); or sweep it on Ray Tune.
 
@@ -259,49 +280,18 @@ def train_cmd(
     if "init" in given:
         given["init"] = str(given["init"])
     check_writable_dir(out)  # a read-only --out fails here, before any training
+    ray_opts = {
+        "workers_per_trial": workers_per_trial, "cpus_per_worker": cpus_per_worker,
+        "gpus_per_worker": gpus_per_worker, "max_failures": max_failures,
+        "address": ray_address, "storage_path": storage_path,
+    }  # fmt: skip
     if tune:
-        _tune(
-            out,
-            config,
-            given,
-            resume=resume,
-            samples=samples,
-            concurrent=concurrent,
-            workers_per_trial=workers_per_trial,
-            cpus_per_worker=cpus_per_worker,
-            gpus_per_worker=gpus_per_worker,
-            max_failures=max_failures,
-            asha=asha,
-            tune_space=tune_space,
-            ray_address=ray_address,
-            storage_path=storage_path,
-        )
+        sweep = {"samples": samples, "concurrent": concurrent, "asha": asha}
+        _tune(out, config, given, resume=resume, tune_space=tune_space, **sweep, **ray_opts)
         return
     base = _base_config(out, config, from_checkpoint=resume and workers_per_trial == 1)
     if workers_per_trial > 1:
-        from ..training.ray_stage1 import TuneOptions, train_data_parallel
-
-        cfg = _train_config({**base, **given, "progress": False})
-        opts = TuneOptions(
-            workers_per_trial=workers_per_trial,
-            cpus_per_worker=cpus_per_worker,
-            gpus_per_worker=gpus_per_worker,
-            max_failures=max_failures,
-            address=ray_address,
-            storage_path=storage_path,
-        )
-        console.print(f"data-parallel Stage I: {workers_per_trial} Ray Train workers")
-        res = train_data_parallel(cfg, out, options=opts)
-        nodes = str(res.metrics.get("worker_nodes") or "").split(",")
-        where = {n: nodes.count(n) for n in nodes if n}
-        if where:
-            console.print(
-                "workers ran on "
-                + ", ".join(f"node {n[:12]} ({k} rank{'s' * (k > 1)})" for n, k in where.items())
-                + (f"; resumed from epoch {res.metrics['resumed_from_epoch']}"
-                   if (res.metrics.get("resumed_from_epoch") or -1) > 0 else "")
-            )  # fmt: skip
-        console.print(f"checkpoint: {res.checkpoint} (run the same command again to continue it)")
+        _data_parallel(out, {**base, **given, "progress": False}, ray_opts)
         return
     cfg = _train_config({**base, **given, "progress": progress})
     with image_check_progress() as checked:
@@ -309,6 +299,25 @@ def train_cmd(
     if res.test is not None:
         _print_df(res.test, f"test top-1 after {cfg.epochs} epochs ({res.seconds:.0f} s)")
     console.print(f"checkpoint: {res.checkpoint}")
+
+
+def _data_parallel(out: Path, settings: dict[str, Any], ray_opts: dict[str, Any]) -> None:
+    """``train-supernet --dp-workers N``: one run on N Ray Train workers."""
+    from ..training.ray_stage1 import TuneOptions, train_data_parallel
+
+    opts = TuneOptions(**ray_opts)
+    console.print(f"data-parallel Stage I: {opts.workers_per_trial} Ray Train workers")
+    res = train_data_parallel(_train_config(settings), out, options=opts)
+    nodes = str(res.metrics.get("worker_nodes") or "").split(",")
+    where = {n: nodes.count(n) for n in nodes if n}
+    if where:
+        console.print(
+            "workers ran on "
+            + ", ".join(f"node {n[:12]} ({k} rank{'s' * (k > 1)})" for n, k in where.items())
+            + (f"; resumed from epoch {res.metrics['resumed_from_epoch']}"
+               if (res.metrics.get("resumed_from_epoch") or -1) > 0 else "")
+        )  # fmt: skip
+    console.print(f"checkpoint: {res.checkpoint} (run the same command again to continue it)")
 
 
 def _base_config(out: Path, config: Path | None, *, from_checkpoint: bool) -> dict[str, Any]:
@@ -346,7 +355,7 @@ def _tune(out: Path, config: Path | None, given: dict[str, Any], **kw: Any) -> N
     space = TuneSpace.from_yaml(kw.pop("tune_space")) if kw.get("tune_space") else TuneSpace()
     kw.pop("tune_space", None)
     resume = kw.pop("resume")
-    opts = TuneOptions(address=kw.pop("ray_address"), **kw)
+    opts = TuneOptions(**kw)
     console.print(
         f"Ray Tune: {opts.samples} trials x {opts.workers_per_trial} worker(s), "
         f"ASHA {'on' if opts.asha else 'off'}, results in {opts.storage_path or out / 'ray'}"
