@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -97,70 +97,82 @@ def _restarts(study) -> list[str]:
     return out
 
 
+# the options of search_cmd, declared once here to keep the command short
+_BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Latency backend\\[/precision] to predict for, e.g. tensorrt/fp16 (default: the "
+        "profile's, fp32); uses the profile's calibrated constants when it has them."
+    ),
+]
+_SamplerOpt = Annotated[
+    str | None,
+    typer.Option(help="nsga2 | tpe | random | nni-tpe | nni-evolution (nni-*: [nni] extra)."),
+]
+_RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster: auto | ray://host:10001 (default: local Ray)."),
+]
+_CpusPerTrialOpt = Annotated[
+    float | None, typer.Option(help="Ray: CPUs per trial (default: cores / workers).")
+]
+_StoragePathOpt = Annotated[
+    str | None,
+    typer.Option(help="Ray results: a shared path or s3://... (default: run dir)."),
+]
+_CheckpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Stage I checkpoint to search on (e.g. OUT/best/checkpoint.pt of "
+        "'train-supernet --tune'); default: train one in the run dir."
+    ),
+]
+_InitOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Local pretrained weights the on-demand Stage I starts from (state dict or "
+        "timm checkpoint; study field 'init')."
+    ),
+]
+_RunsDirOpt = Annotated[
+    str | None,
+    typer.Option(help="Where study run dirs go (a shared mount on a multi-node cluster)."),
+]
+_MaxLatencyMsOpt = Annotated[
+    float | None, typer.Option(help="Constraint: expected latency <= X ms.")
+]
+_StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="One database for the study, the latency tables and the accuracy table, e.g. "
+        "postgresql+psycopg://user:password@host:5432/db (study field 'storage'); --db and "
+        "the study's latency_db/accuracy_db win over it."
+    ),
+]
+_OutOpt = Annotated[Path | None, typer.Option(help="Export dir (default: <run dir>/export).")]
+
+
 @app.command("search")
 @handle_errors
 @reports_bad_images
 def search_cmd(
     study: StudyArg = None,
     hw: Annotated[str | None, typer.Option(help="Target device profile (e.g. jetson).")] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="Latency backend\\[/precision] to predict for, e.g. tensorrt/fp16 (default: the "
-            "profile's, fp32); uses the profile's calibrated constants when it has them."
-        ),
-    ] = None,
+    backend: _BackendOpt = None,
     trials: Annotated[int | None, typer.Option(help="Completed trials to reach.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel trials (Ray Tune if > 1).")] = None,
-    sampler: Annotated[
-        str | None,
-        typer.Option(help="nsga2 | tpe | random | nni-tpe | nni-evolution (nni-*: [nni] extra)."),
-    ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster: auto | ray://host:10001 (default: local Ray)."),
-    ] = None,
-    cpus_per_trial: Annotated[
-        float | None, typer.Option(help="Ray: CPUs per trial (default: cores / workers).")
-    ] = None,
+    sampler: _SamplerOpt = None,
+    ray_address: _RayAddressOpt = None,
+    cpus_per_trial: _CpusPerTrialOpt = None,
     gpus_per_trial: Annotated[float | None, typer.Option(help="Ray: GPUs per trial.")] = None,
-    storage_path: Annotated[
-        str | None,
-        typer.Option(help="Ray results: a shared path or s3://... (default: run dir)."),
-    ] = None,
-    checkpoint: Annotated[
-        str | None,
-        typer.Option(
-            help="Stage I checkpoint to search on (e.g. OUT/best/checkpoint.pt of "
-            "'train-supernet --tune'); default: train one in the run dir."
-        ),
-    ] = None,
-    init: Annotated[
-        str | None,
-        typer.Option(
-            help="Local pretrained weights the on-demand Stage I starts from (state dict or "
-            "timm checkpoint; study field 'init')."
-        ),
-    ] = None,
-    runs_dir: Annotated[
-        str | None,
-        typer.Option(help="Where study run dirs go (a shared mount on a multi-node cluster)."),
-    ] = None,
-    max_latency_ms: Annotated[
-        float | None, typer.Option(help="Constraint: expected latency <= X ms.")
-    ] = None,
+    storage_path: _StoragePathOpt = None,
+    checkpoint: _CheckpointOpt = None,
+    init: _InitOpt = None,
+    runs_dir: _RunsDirOpt = None,
+    max_latency_ms: _MaxLatencyMsOpt = None,
     db: Annotated[str | None, typer.Option(help="Optuna storage URL (default: run dir).")] = None,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            help="One database for the study, the latency tables and the accuracy table, e.g. "
-            "postgresql+psycopg://user:password@host:5432/db (study field 'storage'); --db and "
-            "the study's latency_db/accuracy_db win over it."
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Export dir (default: <run dir>/export).")
-    ] = None,
+    storage: _StorageOpt = None,
+    out: _OutOpt = None,
     export_formats: Annotated[str | None, typer.Option(help=FORMATS_HELP)] = None,
     export_precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "fp32",
     calib_images: Annotated[int, typer.Option(min=1, help=CALIB_HELP)] = DEFAULT_CALIB_IMAGES,
@@ -174,34 +186,19 @@ def search_cmd(
     )
 
     cfg = load_study(
-        study,
-        hw=hw,
-        backend=backend,
-        trials=trials,
-        workers=workers,
-        sampler=sampler,
-        max_latency_ms=max_latency_ms,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
-        checkpoint=checkpoint,
-        init=init,
-        runs_dir=runs_dir,
+        study, hw=hw, backend=backend, trials=trials, workers=workers, sampler=sampler,
+        max_latency_ms=max_latency_ms, cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, checkpoint=checkpoint, init=init, runs_dir=runs_dir,
         storage=storage,
-    )
+    )  # fmt: skip
     console.print(
         f"study [bold]{cfg.name}[/bold]: {cfg.space} on {cfg.data}, device {cfg.hw}, "
         f"{cfg.trials} trials ({cfg.sampler}), DB {shown_url(db or cfg.db_url)}"
     )
     t0 = time.perf_counter()
     try:
-        res = run_search(
-            cfg,
-            db=db,
-            workers=workers,
-            ray_address=ray_address,
-            storage_path=storage_path,
-            progress=progress,
-        )
+        res = run_search(cfg, db=db, workers=workers, ray_address=ray_address,
+                         storage_path=storage_path, progress=progress)  # fmt: skip
     except (KeyboardInterrupt, TrainingInterrupted):
         console.print("[yellow]interrupted; run the same command again to resume[/yellow]")
         raise typer.Exit(130) from None
@@ -220,6 +217,19 @@ def search_cmd(
         precision=precision,
         calib_images=calib_images,
     )
+    _print_outcome(res, index, cfg, out, t0)
+    where = (f" --hw {hw}" if hw and hw != DEFAULT_HW else "") + (
+        f" --runs-dir {runs_dir}" if runs_dir else ""
+    )
+    console.print(
+        f"dashboard: dsnet-automl dashboard {study or 'studies/demo.yaml'}{where}"
+        + (f" --db {shown_url(db or cfg.db_url)}" if db or storage else "")
+    )
+
+
+def _print_outcome(res: Any, index: dict[str, Any], cfg: Any, out: Path, t0: float) -> None:
+    """The fronts (predicted static, dynamic, static baselines), the cascade and the export."""
+    front_csv = cfg.run_dir / "static_front.csv"
     if front_csv.is_file():
         console.print(_predicted_front_table(front_csv, cfg.hw))
     _print_fronts(res.study, res.static_att, res.static, cfg.hw, index["latency_source"])
@@ -230,14 +240,9 @@ def search_cmd(
             f"val): test top-1 {c['test_top1']:.3f} @ {c['test_avg_cost']:.3f} ms, bundle "
             f"{out / c['bundle']} (run it with --budget-ms for other budgets)"
         )
-    where = (f" --hw {hw}" if hw and hw != DEFAULT_HW else "") + (
-        f" --runs-dir {runs_dir}" if runs_dir else ""
-    )
     console.print(
         f"{len(index['bundles'])} bundles, trials.csv, pareto.png/html in {out}  "
-        f"({time.perf_counter() - t0:.0f} s); dashboard: dsnet-automl dashboard "
-        f"{study or 'studies/demo.yaml'}{where}"
-        + (f" --db {shown_url(db or cfg.db_url)}" if db or storage else "")
+        f"({time.perf_counter() - t0:.0f} s)"
     )
 
 

@@ -240,41 +240,48 @@ def _pair_table(r: PairResult) -> Table:
     return t
 
 
+# the options of calibrate_cmd, declared once here to keep the command short
+_BackendOpt = Annotated[
+    str | None, typer.Option(help="Only this backend (default: every one with figures).")
+]
+_PrecisionOpt = Annotated[str | None, typer.Option(help="Only this precision: fp32, fp16 or int8.")]
+_ReferenceOpt = Annotated[
+    Path | None,
+    typer.Option(help="Reference file (default: hw_profiles/reference/<device>.yaml)."),
+]
+_MeasuredOpt = Annotated[
+    bool,
+    typer.Option(
+        "--measured",
+        help="Fit on the device's own measured whole sub-nets in --db (from 'profile', "
+        "local or --remote) instead of its published figures.",
+    ),
+]
+_WriteOpt = Annotated[
+    bool,
+    typer.Option("--write/--dry-run", help="Keep the fitted constants (see --into)."),
+]
+_IntoOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write into this profile YAML (a maintainer updating a shipped profile). "
+        "Default: your override file of the profile, which the lookup lays over the "
+        "shipped one (printed; delete it to go back)."
+    ),
+]
+
+
 @tables_app.command("calibrate")
 @handle_errors
 def calibrate_cmd(
     hw: HwArg,
-    backend: Annotated[
-        str | None, typer.Option(help="Only this backend (default: every one with figures).")
-    ] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="Only this precision: fp32, fp16 or int8.")
-    ] = None,
-    reference: Annotated[
-        Path | None,
-        typer.Option(help="Reference file (default: hw_profiles/reference/<device>.yaml)."),
-    ] = None,
-    measured: Annotated[
-        bool,
-        typer.Option(
-            "--measured",
-            help="Fit on the device's own measured whole sub-nets in --db (from 'profile', "
-            "local or --remote) instead of its published figures.",
-        ),
-    ] = False,
+    backend: _BackendOpt = None,
+    precision: _PrecisionOpt = None,
+    reference: _ReferenceOpt = None,
+    measured: _MeasuredOpt = False,
     db: DbOpt = DEFAULT_DB,
-    write: Annotated[
-        bool,
-        typer.Option("--write/--dry-run", help="Keep the fitted constants (see --into)."),
-    ] = True,
-    into: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write into this profile YAML (a maintainer updating a shipped profile). "
-            "Default: your override file of the profile, which the lookup lays over the "
-            "shipped one (printed; delete it to go back)."
-        ),
-    ] = None,
+    write: _WriteOpt = True,
+    into: _IntoOpt = None,
 ) -> None:
     """Fit the profile's roofline constants to the device's published latencies (or with
     --measured, to its own measured rows), per backend and precision, and report
