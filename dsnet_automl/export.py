@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ._io import atomic_path, atomic_write_text
+from ._staging import staged_dir
 from .errors import DsnetError
 from .exporters import export_program, load_program, onnx_model, save_onnx, save_program
 from .gate import pool_features
@@ -138,12 +139,28 @@ def export_dynamic(
     :mod:`dsnet_automl.quantize`); int8 calibrates on ``calibration`` = (images, description
     of where they come from, see :func:`calibration_images`). Their difference from PyTorch is
     reported as ``converted_abs_diff``, not checked.
+
+    ``out_dir`` is replaced as a whole once every file is written and checked (a kill or an
+    error leaves an earlier export as it was); a non-empty directory without ``runtime.json``
+    is refused.
     """
     check_formats(formats, check_precision(precision))
     if precision == "int8" and calibration is None:
         raise DsnetError("precision int8 needs calibration images (see calibration_images)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_dir(out_dir, marker=_ort_runtime.MANIFEST, what="export", error=DsnetError) as out:
+        return _export_into(out, dyn, formats, check, atol, precision, calibration)
+
+
+def _export_into(
+    out: Path,
+    dyn: DynamicNet,
+    formats: tuple[str, ...],
+    check: bool,
+    atol: float,
+    precision: str,
+    calibration: tuple[Tensor, dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """:func:`export_dynamic` into the (staging) directory ``out``."""
     dyn = dyn.eval()
     parts = _parts(dyn)
     inputs = _part_inputs(parts, torch.randn(2, *dyn.supernet.input_size))

@@ -7,6 +7,8 @@ sub-net), and outputs are scattered back in input order.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -14,7 +16,9 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from ._faults import failpoint
 from ._io import atomic_path, atomic_write_text
+from ._staging import drop_stale_temps, staging_error
 from .config import RouteSpace, SliceSpace
 from .errors import CheckpointError, SearchSpaceError
 from .gate import Gate, pool_features
@@ -53,16 +57,40 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     module.eval()
     for parent in list(module.modules()):
         if isinstance(parent, nn.Sequential):
-            names = list(parent._modules)
+            names = [n for n, _ in parent.named_children()]
             pairs = list(zip(names, names[1:], strict=False))
         else:
             pairs = list(getattr(parent, "conv_bn_pairs", ()))
         for n1, n2 in pairs:
-            a, b = parent._modules[n1], parent._modules[n2]
+            a, b = parent.get_submodule(n1), parent.get_submodule(n2)
             if type(b) is nn.BatchNorm2d and isinstance(a, nn.Conv2d) and b.track_running_stats:
-                parent._modules[n1] = fuse_conv_bn_eval(a, b)
-                parent._modules[n2] = nn.Identity()
+                setattr(parent, n1, fuse_conv_bn_eval(a, b))  # nn.Module.__setattr__ registers it
+                setattr(parent, n2, nn.Identity())
     return module
+
+
+def _file_digest(path: str | Path) -> dict[str, Any]:
+    """``{"bytes", "sha256"}`` of a file (what ``dynamic.yaml`` records per weights file)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"bytes": Path(path).stat().st_size, "sha256": h.hexdigest()}
+
+
+def _check_files(d: Path, files: dict[str, Any]) -> None:
+    """Each weights file ``dynamic.yaml`` lists is there with its recorded size and sha256
+    (bundles written before the list existed have none to check)."""
+    for name, want in files.items():
+        f = d / name
+        got = _file_digest(f) if f.is_file() else None
+        if got != want:
+            what = "is missing" if got is None else "does not match dynamic.yaml"
+            raise CheckpointError(
+                f"bundle {str(d)!r} is incomplete: {name} {what} (a save was interrupted, or the "
+                "file was replaced); re-run the command that wrote it (train-gate --out "
+                f"{d} --resume, or the search), or copy the whole bundle again"
+            )
 
 
 def group_by_route(routes: Tensor, num_routes: int) -> tuple[Tensor, list[int]]:
@@ -171,6 +199,11 @@ class DynamicNet(nn.Module):
     ) -> Path:
         """Write a self-contained bundle: ``dynamic.yaml``, ``supernet.pt``, ``gate.pt``.
 
+        Each file is written atomically, ``dynamic.yaml`` last; it records the size and sha256
+        of each weights file, so a save killed midway (new weights next to the old
+        ``dynamic.yaml``) never loads: :meth:`load` says the bundle is incomplete. Other files
+        in ``out_dir`` (train-gate's checkpoint, an ``export/``) are left alone.
+
         ``calibration``: knob curves measured on val (:func:`dsnet_automl.headroom.knob_curves`)
         that ``--budget-ms`` picks a knob from."""
         out = Path(out_dir)
@@ -178,9 +211,12 @@ class DynamicNet(nn.Module):
         parts = [("supernet.pt", self.supernet), ("gate.pt", self.gate)]
         if self.route_heads is not None:
             parts.append(("route_heads.pt", self.route_heads))
+        files, start = {}, time.time()
         for name, module in parts:
             with atomic_path(out / name) as tmp:
                 torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+                files[name] = _file_digest(tmp)
+            failpoint(f"bundle:{name}")  # this weights file new, dynamic.yaml still the old one
         meta = {
             "format": FORMAT,
             "version": 1,
@@ -198,8 +234,11 @@ class DynamicNet(nn.Module):
             "train_config": train_config,
             "policy": {"name": self.policy, "knob": self.knob, "chain": list(self.chain)},
             "calibration": calibration,
+            "files": files,
         }
         atomic_write_text(out / "dynamic.yaml", yaml.safe_dump(meta, sort_keys=False))
+        for name in [*files, "dynamic.yaml"]:
+            drop_stale_temps(out / name, before=start)
         return out
 
     @classmethod
@@ -210,6 +249,9 @@ class DynamicNet(nn.Module):
         from .factory import create_supernet
 
         d = Path(path)
+        staged = staging_error(d, "dynamic-net bundle")
+        if staged:
+            raise CheckpointError(staged)
         meta_path = d / "dynamic.yaml"
         if not meta_path.is_file():
             raise CheckpointError(
@@ -224,6 +266,7 @@ class DynamicNet(nn.Module):
         gate = Gate(**meta["gate"])
         heads = meta.get("route_heads")
         heads = None if heads is None else nn.ModuleList(Gate(**kw) for kw in heads)
+        _check_files(d, meta.get("files") or {})
         try:
             net.load_state_dict(torch.load(d / "supernet.pt", map_location, weights_only=True))
             gate.load_state_dict(torch.load(d / "gate.pt", map_location, weights_only=True))

@@ -249,10 +249,10 @@ def test_cli_train_eval_export(stage1_checkpoint, tmp_path):
 
 
 @pytest.mark.fault(
-    fault='Gate training stopped mid-epoch',
-    injected='SIGTERM inside a gate training step',
-    sees='one line: checkpoint written, resume',
-    kept='a checkpoint at that step; resume equals the uninterrupted run bit for bit',
+    fault="Gate training stopped mid-epoch",
+    injected="SIGTERM inside a gate training step",
+    sees="one line: checkpoint written, resume",
+    kept="a checkpoint at that step; resume equals the uninterrupted run bit for bit",
 )
 def test_signal_mid_epoch_checkpoints_raises_and_resumes_bit_exactly(tmp_path, monkeypatch):
     """The loop's one interrupt rule, on the gate: SIGTERM finishes the step, writes the

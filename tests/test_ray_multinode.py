@@ -61,10 +61,10 @@ def test_stage1_sweep_spreads_over_two_nodes(tmp_path: Path) -> None:
 
 
 @pytest.mark.fault(
-    fault='A cluster node is lost under a Stage I trial (slow test)',
-    injected='the Ray node running the trial is removed once it saved an epoch',
-    sees='Tune retries the trial on the other node',
-    kept='the trial continues from that checkpoint; every epoch done once',
+    fault="A cluster node is lost under a Stage I trial (slow test)",
+    injected="the Ray node running the trial is removed once it saved an epoch",
+    sees="Tune retries the trial on the other node",
+    kept="the trial continues from that checkpoint; every epoch done once",
 )
 @pytest.mark.slow  # Ray fault tolerance (as tests/test_ray_stage1.py's): ~30 s; pytest -m slow
 def test_stage1_trial_survives_its_node(tmp_path: Path) -> None:
@@ -96,10 +96,10 @@ def test_stage1_trial_survives_its_node(tmp_path: Path) -> None:
 
 
 @pytest.mark.fault(
-    fault='A cluster node is lost under a search trial (slow test)',
-    injected='the Ray node running a trial is removed mid gate training',
-    sees='the trial moves to the other node',
-    kept='it continues from its gate checkpoint; the study completes',
+    fault="A cluster node is lost under a search trial (slow test)",
+    injected="the Ray node running a trial is removed mid gate training",
+    sees="the trial moves to the other node",
+    kept="it continues from its gate checkpoint; the study completes",
 )
 @pytest.mark.slow  # Ray fault tolerance (a node removed under a trial): ~40 s; pytest -m slow
 def test_search_trials_spread_and_survive_a_node(make_study, tmp_path: Path) -> None:

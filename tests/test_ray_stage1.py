@@ -107,10 +107,10 @@ def _trial_pid(storage: Path) -> int | None:
 
 
 @pytest.mark.fault(
-    fault='A Ray Stage I trial dies (slow test)',
+    fault="A Ray Stage I trial dies (slow test)",
     injected="SIGKILL of the trial's worker once a checkpoint exists",
-    sees='Ray retries the trial',
-    kept='the trial resumes from its last checkpoint; all trials finish',
+    sees="Ray retries the trial",
+    kept="the trial resumes from its last checkpoint; all trials finish",
 )
 @pytest.mark.slow  # Ray fault tolerance: 40-70 s each on 2 cores; pytest -m slow
 def test_killed_trial_worker_resumes_from_its_checkpoint(tmp_path, kill_once):

@@ -91,30 +91,20 @@ def train_gate_cmd(
     bad_images: Annotated[str, typer.Option(help=BAD_IMAGES_HELP)] = "skip",
 ) -> None:
     """Stage II: train the gate with sandwich gate sparsification; writes a DynamicNet bundle."""
-    from ..routing import DynamicNet
     from ..training.checkpoint import load_checkpoint, load_supernet
-    from ..training.gate import GateTrainConfig, train_gate
+    from ..training.gate import fit_gate
 
     choice_option(bad_images, "--bad-images", BAD_IMAGES_CHOICES)
     net = load_supernet(checkpoint)
     spec = data or load_checkpoint(checkpoint).get("data") or DEFAULT_DATA
     gate_stage = gate_stage or net.default_gate_stage
-    dyn = DynamicNet.build(
-        net, _route_space(net, routes, gate_stage), gate_stage=gate_stage, tau=tau
-    )
-    cfg = GateTrainConfig(
-        epochs=epochs,
-        lr=lr,
-        tau=tau,
-        lam=lam,
-        target_cost=target_cost,
-        sgs_balance=sgs_balance,
-        seed=seed,
-        device=device,
-        bad_images=bad_images,
-    )
     with image_check_progress() as checked:
-        res = train_gate(dyn, cfg, out, data=spec, resume=resume, data_progress=checked)
+        _, res = fit_gate(
+            net, _route_space(net, routes, gate_stage), out, data=spec, gate_stage=gate_stage,
+            mode="sliced", resume=resume, data_progress=checked, epochs=epochs, lr=lr, tau=tau,
+            lam=lam, target_cost=target_cost, sgs_balance=sgs_balance, seed=seed,
+            device=device, bad_images=bad_images,
+        )  # fmt: skip
     table = Table(title="gate training (done)")
     for col in ("epoch", "loss", "val top-1", "val avg MACs (M)", "routes"):
         table.add_column(col)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,13 @@ _OPT_LEVELS = ("disable", "basic", "extended", "all")
 def find_export_dir(path: str | os.PathLike) -> Path:
     """The directory holding ``runtime.json``: ``path`` itself or ``path/export``."""
     p = Path(path)
+    for d in (p.absolute(), *p.absolute().parents):  # dsnet_automl._staging's names
+        if re.match(r"^.+\.(partial|old)-\d+$", d.name) and (d / ".dsnet-output").is_file():
+            raise BundleError(
+                f"{str(p)!r} is not a complete export: {d.name!r} is the staging directory of an "
+                "export that did not finish (or an earlier one set aside); use "
+                f"{str(d.with_name(d.name.rsplit('.', 1)[0]))!r}, or re-run the export"
+            )
     for d in (p, p / "export"):
         if (d / MANIFEST).is_file():
             return d

@@ -45,8 +45,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from torch import Tensor, nn
 
 from .._db import LazyEngineStore, describe_error, retry_transient, sqlite_file
+from .._faults import failpoint
 from ..config import SubnetConfig
 from ..errors import CheckpointError, StudyError
+from ..progress import track
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -286,6 +288,8 @@ class AccuracyTable(LazyEngineStore):
         try:
             with self.session() as s:
                 s.add(row)
+                s.flush()
+                failpoint("acctable:insert")  # the row inserted, not committed yet
             return row.top1
         except StudyError as e:
             if not isinstance(e.__cause__, IntegrityError):
@@ -323,7 +327,7 @@ class AccuracyTable(LazyEngineStore):
             seed: data seed (fixes the split).
             batch_size: evaluation batch size.
             device: where the forward passes run.
-            progress: show a rich progress bar.
+            progress: report progress (a task of :func:`dsnet_automl.progress.reporter`).
 
         Returns:
             ``{config: top1}`` for every config given, in their order.
@@ -333,8 +337,6 @@ class AccuracyTable(LazyEngineStore):
         todo = [c for c in configs if c not in have]
         self.last_evaluated = 0
         if todo:
-            from rich.progress import track
-
             for c in todo:
                 net.space.validate(c)
             dev = torch.device(device)
@@ -351,7 +353,7 @@ class AccuracyTable(LazyEngineStore):
                 net.to(memory_format=torch.channels_last)
                 x = x.contiguous(memory_format=torch.channels_last)
             try:
-                for cfg in track(todo, description="measuring sub-nets", disable=not progress):
+                for cfg in track(todo, "measuring sub-nets", enabled=progress):
                     t0 = time.perf_counter()
                     top1 = _top1(net, x, y, cfg, batch_size, dev)
                     row = AccuracyRow(

@@ -29,7 +29,9 @@ import optuna
 import pandas as pd
 import yaml
 
+from .._faults import failpoint
 from .._io import atomic_write_text
+from .._staging import staged_dir
 from ..errors import StudyError
 from ..latency.models import PREDICTED, combined_source
 from .pareto import FRONT_LABELS, pareto_trials, plot_fronts, trials_frame
@@ -57,62 +59,47 @@ def export_study(
     """Write the export of ``dynamic`` (+ the ``static`` and ``static_att`` baseline fronts) to
     ``out_dir``.
 
+    ``out_dir`` is all-or-nothing: written into ``OUT.partial-<pid>`` and swapped in whole
+    when done (:mod:`dsnet_automl._staging`), so a kill mid-export leaves the earlier export (or
+    none), never a mix; a non-empty directory without ``index.yaml`` is refused.
+
     Returns:
         the index dict (also written to ``index.yaml``).
     """
-    from ..routing import DynamicNet
-
     export = functools.partial(
         _export, formats=formats, precision=precision, calib_images=calib_images
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     front = pareto_trials(dynamic)
     if not front:
         raise StudyError(
             f"study {dynamic.study_name!r} has no completed trial to export; run "
             "'dsnet-automl search' first"
         )
-    source = _source(front)
-    entries = []
     for t in front:
-        src = Path(t.user_attrs["bundle"])
-        dest = out / f"trial_{t.number:04d}"
-        if not (src / "dynamic.yaml").is_file():
-            raise StudyError(f"trial {t.number}: bundle {str(src)!r} is missing; re-run the search")
-        dest.mkdir(exist_ok=True)
-        for name in ("dynamic.yaml", "supernet.pt", "gate.pt"):
-            shutil.copy2(src / name, dest / name)
-        exp = export(DynamicNet.load(dest), dest / "export")
-        meta = {
-            "trial": t.number,
-            "device": hw,
-            "accuracy": round(t.values[0], 5),
-            "test_accuracy": _round(t.user_attrs.get("test_accuracy")),
-            "expected_latency_ms": round(t.values[1], 5),
-            "latency_source": t.user_attrs.get("latency_source", PREDICTED),
-            "route_hist": t.user_attrs.get("route_hist"),
-            "route_latency_ms": t.user_attrs.get("route_latency_ms"),
-            "route_space": t.user_attrs.get("routes"),
-            "gate": {k: t.params[k] for k in GATE_KEYS},
-            "sgs": {k: t.params[k] for k in SGS_KEYS},
-            "routing": TrialParams.from_dict(t.params).routing_params(),
-            "files": [f"export/{f}" for f in exp.get("files", [])],
-        }
-        atomic_write_text(dest / "bundle.yaml", yaml.safe_dump(meta, sort_keys=False))
-        entries.append(
-            {
-                k: meta[k]
-                for k in (
-                    "trial",
-                    "accuracy",
-                    "test_accuracy",
-                    "expected_latency_ms",
-                    "latency_source",
-                )
-            }
-            | {"bundle": dest.name}
+        if not (Path(t.user_attrs["bundle"]) / "dynamic.yaml").is_file():
+            raise StudyError(
+                f"trial {t.number}: bundle {t.user_attrs['bundle']!r} is missing; re-run the search"
+            )
+    with staged_dir(out_dir, marker="index.yaml", what="study export", error=StudyError) as out:
+        return _export_into(
+            out, dynamic, static, static_att, front, hw, precision, static_front_csv, export
         )
+
+
+def _export_into(
+    out: Path,
+    dynamic: optuna.Study,
+    static: optuna.Study | None,
+    static_att: optuna.Study | None,
+    front: list[optuna.trial.FrozenTrial],
+    hw: str,
+    precision: str,
+    static_front_csv: str | Path | None,
+    export: Callable[..., dict[str, Any]],
+) -> dict[str, Any]:
+    """:func:`export_study` into the (staging) directory ``out``."""
+    source = _source(front)
+    entries = [_export_trial(t, out, hw, export) for t in front]
     studies = (dynamic, static_att, static)
     frames = [
         trials_frame(s, label)
@@ -147,6 +134,40 @@ def export_study(
     return index
 
 
+def _export_trial(
+    t: optuna.trial.FrozenTrial, out: Path, hw: str, export: Callable[..., dict[str, Any]]
+) -> dict[str, Any]:
+    """One Pareto trial's bundle, export and ``bundle.yaml`` in ``out/trial_NNNN``; returns its
+    row of the index."""
+    from ..routing import DynamicNet
+
+    src = Path(t.user_attrs["bundle"])
+    dest = out / f"trial_{t.number:04d}"
+    dest.mkdir(exist_ok=True)
+    for name in ("dynamic.yaml", "supernet.pt", "gate.pt"):
+        shutil.copy2(src / name, dest / name)
+    exp = export(DynamicNet.load(src), dest / "export")  # dest: inside the staging dir
+    meta = {
+        "trial": t.number,
+        "device": hw,
+        "accuracy": round(t.values[0], 5),
+        "test_accuracy": _round(t.user_attrs.get("test_accuracy")),
+        "expected_latency_ms": round(t.values[1], 5),
+        "latency_source": t.user_attrs.get("latency_source", PREDICTED),
+        "route_hist": t.user_attrs.get("route_hist"),
+        "route_latency_ms": t.user_attrs.get("route_latency_ms"),
+        "route_space": t.user_attrs.get("routes"),
+        "gate": {k: t.params[k] for k in GATE_KEYS},
+        "sgs": {k: t.params[k] for k in SGS_KEYS},
+        "routing": TrialParams.from_dict(t.params).routing_params(),
+        "files": [f"export/{f}" for f in exp.get("files", [])],
+    }
+    atomic_write_text(dest / "bundle.yaml", yaml.safe_dump(meta, sort_keys=False))
+    failpoint("study-export:trial")  # this trial's bundle written, the index not yet
+    keys = ("trial", "accuracy", "test_accuracy", "expected_latency_ms", "latency_source")
+    return {k: meta[k] for k in keys} | {"bundle": dest.name}
+
+
 def _export_cascade(
     dynamic: optuna.Study, out: Path, export: Callable[..., dict[str, Any]]
 ) -> dict[str, Any] | None:
@@ -163,7 +184,7 @@ def _export_cascade(
     dest.mkdir(exist_ok=True)
     for name in ("dynamic.yaml", "supernet.pt", "gate.pt", "route_heads.pt"):
         shutil.copy2(Path(res["bundle"]) / name, dest / name)
-    export(DynamicNet.load(dest), dest / "export")
+    export(DynamicNet.load(res["bundle"]), dest / "export")
     keep = ("val_top1", "val_avg_cost", "test_top1", "test_avg_cost", "policy_fronts")
     return {"bundle": dest.name} | {k: res[k] for k in keep if k in res}
 

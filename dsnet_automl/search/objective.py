@@ -106,8 +106,7 @@ def run_trial(
         ``latency_source``, ``route_hist`` (val), ``test_route_hist``,
         ``route_latency_ms``, ``routes`` (route space dict) and ``bundle`` (the DynamicNet dir).
     """
-    from ..routing import DynamicNet
-    from ..training.gate import GateTrainConfig, evaluate_dynamic, train_gate
+    from ..training.gate import evaluate_dynamic, fit_gate
 
     study = ctx.study
     routes = ctx.with_prefix_cost(
@@ -120,31 +119,24 @@ def run_trial(
     sources = {ctx.latency(c)[1] for c in routes}
     net = copy.deepcopy(ctx.supernet)  # trials never share mutable state (BN, grads)
     torch.manual_seed(study.seed)
-    # fused once here: train_gate trains on it as it is, and the test evaluation reuses it
-    dyn = DynamicNet.build(net, routes, hidden=params.hidden, tau=params.tau, mode="fused")
     costs = list(routes.costs or ())
-    cfg = GateTrainConfig(
-        epochs=params.gate_epochs,
-        batch_size=study.gate_batch_size,
-        lr=params.gate_lr,
-        tau=params.tau,
-        lam=params.lam,
-        target_cost=params.target_frac * costs[-1],
-        seed=study.seed,
-        device=study.device,
-        progress=False,
-    )
     cb = None
     if report is not None:
 
         def cb(row: dict[str, Any]) -> None:
             report(int(row["epoch"]), float(row["val_top1"]), float(row["val_avg_cost"]))
 
-    res = train_gate(dyn, cfg, trial_dir, data=ctx.data, resume=True, report=cb)
+    # fused once: the gate trains on it as it is, and the test evaluation reuses it
+    dyn, res = fit_gate(
+        net, routes, trial_dir, data=ctx.data, hidden=params.hidden, resume=True, report=cb,
+        epochs=params.gate_epochs, batch_size=study.gate_batch_size, lr=params.gate_lr,
+        tau=params.tau, lam=params.lam, target_cost=params.target_frac * costs[-1],
+        seed=study.seed, device=study.device, progress=False,
+    )  # fmt: skip
     last = res.history[-1]
     hist = list(last["route_hist"])
     n = max(1, sum(hist))
-    test = evaluate_dynamic(dyn, eval_loader(ctx, "test"), torch.device(cfg.device))
+    test = evaluate_dynamic(dyn, eval_loader(ctx, "test"), torch.device(study.device))
     from ..headroom import collect_outcomes, policy_fronts
 
     # val outcomes come from train_gate's knob curves (same net, same val split, same prefix

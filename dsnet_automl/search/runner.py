@@ -70,9 +70,9 @@ def run_search(
 ) -> SearchResult:
     """Run (or resume) the whole study; returns the dynamic and static studies. Progress and
     messages go to the current :func:`dsnet_automl.progress.reporter` (none drawn by
-    default; ``progress=False`` keeps even an installed one quiet)."""
+    default; ``progress=False``: no progress bars, messages still)."""
     t0 = time.perf_counter()
-    rep = reporter(progress)
+    rep = reporter()
     ckpt = ensure_supernet(study, progress=progress)
     ctx = TrialContext.create(study, ckpt)
     s = open_study(study, db=db)
@@ -93,7 +93,7 @@ def run_search(
         run_ray(study, ctx, s, left, workers=workers, address=ray_address, db=db,
                 storage_path=storage_path)  # fmt: skip
     elif left:
-        _optimize(study, ctx, s, left, trial_fn, rep)
+        _optimize(study, ctx, s, left, trial_fn, progress)
     static = att = None
     if study.static_trials:
         static = run_static(study, ctx, db=db, front=know.front if know else None)
@@ -141,7 +141,7 @@ def _optimize(
     s: optuna.Study,
     left: int,
     trial_fn: Callable[..., dict[str, Any]],
-    rep: Reporter,
+    progress: bool,
 ) -> None:
     """The in-process dynamic trials, one task of the reporter (counts and the front so far)."""
     objective = make_objective(study, ctx, trial_fn=trial_fn)
@@ -153,7 +153,8 @@ def _optimize(
             f"{c['running']}  front {_front_text(s)}"
         )
 
-    with rep.task("trials", study.trials, done=study.trials - left, text=text(), keep=True) as t:
+    rep, bars = reporter(), reporter(progress)
+    with bars.task("trials", study.trials, done=study.trials - left, text=text(), keep=True) as t:
 
         def cb(st: optuna.Study, tr: optuna.trial.FrozenTrial) -> None:
             done = tr.state in (TrialState.COMPLETE, TrialState.PRUNED)

@@ -17,9 +17,8 @@ import torch
 
 from ..config import RouteSpace, SubnetConfig
 from ..data import eval_loaders
-from ..routing import DynamicNet
 from ..supernets.base import Supernet
-from ..training.gate import GateTrainConfig, evaluate_dynamic, train_gate
+from ..training.gate import evaluate_dynamic, fit_gate
 from ..training.supernet import resolve_device
 
 __all__ = ["train_static_attention"]
@@ -79,19 +78,11 @@ def train_static_attention(
     saved = _ModuleState.capture(supernet)
     try:
         torch.manual_seed(seed)
-        dyn = DynamicNet.build(  # fused once: trained and tested as it is
-            supernet, routes, gate_stage=gate_stage, hidden=hidden, mode="fused"
-        )
-        train_cfg = GateTrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            train_slimming=False,
-            seed=seed,
-            device=device,
-            progress=False,
-        )
-        res = train_gate(dyn, train_cfg, out_dir, data=data, resume=True)
+        dyn, res = fit_gate(
+            supernet, routes, out_dir, data=data, gate_stage=gate_stage, hidden=hidden,
+            resume=True, epochs=epochs, batch_size=batch_size, lr=lr, train_slimming=False,
+            seed=seed, device=device, progress=False,
+        )  # fmt: skip
         _, test_loader = eval_loaders(
             data, tuple(supernet.input_size), seed, model=supernet.space.supernet
         )

@@ -59,6 +59,14 @@ def ensure_supernet(study: StudyConfig, *, progress: bool = True) -> Path:
         return path
     out = Path(study.stage1_dir) if study.stage1_dir else study.run_dir / "stage1"
     done, ckpt = out / "DONE", out / "checkpoint.pt"
+    if done.exists() and not ckpt.is_file():
+        raise StudyError(
+            f"study {study.name!r}: its Stage I checkpoint {str(ckpt)!r} is missing (deleted?) "
+            f"though {str(done)!r} says it was trained, and the study's trials were measured on "
+            f"it; restore the file, or train a new one: delete {str(done)!r} and run the same "
+            "'dsnet-automl search' again (finished trials keep their bundles; 'dsnet-automl "
+            "export' needs no checkpoint)"
+        )
     if not done.exists():
         try:
             cfg = TrainConfig(

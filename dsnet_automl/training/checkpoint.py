@@ -4,12 +4,14 @@ A checkpoint is one ``torch.save`` d dict (loadable with ``weights_only=True``: 
 plain Python values only) holding the format tag, the supernet name and slice space, the train
 config, model and EMA-teacher weights, optimizer/scheduler/grad-scaler state, the position
 (``epoch``, ``step_in_epoch``, ``global_step``), the python/numpy/torch RNG states and the
-metric history. It is written to a temp file and renamed, so a crash never leaves half a file.
+metric history. It is written to a temp file and renamed, so a crash never leaves half a file;
+the temp file a killed writer leaves is never read, and the next save removes it.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_path
+from .._staging import drop_stale_temps
 from ..config import SliceSpace
 from ..errors import CheckpointError, SearchSpaceError
 
@@ -37,8 +40,10 @@ _REQUIRED = ("format", "version", "supernet", "space", "num_classes", "model", "
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (plus format tag and version) to ``path`` atomically."""
     payload = {"format": FORMAT, "version": VERSION, **state}
+    start = time.time()
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+    drop_stale_temps(Path(path), before=start)
     return Path(path)
 
 

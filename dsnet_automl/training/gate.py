@@ -62,6 +62,7 @@ __all__ = [
     "GateTrainResult",
     "SGS_TARGETS",
     "evaluate_dynamic",
+    "fit_gate",
     "route_targets",
     "sgs_class_weights",
     "sgs_targets",
@@ -500,3 +501,32 @@ def load_checkpoint_stage2(path: Path, routes: RouteSpace) -> dict[str, Any]:
     if not math.isfinite(float(ck.get("epoch", 0))):
         raise CheckpointError(f"gate checkpoint {str(path)!r} is damaged (epoch)")
     return ck
+
+
+def fit_gate(
+    supernet: Any,
+    routes: RouteSpace,
+    out_dir: str | Path,
+    *,
+    data: str,
+    gate_stage: str | None = None,
+    hidden: int | None = None,
+    mode: Literal["sliced", "fused"] = "fused",
+    resume: bool = False,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    data_progress: Callable[[int, int], None] | None = None,
+    **train: Any,
+) -> tuple[DynamicNet, GateTrainResult]:
+    """The one gate-training set-up (``train-gate``, a search trial, a static+attention
+    baseline): a fresh gate for ``routes`` (``hidden`` wide, at ``train``'s Gumbel
+    temperature), on the supernet as ``mode`` says (``"fused"``: BN folded once, trained and
+    tested as it is), trained with SGS (:func:`train_gate`, :class:`GateTrainConfig` from
+    ``train``) into ``out_dir``. Returns the dynamic net and the training result."""
+    cfg = GateTrainConfig(**train)
+    dyn = DynamicNet.build(
+        supernet, routes, gate_stage=gate_stage, mode=mode, hidden=hidden, tau=cfg.tau
+    )
+    res = train_gate(
+        dyn, cfg, out_dir, data=data, resume=resume, report=report, data_progress=data_progress
+    )
+    return dyn, res

@@ -93,10 +93,10 @@ def test_search_export_run_and_failed_trial(make_study, tmp_path):
 
 
 @pytest.mark.fault(
-    fault='Search killed mid-study',
-    injected='SIGKILL of the `dsnet-automl search` process once a trial is complete',
-    sees='nothing more: the process is gone',
-    kept='completed trials in the study DB; the re-run continues the study to its trial count',
+    fault="Search killed mid-study",
+    injected="SIGKILL of the `dsnet-automl search` process once a trial is complete",
+    sees="nothing more: the process is gone",
+    kept="completed trials in the study DB; the re-run continues the study to its trial count",
 )
 def test_kill_midway_and_resume(make_study):
     path = make_study("kill", trials=3, static_trials=0)
@@ -176,10 +176,10 @@ def _gate_trial_pid(trials: Path) -> int | None:
 
 
 @pytest.mark.fault(
-    fault='A Ray search trial dies mid gate training (slow test)',
+    fault="A Ray search trial dies mid gate training (slow test)",
     injected="SIGKILL of the trial's worker process once a gate checkpoint exists",
-    sees='Ray retries the trial (max_failures)',
-    kept='the trial resumes from its gate checkpoint; every trial completes',
+    sees="Ray retries the trial (max_failures)",
+    kept="the trial resumes from its gate checkpoint; every trial completes",
 )
 @pytest.mark.slow  # ~30 s on 2 cores; pytest -m slow
 def test_ray_search_killed_trial_resumes_its_gate_training(make_study, kill_once):
