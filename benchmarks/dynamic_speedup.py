@@ -41,8 +41,8 @@ from pathlib import Path
 import torch
 
 from dsnet_automl.data import load_dataset
-from dsnet_automl.dynamic_eval import _predict_all, time_ms
-from dsnet_automl.routing import DynamicNet
+from dsnet_automl.dynamic.evaluation import _predict_all, time_ms
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.training.checkpoint import load_supernet
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,12 +15,12 @@ solved as the integer count out of ``--samples`` images closest to 2.5x, and the
 ratio is reported).
 
 **How mixes are forced.** ``--samples`` (16) random images are drawn once. For each mix,
-:func:`dsnet_automl.forced_mix.force_route_mix` rewrites a copy of the gate's slimming head so
-that exactly ``round(p_k * N)`` of those images take route ``k``; the decision stays a per-sample
+:func:`~dsnet_automl.dynamic.forced_mix.force_route_mix` rewrites a copy of the gate's slimming head
+so that exactly ``round(p_k * N)`` of those images take route ``k``; the decision stays a per-sample
 argmax over the gate's logits computed from the prefix features, so the gate, the argmax, the
-grouping and the scatter all run as with a trained gate. Batch 1 runs the N images one call
-each; batch B > 1 runs one batch of B images cycling the N (B a multiple of N keeps the mix
-exact; the realised shares are recorded either way).
+grouping and the scatter all run as with a trained gate. Batch 1 runs the N images one call each;
+batch B > 1 runs one batch of B images cycling the N (B a multiple of N keeps the mix exact; the
+realised shares are recorded either way).
 
 **What is timed** (per backend): the dynamic net per mix; the full largest static net; every
 route used by a mix as its own static net (prefix + route k, no gate), each on the same images
@@ -66,8 +66,8 @@ import torch
 from torch import nn
 
 from dsnet_automl import create_supernet, slicify
-from dsnet_automl.forced_mix import force_route_mix
-from dsnet_automl.routing import DynamicNet, default_route_space, group_by_route
+from dsnet_automl.dynamic.forced_mix import force_route_mix
+from dsnet_automl.dynamic.routing import DynamicNet, default_route_space, group_by_route
 
 FULL_NETS = ["ds_mobilenet_v1", "ds_resnet50", "ds_deit_small", "timm:resnet50"]
 QUICK_NETS = ["ds_mobilenet_v1_tiny", "ds_resnet50_tiny"]
@@ -226,7 +226,7 @@ def _first_mix(gates, space) -> str:
 def ort_backend(net, spaces, gates, statics, x_probe, workdir: Path, device, threads) -> Backend:
     import onnxruntime as ort
 
-    from dsnet_automl.export import export_dynamic, export_onnx
+    from dsnet_automl.dynamic.export import export_dynamic, export_onnx
     from dsnet_automl.runtime import OrtDynamicNet, session_options
 
     if device == "cuda" and hasattr(ort, "preload_dlls"):

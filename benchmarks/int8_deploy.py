@@ -33,8 +33,8 @@ from _bench_common import interleaved_ms, stamp
 
 from dsnet_automl import create_supernet
 from dsnet_automl.data import load_dataset, split_tensors
-from dsnet_automl.export import calibration_images, export_dynamic
-from dsnet_automl.routing import DynamicNet
+from dsnet_automl.dynamic.export import calibration_images, export_dynamic
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.runtime import OrtDynamicNet, session_options
 
 CLI = [str(Path(sys.executable).parent / "dsnet-automl")]

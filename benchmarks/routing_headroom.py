@@ -44,8 +44,8 @@ from typing import Any
 import torch
 
 from dsnet_automl.config import RouteSpace
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.headroom import RouteOutcomes, best_at, collect_outcomes, spread_ratio
-from dsnet_automl.routing import DynamicNet
 from dsnet_automl.search.objective import TrialContext, eval_loader
 from dsnet_automl.search.pareto import hypervolume
 from dsnet_automl.search.route_menu import learn, route_menu

@@ -5,7 +5,7 @@ checkpoint (tiny DS-MobileNetV1, digits-hard, the demo's Stage I recipe) and one
 
 (a) ``static``: static sub-net search with real evaluations (each a measured val and test top-1
     from the accuracy table) at budgets 25, 50 and 100, for Optuna's random, TPE and NSGA-II
-    samplers and for the predictor-guided search (``dsnet_automl.search.guided``: the smallest,
+    samplers and for the predictor-guided search (``dsnet_automl.accuracy.guided``: the smallest,
     the largest and random sub-nets up to 25% of the budget, then repeatedly fit the accuracy
     predictor and measure the predicted-front points that would add most hypervolume).
     Target: predictor-guided at 25 evaluations >= random's hypervolume at 100.
@@ -40,10 +40,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from dsnet_automl.accuracy.front import pareto_mask
+from dsnet_automl.accuracy.guided import guided_static_search
+from dsnet_automl.accuracy.table import AccuracyTable
 from dsnet_automl.search import StudyConfig, TrialContext, hypervolume, run_search
-from dsnet_automl.search.accuracy_table import AccuracyTable
-from dsnet_automl.search.guided import guided_static_search
-from dsnet_automl.search.static_front import pareto_mask
 from dsnet_automl.search.study import ensure_supernet
 from dsnet_automl.search.study_config import load_study
 
@@ -199,7 +199,7 @@ def _front(s: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 @torch.no_grad()
 def _per_route(bundle: str, ctx: TrialContext) -> dict[str, list]:
     """Test accuracy of the samples each route receives, and their share."""
-    from dsnet_automl.routing import DynamicNet
+    from dsnet_automl.dynamic.routing import DynamicNet
     from dsnet_automl.search.objective import eval_loader
 
     dyn = DynamicNet.load(bundle).eval()

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from dsnet_automl import create_supernet
-from dsnet_automl.routing import DynamicNet
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.training.gate import _routed_output, sgs_targets
 
 

@@ -18,7 +18,7 @@ _EXPORTS = {
     "load_space": ".factory",
     "DsnetError": ".errors",
     "SearchSpaceError": ".errors",
-    "DynamicNet": ".routing",
+    "DynamicNet": ".dynamic",
     "Supernet": ".supernets",
     "create_supernet": ".factory",
     "default_space": ".factory",
@@ -47,9 +47,9 @@ __all__ = [  # a literal list, so linters see the lazily served names
 if TYPE_CHECKING:  # pragma: no cover
     from ._malloc import keep_freed_memory
     from .config import RouteSpace, SliceSpace, SubnetConfig
+    from .dynamic.routing import DynamicNet
     from .errors import DsnetError, SearchSpaceError
     from .factory import create_supernet, default_space, list_supernets, load_space
-    from .routing import DynamicNet
     from .supernets import Supernet
     from .timm_slicing import slicify
 

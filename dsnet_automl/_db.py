@@ -17,13 +17,15 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 __all__ = [
     "DEFAULT_LATENCY_DB",
@@ -319,6 +321,27 @@ class LazyEngineStore:
         if self._engine is None:
             self._engine = self._open()
         return self._engine
+
+    def _error(self, e: SQLAlchemyError) -> Exception:
+        """A database error as this store's one-line error (:attr:`error`)."""
+        return self.error(describe_error(self.label, self.url, e))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success, rolls back on error, wraps database errors with
+        :meth:`_error` and closes."""
+        s = Session(self.engine, expire_on_commit=False)
+        try:
+            yield s
+            s.commit()
+        except SQLAlchemyError as e:
+            s.rollback()
+            raise self._error(e) from e
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
 
     @property
     def shown_url(self) -> str:

@@ -10,11 +10,11 @@ point costs one ``os.environ`` lookup. Points in the package:
   (an export) is in ``<dir>.partial-PID``, before anything is swapped;
 - ``swap-aside:<dir name>``: the same, between renaming the earlier ``<dir>`` to
   ``<dir>.old-PID`` and renaming the staged one in (``<dir>`` absent for a moment);
-- ``bundle:<file name>``: :meth:`dsnet_automl.routing.DynamicNet.save` after a new weights file
+- ``bundle:<file name>``: :meth:`dsnet_automl.dynamic.DynamicNet.save` after a new weights file
   (``supernet.pt``, ``gate.pt``, ``route_heads.pt``), before the new ``dynamic.yaml``;
 - ``study-export:trial``: :func:`dsnet_automl.search.export_study` after each trial's bundle and
   export, before the index;
-- ``acctable:insert``: the accuracy table (:mod:`dsnet_automl.search.accuracy_table`) with a
+- ``acctable:insert``: the accuracy table (:mod:`dsnet_automl.accuracy.table`) with a
   measured row inserted but not committed;
 - any other name passed to :func:`failpoint` (``grep -rn "failpoint(" dsnet_automl``).
 """

@@ -1,6 +1,6 @@
 """How much can routing pay on a checkpoint, a route space and a device? Per-image outcomes.
 
-:func:`collect_outcomes` runs every route of a :class:`~dsnet_automl.routing.DynamicNet` on
+:func:`collect_outcomes` runs every route of a :class:`~dsnet_automl.dynamic.DynamicNet` on
 every image once (prefix once, the gate's attention head applied; an untrained gate's head is the
 identity) and keeps each route's class logits and the gate's route logits. Everything else is
 arithmetic on those tensors, so one pass prices every policy and knob value:
@@ -207,7 +207,7 @@ def collect_outcomes(dyn, loader, *, prefix_cost: float = 0.0, device=None) -> R
     """Run the prefix once, the gate, and every route on every image of ``loader``.
 
     Args:
-        dyn: a :class:`~dsnet_automl.routing.DynamicNet` (its gate's attention head is applied;
+        dyn: a :class:`~dsnet_automl.dynamic.DynamicNet` (its gate's attention head is applied;
             an untrained gate's is the identity).
         loader: yields ``(x, y, ...)`` batches.
         prefix_cost: cost of the shared prefix in the unit of the route costs.

@@ -16,7 +16,7 @@ Two ways to pick each image's route after the shared prefix:
 Both knobs are set for a latency budget by :func:`calibrate`, on validation data: bisection on a
 monotone step function, taking the knob whose expected cost is the largest not above the budget.
 
-Pure tensor functions; :class:`~dsnet_automl.routing.DynamicNet` and the ONNX Runtime runtime
+Pure tensor functions; :class:`~dsnet_automl.dynamic.DynamicNet` and the ONNX Runtime runtime
 (:mod:`dsnet_automl.runtime.ort`, numpy) apply the same rules.
 """
 

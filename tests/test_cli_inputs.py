@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from dsnet_automl import create_supernet
 from dsnet_automl.cli import app
 from dsnet_automl.cli.gate import _route_space
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.errors import SearchSpaceError
-from dsnet_automl.routing import DynamicNet
 
 runner = CliRunner()
 

@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 from dsnet_automl._io import atomic_write_text
 from dsnet_automl.cli import app
-from dsnet_automl.export import calibration_images, export_dynamic
-from dsnet_automl.forced_mix import force_route_mix
+from dsnet_automl.dynamic.export import calibration_images, export_dynamic
+from dsnet_automl.dynamic.forced_mix import force_route_mix
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.program_runtime import ProgramDynamicNet
-from dsnet_automl.routing import DynamicNet
 from dsnet_automl.runtime import OrtDynamicNet
 from dsnet_automl.timm_slicing import derive_space, slicify
 
@@ -65,7 +65,7 @@ def test_slicified_timm_round_trip_pt2_and_onnx(tmp_path):
 
 def _legacy_ts(d, dyn: DynamicNet) -> None:
     """Make ``d`` look like an export of an older version: TorchScript files, manifest v1."""
-    from dsnet_automl.export import _parts
+    from dsnet_automl.dynamic.export import _parts
 
     parts = _parts(dyn)
     x = torch.randn(2, *dyn.supernet.input_size)

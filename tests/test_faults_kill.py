@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from dsnet_automl import create_supernet
 from dsnet_automl._faults import ENV
 from dsnet_automl.cli import app
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.errors import CheckpointError
 from dsnet_automl.program_runtime import ProgramDynamicNet
-from dsnet_automl.routing import DynamicNet
 from dsnet_automl.training import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def _bundle(path: Path, seed: int) -> DynamicNet:
 
 # a re-export after a re-save: other gate weights, so new parts differ from the old ones
 _RESAVE = (
-    "import sys, torch; from dsnet_automl.routing import DynamicNet;"
+    "import sys, torch; from dsnet_automl.dynamic.routing import DynamicNet;"
     "d = DynamicNet.load(sys.argv[1]); torch.manual_seed(1);"
     "[p.data.normal_() for p in d.parameters()]; d.save(sys.argv[1], data='digits')"
 )
@@ -132,7 +132,7 @@ def test_bundle_save_killed_never_loads_half(tmp_path):
     "complete); the re-run removes the leftover and replaces the export",
 )
 def test_export_dynamic_killed_keeps_the_earlier_export(tmp_path):
-    from dsnet_automl.export import export_dynamic
+    from dsnet_automl.dynamic.export import export_dynamic
 
     b = tmp_path / "b"
     export_dynamic(_bundle(b, 0), b / "export", formats=("pt2",), check=False)
@@ -160,7 +160,7 @@ def test_export_dynamic_killed_keeps_the_earlier_export(tmp_path):
 
 _FILL = """
 import random, sys, torch
-from dsnet_automl.search.accuracy_table import AccuracyTable
+from dsnet_automl.accuracy.table import AccuracyTable
 from dsnet_automl import create_supernet
 torch.manual_seed(0)
 net = create_supernet("ds_mobilenet_v1_tiny").eval()

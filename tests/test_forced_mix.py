@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from dsnet_automl import create_supernet
+from dsnet_automl.dynamic.forced_mix import force_route_mix, route_counts
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.errors import SearchSpaceError
-from dsnet_automl.forced_mix import force_route_mix, route_counts
-from dsnet_automl.routing import DynamicNet
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 from dsnet_automl import create_supernet
 from dsnet_automl.cli import app
 from dsnet_automl.config import RouteSpace
+from dsnet_automl.dynamic.export import export_dynamic
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.errors import CheckpointError, SearchSpaceError
-from dsnet_automl.export import export_dynamic
-from dsnet_automl.routing import DynamicNet
 from dsnet_automl.training.gate import (
     GateTrainConfig,
     _routed_output,

@@ -10,8 +10,8 @@ import pytest
 import torch
 from test_runtime import _dynamic
 
+from dsnet_automl.dynamic.export import export_dynamic
 from dsnet_automl.errors import SearchSpaceError
-from dsnet_automl.export import export_dynamic
 from dsnet_automl.headroom import RouteOutcomes, best_at, collect_outcomes, knob_curves
 from dsnet_automl.policies import (
     biased_routes,
@@ -184,8 +184,8 @@ def test_headroom_warning_fires_when_routes_are_overhead_bound():
 def test_route_heads_cascade_runs_each_route_through_its_own_head_and_exports(tmp_path):
     from torch import nn
 
-    from dsnet_automl.gate import Gate, pool_features
-    from dsnet_automl.routing import DynamicNet
+    from dsnet_automl.dynamic.gate import Gate, pool_features
+    from dsnet_automl.dynamic.routing import DynamicNet
 
     x = torch.randn(24, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     base = _dynamic("ds_deit_small_tiny", x)  # its random routes give varied confidences

@@ -19,13 +19,13 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+from dsnet_automl.accuracy.table import AccuracyRow, AccuracyTable
 from dsnet_automl.cli import app
 from dsnet_automl.config import SubnetConfig
 from dsnet_automl.errors import LatencyTableError, StudyError
 from dsnet_automl.latency import LatencyStore, Timing
 from dsnet_automl.latency.models import CALIBRATED, SCHEMA_VERSION, Base
 from dsnet_automl.latency.signature import BlockSignature
-from dsnet_automl.search.accuracy_table import AccuracyRow, AccuracyTable
 from dsnet_automl.search.study import load_existing, open_study, storage_for
 from dsnet_automl.search.study_config import StudyConfig
 from tests._local import dashboard_studies, free_port

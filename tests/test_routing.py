@@ -5,8 +5,8 @@ import torch
 from conftest import randomize_norms
 
 from dsnet_automl import RouteSpace, SearchSpaceError, create_supernet
-from dsnet_automl.gate import Gate
-from dsnet_automl.routing import DynamicNet, default_route_space
+from dsnet_automl.dynamic.gate import Gate
+from dsnet_automl.dynamic.routing import DynamicNet, default_route_space
 
 
 def inputs(n: int, size: tuple[int, ...]) -> torch.Tensor:

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from dsnet_automl import create_supernet
 from dsnet_automl.cli import app
-from dsnet_automl.export import export_dynamic
-from dsnet_automl.forced_mix import force_route_mix
+from dsnet_automl.dynamic.export import export_dynamic
+from dsnet_automl.dynamic.forced_mix import force_route_mix
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.program_runtime import ProgramDynamicNet
-from dsnet_automl.routing import DynamicNet
 from dsnet_automl.runtime import BundleError, OrtDynamicNet
 
 MIX = [0.4, 0.3, 0.2, 0.1]

@@ -221,8 +221,8 @@ def test_float64_supernet_costs_and_extract():
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenetv2_100", "deit_tiny_patch16_224"])
 def test_slicified_supernets_route_with_a_gate(name):
-    from dsnet_automl.gate import Gate
-    from dsnet_automl.routing import DynamicNet, default_route_space
+    from dsnet_automl.dynamic.gate import Gate
+    from dsnet_automl.dynamic.routing import DynamicNet, default_route_space
 
     net = slicify(name, verify=False).eval()
     n = len(net.stages) - 2

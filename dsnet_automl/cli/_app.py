@@ -173,7 +173,7 @@ def export_options(
     formats: str | None, precision: str, flags: tuple[str, str] = ("--formats", "--precision")
 ) -> tuple[tuple[str, ...], str]:
     """``(formats, precision)`` of an export, checked; one clear error naming the flag."""
-    from ..export import FORMATS, check_formats
+    from ..dynamic.export import FORMATS, check_formats
     from ..quantize import PRECISIONS
 
     choice_option(precision, flags[1], PRECISIONS)

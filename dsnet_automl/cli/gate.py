@@ -33,7 +33,7 @@ from ._app import (
 
 def _route_space(net, routes: str, gate_stage: str | None):
     from ..config import RouteSpace
-    from ..routing import default_route_space
+    from ..dynamic.routing import default_route_space
 
     if routes.isdigit():
         k = int(routes)
@@ -143,8 +143,8 @@ def eval_dynamic_cmd(
     """Accuracy, route histogram, average MACs and measured latency vs every static route."""
 
     from ..data import load_dataset, split_tensors
-    from ..dynamic_eval import evaluate_dynamic_vs_static, plot_accuracy_vs_macs
-    from ..routing import DynamicNet
+    from ..dynamic.evaluation import evaluate_dynamic_vs_static, plot_accuracy_vs_macs
+    from ..dynamic.routing import DynamicNet
 
     choice_option(split, "--split", EVAL_SPLITS)
     sizes = batch_sizes_option(batch_sizes)
@@ -212,8 +212,8 @@ def export_dynamic_cmd(
     device with numpy + onnxruntime and run it there without torch (see 'dsnet-automl run').
     --precision fp16|int8 converts the ONNX files for targets that run them (Jetson, Pi).
     """
-    from ..export import calibration_images, export_dynamic
-    from ..routing import DynamicNet
+    from ..dynamic.export import calibration_images, export_dynamic
+    from ..dynamic.routing import DynamicNet
 
     fmts, precision = export_options(formats, precision)
     dyn = DynamicNet.load(bundle)

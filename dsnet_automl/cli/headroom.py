@@ -34,8 +34,8 @@ def headroom_cmd(
     else MACs). The oracle is an upper bound, not a target: many routes inflate it.
     """
     from ..data import eval_loaders
+    from ..dynamic.routing import DynamicNet
     from ..headroom import best_at, collect_outcomes, spread_ratio
-    from ..routing import DynamicNet
 
     dyn = DynamicNet.load(bundle, mode="fused")
     spec = data or (dyn.metadata.get("data") or DEFAULT_DATA)

@@ -125,7 +125,7 @@ class _Net:
             return
         import torch
 
-        from ..routing import DynamicNet
+        from ..dynamic.routing import DynamicNet
 
         if threads:
             torch.set_num_threads(threads)

@@ -139,7 +139,7 @@ def _export_trial(
 ) -> dict[str, Any]:
     """One Pareto trial's bundle, export and ``bundle.yaml`` in ``out/trial_NNNN``; returns its
     row of the index."""
-    from ..routing import DynamicNet
+    from ..dynamic.routing import DynamicNet
 
     src = Path(t.user_attrs["bundle"])
     dest = out / f"trial_{t.number:04d}"
@@ -175,7 +175,7 @@ def _export_cascade(
     -> its index entry: test/val top-1 and expected latency at its default threshold (set for
     the middle of the route costs on val) and its front (thresholds set on val at 9 budgets,
     rows ``[budget, val top-1, val ms, test top-1, test ms]``)."""
-    from ..routing import DynamicNet
+    from ..dynamic.routing import DynamicNet
 
     res = dynamic.user_attrs.get("cascade")
     if not res or not (Path(res["bundle"]) / "dynamic.yaml").is_file():
@@ -194,7 +194,7 @@ def _export(
 ) -> dict[str, Any]:
     """One trial's (or the cascade's) export at ``precision`` (int8: calibrated on
     ``calib_images`` val images of the data it was trained on)."""
-    from ..export import FORMATS, calibration_images, export_dynamic
+    from ..dynamic.export import FORMATS, calibration_images, export_dynamic
 
     fmts = formats or (FORMATS if precision == "fp32" else ("onnx",))
     calib = calibration_images(dyn, calib_images) if precision == "int8" else None

@@ -9,7 +9,7 @@ through that route's own head. No gate is trained; the threshold is the budget k
 static+attention in hypervolume and ahead of the trained gate, whose shared attention head is
 a compromise over its routes.
 
-The result is an ordinary :class:`~dsnet_automl.routing.DynamicNet` bundle (``route_heads``,
+The result is an ordinary :class:`~dsnet_automl.dynamic.routing.DynamicNet` bundle (``route_heads``,
 policy ``cascade``, val knob curve), so ``run``, ``bench``, ``headroom`` and
 ``export-dynamic`` (and the ONNX Runtime runtime) take it as they take a gate's bundle.
 """
@@ -25,11 +25,11 @@ import yaml
 from torch import nn
 
 from ..config import RouteSpace, SubnetConfig
+from ..dynamic.gate import Gate
+from ..dynamic.routing import DynamicNet, gate_input_channels
 from ..errors import CheckpointError
-from ..gate import Gate
 from ..headroom import collect_outcomes, knob_curves, policy_fronts
 from ..policies import cascade_chain, pick_knob
-from ..routing import DynamicNet, gate_input_channels
 from .objective import SPLITS, TrialContext, eval_loader
 from .static_attention import train_static_attention
 

@@ -42,7 +42,7 @@ class Headroom:
 
 def menu_headroom(ctx: TrialContext, menu: Sequence[SubnetConfig]) -> Headroom:
     """Headroom of ``menu`` on ``ctx``'s device table and val split (no gate trained)."""
-    from ..routing import DynamicNet
+    from ..dynamic.routing import DynamicNet
 
     routes = ctx.with_prefix_cost(RouteSpace.by_cost(menu, lambda c: ctx.latency(c)[0]))
     dyn = DynamicNet.build(ctx.supernet, routes, mode="fused")

@@ -72,7 +72,7 @@ class TrialContext:
         if not pred.table:  # no table yet: fill the predicted (roofline) one, labelled so
             predict_table(store, profile, net, batch_sizes=[bs], backend=pred.backend)
             pred.refresh()
-        from .accuracy_table import checkpoint_hash
+        from ..accuracy.table import checkpoint_hash
 
         return cls(study, net, pred, study.data, checkpoint_hash(checkpoint))
 
@@ -190,7 +190,7 @@ def eval_loader(ctx: TrialContext, split: str, batch_size: int = 256):
 def static_trial(ctx: TrialContext, cfg: SubnetConfig) -> dict[str, Any]:
     """Static baseline point: val and test top-1 of the supernet at ``cfg`` (from the accuracy
     table: measured once per checkpoint, reused) and its latency."""
-    from .accuracy_table import AccuracyTable
+    from ..accuracy.table import AccuracyTable
 
     ms, src = ctx.latency(cfg)
     table = AccuracyTable(ctx.study.accuracy_url)

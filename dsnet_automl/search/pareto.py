@@ -9,6 +9,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from .._io import atomic_path, atomic_write_text
+from ..accuracy.front import hypervolume
 
 __all__ = [
     "FRONT_LABELS",
@@ -46,19 +47,6 @@ def pareto_trials(s: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def front_points(s: optuna.Study) -> list[tuple[float, float]]:
     """``[(accuracy, latency_ms)]`` of the front, fastest first."""
     return [(t.values[0], t.values[1]) for t in pareto_trials(s)]
-
-
-def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
-    """Area dominated by ``points`` (max accuracy, min latency) and bounded by ``ref``
-    ``(accuracy_floor, latency_ceiling)``. Points outside the reference box add nothing."""
-    xs = sorted((lat, acc) for acc, lat in points if acc > ref[0] and lat < ref[1])
-    # best accuracy reachable within latency L is a step function; integrate it up to the ceiling
-    area, best = 0.0, ref[0]
-    for i, (lat, acc) in enumerate(xs):
-        best = max(best, acc)
-        nxt = xs[i + 1][0] if i + 1 < len(xs) else ref[1]
-        area += (nxt - lat) * (best - ref[0])
-    return area
 
 
 def trials_frame(s: optuna.Study, kind: str = "dynamic") -> pd.DataFrame:

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..accuracy.front import FrontPoint, predicted_front, spread
+from ..accuracy.predictor import fit_predictor
+from ..accuracy.table import AccuracyTable, checkpoint_hash
 from ..config import SubnetConfig
 from ..supernets.base import Supernet
-from .accuracy_predictor import fit_predictor
-from .accuracy_table import AccuracyTable, checkpoint_hash
 from .objective import TrialContext
-from .static_front import FrontPoint, predicted_front, spread
 from .study_config import StudyConfig
 
 __all__ = ["Knowledge", "learn", "prefix_fixed", "sample_configs"]

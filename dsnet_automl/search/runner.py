@@ -14,12 +14,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ..accuracy.front import write_front_csv
 from ..errors import TrainingInterrupted
 from ..progress import Reporter, reporter
 from .objective import TrialContext, run_trial
 from .route_menu import Knowledge, learn, route_menu
 from .static import run_static, run_static_attention
-from .static_front import write_front_csv
 from .study import (
     INTERRUPTED,
     budget_left,

@@ -21,10 +21,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from ..accuracy.front import FrontPoint, spread
 from ..config import SubnetConfig
 from .objective import TrialContext, static_trial
 from .pareto import pareto_trials
-from .static_front import FrontPoint, spread
 from .study import budget_left, open_study, record
 from .study_config import StudyConfig
 

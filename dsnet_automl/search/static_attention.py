@@ -3,7 +3,7 @@
 A dynamic trial trains the gate's attention head (extra parameters) on top of the frozen
 supernet; the bare static baseline trains nothing. For a fair comparison this baseline gets the
 same head, trained with the same Stage II recipe (:func:`~dsnet_automl.training.gate.train_gate`)
-and nothing else: a one-route :class:`~dsnet_automl.routing.DynamicNet` at ``cfg``. With one
+and nothing else: a one-route :class:`~dsnet_automl.dynamic.routing.DynamicNet` at ``cfg``. With one
 route the SGS CE and the cost penalty are constant, so only ``att1``/``att2`` train (task CE);
 the slimming head keeps its init and the supernet stays bit-identical.
 """

@@ -51,8 +51,8 @@ from torch import Tensor
 from .._io import atomic_path
 from ..config import RouteSpace
 from ..data import BAD_IMAGES_FILE, load_dataset, make_loaders
+from ..dynamic.routing import DynamicNet
 from ..errors import CheckpointError, SearchSpaceError
-from ..routing import DynamicNet
 from .checkpoint import capture_rng
 from .loop import LoopState, StepProgress, run_epochs
 from .supernet import resolve_device

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from dsnet_automl import create_supernet
+from dsnet_automl.accuracy import table as at
+from dsnet_automl.accuracy.predictor import config_features, fit_predictor
+from dsnet_automl.accuracy.table import AccuracyTable, checkpoint_hash
 from dsnet_automl.config import SubnetConfig
 from dsnet_automl.errors import CheckpointError, SearchSpaceError
-from dsnet_automl.search import accuracy_table as at
-from dsnet_automl.search.accuracy_predictor import config_features, fit_predictor
-from dsnet_automl.search.accuracy_table import AccuracyTable, checkpoint_hash
 
 DATA = "synthetic:64"
 
@@ -36,15 +36,15 @@ def configs(net) -> list[SubnetConfig]:
 
 @pytest.fixture
 def counted(monkeypatch) -> list[SubnetConfig]:
-    """Every config :mod:`accuracy_table` actually runs is appended here."""
+    """Every config the accuracy table actually runs is appended here."""
     calls: list[SubnetConfig] = []
-    real = at._top1
+    real = at.subnet_top1
 
     def spy(net, x, y, cfg, batch_size, device):
         calls.append(cfg)
         return real(net, x, y, cfg, batch_size, device)
 
-    monkeypatch.setattr(at, "_top1", spy)
+    monkeypatch.setattr(at, "subnet_top1", spy)
     return calls
 
 

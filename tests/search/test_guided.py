@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 
 from dsnet_automl import create_supernet
+from dsnet_automl.accuracy.front import pareto_mask
+from dsnet_automl.accuracy.guided import guided_static_search
 from dsnet_automl.search import hypervolume
-from dsnet_automl.search.guided import guided_static_search
-from dsnet_automl.search.static_front import pareto_mask
 
 
 def _problem():

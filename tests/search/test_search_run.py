@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from dsnet_automl.cli import app
-from dsnet_automl.routing import DynamicNet
+from dsnet_automl.dynamic.routing import DynamicNet
 from dsnet_automl.search import export_study, load_study, run_search, run_trial
 from dsnet_automl.search.study import load_existing
 from tests._local import dashboard_studies, free_port
@@ -279,7 +279,7 @@ def test_search_headroom_line_trial_fronts_and_budget_knob(make_study, tmp_path)
 def test_headroom_warns_on_an_overhead_bound_device_table(make_study):
     """At batch 1 the tiny 32x32 net is launch-bound on the Jetson profile: the menu's routes
     differ < 1.5x in latency and the search's headroom check says so; at batch 32 they do not."""
-    from dsnet_automl.routing import default_route_space
+    from dsnet_automl.dynamic.routing import default_route_space
     from dsnet_automl.search.headroom_check import headroom_lines, menu_headroom
     from dsnet_automl.search.objective import TrialContext
 

@@ -10,8 +10,8 @@ import torch
 from conftest import randomize_norms
 
 from dsnet_automl import create_supernet
-from dsnet_automl.gate import Gate
-from dsnet_automl.routing import DynamicNet, gate_input_channels
+from dsnet_automl.dynamic.gate import Gate
+from dsnet_automl.dynamic.routing import DynamicNet, gate_input_channels
 from dsnet_automl.search.static_attention import train_static_attention
 
 DATA = "synthetic:64"

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsnet_automl.config import SliceSpace, SubnetConfig
-from dsnet_automl.errors import SearchSpaceError
-from dsnet_automl.search.static_front import (
+from dsnet_automl.accuracy.front import (
     FrontPoint,
     pareto_mask,
     predicted_front,
     spread,
     write_front_csv,
 )
+from dsnet_automl.config import SliceSpace, SubnetConfig
+from dsnet_automl.errors import SearchSpaceError
 
 SPACE = SliceSpace(
     "toy",

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._io import atomic_path, atomic_write_text
-from ._staging import staged_dir
-from .errors import DsnetError
-from .exporters import export_program, load_program, onnx_model, save_onnx, save_program
+from .._io import atomic_path, atomic_write_text
+from .._staging import staged_dir
+from ..errors import DsnetError
+from ..exporters import export_program, load_program, onnx_model, save_onnx, save_program
+from ..quantize import FP16_METHOD, INT8_METHOD, check_precision, convert_parts
+from ..runtime import ort as _ort_runtime
 from .gate import pool_features
-from .quantize import FP16_METHOD, INT8_METHOD, check_precision, convert_parts
 from .routing import DynamicNet
-from .runtime import ort as _ort_runtime
 
 __all__ = [
     "FORMATS",
@@ -232,7 +232,7 @@ def calibration_images(
 ) -> tuple[Tensor, dict[str, Any]]:
     """``n`` val images (a seeded random draw) of ``data`` (default: the data ``dyn`` was
     trained on) for int8 calibration -> (images, {"data", "split", "images", "seed"})."""
-    from .data import load_dataset, split_tensors
+    from ..data import load_dataset, split_tensors
 
     spec = data or (getattr(dyn, "metadata", None) or {}).get("data")
     if not spec:

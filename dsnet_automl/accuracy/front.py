@@ -24,7 +24,14 @@ from .._io import atomic_path
 from ..config import SliceSpace, SubnetConfig, Value
 from ..errors import SearchSpaceError
 
-__all__ = ["FrontPoint", "pareto_mask", "predicted_front", "spread", "write_front_csv"]
+__all__ = [
+    "FrontPoint",
+    "hypervolume",
+    "pareto_mask",
+    "predicted_front",
+    "spread",
+    "write_front_csv",
+]
 
 PredictFn = Callable[[Sequence[SubnetConfig]], Sequence[float] | np.ndarray]
 LatencyFn = Callable[[SubnetConfig], float]
@@ -206,3 +213,16 @@ def write_front_csv(points: Sequence[FrontPoint], path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     return Path(path)
+
+
+def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area dominated by ``points`` (max accuracy, min latency) and bounded by ``ref``
+    ``(accuracy_floor, latency_ceiling)``. Points outside the reference box add nothing."""
+    xs = sorted((lat, acc) for acc, lat in points if acc > ref[0] and lat < ref[1])
+    # best accuracy reachable within latency L is a step function; integrate it up to the ceiling
+    area, best = 0.0, ref[0]
+    for i, (lat, acc) in enumerate(xs):
+        best = max(best, acc)
+        nxt = xs[i + 1][0] if i + 1 < len(xs) else ref[1]
+        area += (nxt - lat) * (best - ref[0])
+    return area

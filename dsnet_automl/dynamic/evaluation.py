@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .latency.profiler import measure
+from ..latency.profiler import measure
 from .routing import DynamicNet
 
 __all__ = ["DynamicReport", "evaluate_dynamic_vs_static", "plot_accuracy_vs_macs", "time_ms"]

@@ -19,36 +19,24 @@ PostgreSQL database at once. Messages never show a URL's password.
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
 import torch
-from sqlalchemy import (
-    CheckConstraint,
-    DateTime,
-    Engine,
-    Float,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    select,
-)
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from torch import Tensor, nn
+from sqlalchemy.orm import Session
+from torch import nn
 
 from .._db import LazyEngineStore, describe_error, retry_transient, sqlite_file
 from .._faults import failpoint
 from ..config import SubnetConfig
-from ..errors import CheckpointError, StudyError
+from ..errors import StudyError
 from ..progress import track
+from .measure import checkpoint_hash, clear_split_cache, split_tensors, subnet_top1
+from .models import SCHEMA_VERSION, AccuracyRow, AccuracySchemaVersion, Base, config_key
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -59,127 +47,9 @@ __all__ = [
     "config_key",
 ]
 
-SCHEMA_VERSION = 1
-_HASH_CHARS = 16
 _IN_CLAUSE = 400  # keys per SELECT ... IN (...), below SQLite's bound-parameter limit
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-# ---------------------------------------------------------------------------------- ORM
-class _Base(DeclarativeBase):
-    pass
-
-
-class AccuracySchemaVersion(_Base):
-    __tablename__ = "accuracy_schema_version"
-    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
-    version: Mapped[int] = mapped_column(Integer)
-
-
-class AccuracyRow(_Base):
-    """One measured top-1 of one sub-net of one checkpoint on one data split."""
-
-    __tablename__ = "subnet_accuracy"
-    __table_args__ = (
-        UniqueConstraint(
-            "checkpoint_hash", "data", "data_seed", "split", "config_key", name="uq_accuracy"
-        ),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    checkpoint_hash: Mapped[str] = mapped_column(String(64), index=True)
-    data: Mapped[str] = mapped_column(String(300))  # dataset spec, e.g. "digits-hard"
-    data_seed: Mapped[int] = mapped_column(Integer, default=0)
-    split: Mapped[str] = mapped_column(String(10))  # train | val | test
-    supernet: Mapped[str] = mapped_column(String(100))
-    config_key: Mapped[str] = mapped_column(Text)  # json of {dim: value}, sorted keys
-    top1: Mapped[float] = mapped_column(Float)
-    n_samples: Mapped[int] = mapped_column(Integer)
-    seconds: Mapped[float] = mapped_column(Float)
-    device: Mapped[str] = mapped_column(String(30), default="cpu")
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-
-
-def config_key(cfg: SubnetConfig) -> str:
-    """The stored key of a config: its :meth:`SubnetConfig.to_json` (sorted, canonical)."""
-    return cfg.to_json()
-
-
-# ---------------------------------------------------------------------------------- hashing
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def checkpoint_hash(path: str | Path) -> str:
-    """First 16 hex chars of the sha256 of a checkpoint file.
-
-    Cached per ``(resolved path, mtime_ns, size)``: a second call on an unchanged file costs one
-    ``stat``; a rewritten file is hashed again.
-
-    Raises:
-        CheckpointError: the file does not exist.
-    """
-    p = Path(path).resolve()
-    try:
-        st = p.stat()
-    except OSError:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} does not exist; train one with 'dsnet-automl train'"
-        ) from None
-    key = (str(p), st.st_mtime_ns, st.st_size)
-    h = _HASHES.get(key)
-    if h is None:
-        d = hashlib.sha256()
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                d.update(block)
-        h = _HASHES[key] = d.hexdigest()[:_HASH_CHARS]
-    return h
-
-
-# ---------------------------------------------------------------------------------- data
-_SPLITS = ("train", "val", "test")
-_SPLIT_CACHE: dict[tuple[str, tuple[int, int, int], int, str], tuple[Tensor, Tensor]] = {}
-
-
-def clear_split_cache() -> None:
-    """Forget the in-process cache of loaded split tensors."""
-    _SPLIT_CACHE.clear()
-
-
-def _split_tensors(
-    data: str, input_size: tuple[int, int, int], seed: int, split: str, model: str | None = None
-) -> tuple[Tensor, Tensor]:
-    """``(x (N, C, H, W) float, y (N,) long)`` of one split, loaded once per process."""
-    if split not in _SPLITS:
-        raise StudyError(f"accuracy table: split {split!r} is not one of {', '.join(_SPLITS)}")
-    key = (data, tuple(input_size), int(seed), split, model)
-    hit = _SPLIT_CACHE.get(key)
-    if hit is not None:
-        return hit
-    from ..data import load_dataset, split_tensors
-
-    x, y = split_tensors(getattr(load_dataset(data, input_size, seed=seed, model=model), split))
-    _SPLIT_CACHE[key] = (x, y)
-    return x, y
-
-
-@torch.inference_mode()
-def _top1(
-    net: nn.Module, x: Tensor, y: Tensor, cfg: SubnetConfig, batch_size: int, device: torch.device
-) -> float:
-    """Top-1 of ``net(., cfg)`` over ``x`` (N, C, H, W) with labels ``y`` (N,)."""
-    correct = 0
-    for i in range(0, len(y), batch_size):
-        xb = x[i : i + batch_size].to(device, non_blocking=True)
-        yb = y[i : i + batch_size].to(device, non_blocking=True)
-        correct += int((net(xb, cfg).argmax(-1) == yb).sum())
-    return correct / max(1, len(y))
-
-
-# ---------------------------------------------------------------------------------- store
 class AccuracyTable(LazyEngineStore):
     """Measured sub-net accuracies in one database.
 
@@ -215,7 +85,7 @@ class AccuracyTable(LazyEngineStore):
     def _create(self, engine: Engine) -> None:
         """Create the tables and the version row (one transaction); raise on another version."""
         with Session(engine) as s, s.begin():
-            _Base.metadata.create_all(s.connection())
+            Base.metadata.create_all(s.connection())
             row = s.get(AccuracySchemaVersion, 1)
             if row is None:
                 s.add(AccuracySchemaVersion(id=1, version=SCHEMA_VERSION))
@@ -232,23 +102,6 @@ class AccuracyTable(LazyEngineStore):
     def _error(self, e: SQLAlchemyError) -> StudyError:
         todo = "if the file is corrupt, move it away (rows are re-measured on demand)"
         return StudyError(describe_error(self.label, self.url, e, todo))
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session that commits on success, rolls back on error, wraps database errors in
-        :class:`StudyError` and closes."""
-        s = Session(self.engine, expire_on_commit=False)
-        try:
-            yield s
-            s.commit()
-        except SQLAlchemyError as e:
-            s.rollback()
-            raise self._error(e) from e
-        except BaseException:
-            s.rollback()
-            raise
-        finally:
-            s.close()
 
     # ------------------------------------------------------------------ queries
     @staticmethod
@@ -340,9 +193,7 @@ class AccuracyTable(LazyEngineStore):
             for c in todo:
                 net.space.validate(c)
             dev = torch.device(device)
-            x, y = _split_tensors(
-                data, tuple(net.space.input_size), seed, split, net.space.supernet
-            )
+            x, y = split_tensors(data, tuple(net.space.input_size), seed, split, net.space.supernet)
             if dev.type != "cpu":
                 x, y = x.to(dev), y.to(dev)
             was_training = net.training
@@ -355,7 +206,7 @@ class AccuracyTable(LazyEngineStore):
             try:
                 for cfg in track(todo, "measuring sub-nets", enabled=progress):
                     t0 = time.perf_counter()
-                    top1 = _top1(net, x, y, cfg, batch_size, dev)
+                    top1 = subnet_top1(net, x, y, cfg, batch_size, dev)
                     row = AccuracyRow(
                         checkpoint_hash=ckpt_hash,
                         data=data,
