@@ -25,7 +25,7 @@ from .._db import connect_args, describe_error, retry_transient, shown_url, sqli
 from ..errors import StudyError, TrainingInterrupted
 from .objective import TrialContext, run_trial
 from .pareto import LATENCY_EXCESS
-from .space import TrialParams, suggest
+from .space import suggest
 from .study_config import StudyConfig
 
 __all__ = [
@@ -295,10 +295,6 @@ def record(trial: Any, study: StudyConfig, out: dict[str, Any]) -> None:
     trial.set_user_attr("hw", study.hw)
     if study.max_latency_ms:  # <= 0: feasible (samplers' constraints_func, pareto_trials)
         trial.set_user_attr(LATENCY_EXCESS, out["latency_ms"] - study.max_latency_ms)
-
-
-def params_of(trial: optuna.trial.FrozenTrial) -> TrialParams:
-    return TrialParams.from_dict(trial.params)
 
 
 def db_exists(url: str) -> bool:
