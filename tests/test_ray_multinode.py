@@ -66,7 +66,7 @@ def test_stage1_sweep_spreads_over_two_nodes(tmp_path: Path) -> None:
     sees="Tune retries the trial on the other node",
     kept="the trial continues from that checkpoint; every epoch done once",
 )
-@pytest.mark.slow  # Ray fault tolerance (as tests/test_ray_stage1.py's): ~30 s; pytest -m slow
+@pytest.mark.slow  # Ray fault tolerance (as in training/test_ray_stage1.py): ~30 s; -m slow
 def test_stage1_trial_survives_its_node(tmp_path: Path) -> None:
     """Remove the node a Stage I trial runs on once it has persisted an epoch: Tune retries it
     on the other node from that checkpoint, and the run ends with every epoch done once."""

@@ -25,7 +25,7 @@ def _rows(db: str, sql: str) -> list[tuple]:
 
 
 # slow (pytest -m slow): two searches, one on Ray, ~35 s on 2 cores; the default run keeps the
-# NNI samplers' own tests (tests/test_nni.py) within the 10-minute budget
+# NNI samplers' own tests (tests/integrations/test_nni.py) within the 10-minute budget
 @pytest.mark.slow
 def test_cli_search_nni_evolution_then_resume_with_nni_tpe_on_ray(make_study, monkeypatch) -> None:
     told: list[tuple[int, bool, str]] = []

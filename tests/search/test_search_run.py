@@ -263,7 +263,7 @@ def test_search_headroom_line_trial_fronts_and_budget_knob(make_study, tmp_path)
     cb = load_study(path).run_dir / "export" / "cascade"
     cdyn = DynamicNet.load(cb)
     assert cdyn.route_heads is not None and cdyn.policy == "cascade" and cdyn.num_routes == 2
-    # the weights (sliced) and the exported .pt2 programs (ONNX cascades: tests/test_policies.py)
+    # the weights (sliced) and the exported .pt2 programs (ONNX cascades: tests/dynamic/)
     for name, where in (("weights", cb), ("programs", cb / "export")):
         args = ["run", str(where), "--backend", "torch", "--budget-ms", str(mid), "--out"]
         r = CliRunner().invoke(app, [*args, str(tmp_path / f"c_{name}.csv"), "--data",

@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from test_runtime import _dynamic
 
 from dsnet_automl.dynamic.export import export_dynamic
 from dsnet_automl.errors import SearchSpaceError
@@ -24,6 +23,7 @@ from dsnet_automl.policies import (
 from dsnet_automl.runtime import OrtDynamicNet
 from dsnet_automl.search.headroom_check import Headroom, headroom_lines
 from dsnet_automl.training.gate import route_targets
+from tests.runtime.test_runtime import _dynamic
 
 
 def _logits(pred: list[list[int]], conf: float = 4.0, classes: int = 3) -> torch.Tensor:

@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dsnet_automl import SearchSpaceError, SliceSpace, create_supernet, list_supernets
 from dsnet_automl.slicing import SlicedBatchNorm2d
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = [n for n in list_supernets() if n.endswith("_tiny")]
 FULL = [n for n in list_supernets() if not n.endswith("_tiny")]
 _NETS: dict[str, torch.nn.Module] = {}
