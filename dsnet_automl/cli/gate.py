@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .._io import atomic_write_text, read_yaml
+from .._io import atomic_write_text, check_writable_dir, read_yaml
 from ..defaults import DEFAULT_DATA
 from ..errors import SearchSpaceError
 from ._app import (
@@ -95,6 +95,7 @@ def train_gate_cmd(
     from ..training.gate import fit_gate
 
     choice_option(bad_images, "--bad-images", BAD_IMAGES_CHOICES)
+    check_writable_dir(out)  # a read-only --out fails here, before any training
     net = load_supernet(checkpoint)
     spec = data or load_checkpoint(checkpoint).get("data") or DEFAULT_DATA
     gate_stage = gate_stage or net.default_gate_stage
@@ -165,7 +166,7 @@ def eval_dynamic_cmd(
     df = rep.table()
     out = out or bundle / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "report.csv", index=False)
+    atomic_write_text(out / "report.csv", df.to_csv(index=False))
     atomic_write_text(out / "report.json", json.dumps(rep, indent=1, default=float))
     plot_accuracy_vs_macs(rep, out / "accuracy_vs_macs.png", title=f"{dyn.supernet.name} on {spec}")
     # the columns that matter, fitting 80 columns; every column is in report.csv
@@ -218,6 +219,7 @@ def export_dynamic_cmd(
     fmts, precision = export_options(formats, precision)
     dyn = DynamicNet.load(bundle)
     dest = out or bundle / ("export" if precision == "fp32" else f"export_{precision}")
+    check_writable_dir(dest.parent, "--out")  # the export is staged next to it
     calib = calibration_images(dyn, calib_images, data) if precision == "int8" else None
     res = export_dynamic(dyn, dest, formats=fmts, precision=precision, calibration=calib)
     worst = max(res["max_abs_diff"].values(), default=0.0)

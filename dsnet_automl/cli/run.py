@@ -12,6 +12,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from .._io import atomic_write_text
 from ..errors import CheckpointError, DataError
 from ._app import (
     BAD_IMAGES_HELP,
@@ -278,8 +279,7 @@ def run_cmd(
         cols = {"index": np.arange(len(x)), "prediction": pred, "route": route}
         if y is not None:
             cols["label"] = y
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(cols).to_csv(out, index=False)
+        atomic_write_text(out, pd.DataFrame(cols).to_csv(index=False))
         console.print(f"predictions in {out}")
 
 

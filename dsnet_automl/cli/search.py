@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from .._db import shown_url
+from .._io import check_writable_dir
 from ..defaults import DEFAULT_HW
 from ..errors import StudyError, TrainingInterrupted
 from ._app import (
@@ -191,6 +192,7 @@ def search_cmd(
         gpus_per_trial=gpus_per_trial, checkpoint=checkpoint, init=init, runs_dir=runs_dir,
         storage=storage,
     )  # fmt: skip
+    check_writable_dir(cfg.run_dir, "--runs-dir")  # before Stage I and any trial
     console.print(
         f"study [bold]{cfg.name}[/bold]: {cfg.space} on {cfg.data}, device {cfg.hw}, "
         f"{cfg.trials} trials ({cfg.sampler}), DB {shown_url(db or cfg.db_url)}"
@@ -265,7 +267,7 @@ def export_cmd(
     from ..search.study import load_existing
 
     fmts, precision = export_options(formats, precision)
-
+    check_writable_dir(Path(out).parent, "--out")  # the export is staged next to it
     cfg = load_study(study, hw=hw, runs_dir=runs_dir)
     dyn = load_existing(cfg, db=db)
     static = load_existing(cfg, db=db, suffix=STATIC_SUFFIX, missing_ok=True)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .._io import atomic_path
 from ..latency.profiler import measure
 from .routing import DynamicNet
 
@@ -156,6 +157,7 @@ def plot_accuracy_vs_macs(report: DynamicReport, path: str | Path, title: str = 
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from .._db import connect_args, describe_error, retry_transient, shown_url, sqlite_file
+from .._io import atomic_write_text
 from ..errors import StudyError, TrainingInterrupted
 from .objective import TrialContext, run_trial
 from .pareto import LATENCY_EXCESS
@@ -82,7 +83,7 @@ def ensure_supernet(study: StudyConfig, *, progress: bool = True) -> Path:
             msg = str(e).splitlines()
             raise StudyError(f"study {study.name!r}: field 'stage1': {' '.join(msg[:3])}") from None
         train_supernet(cfg, out, resume=ckpt.exists())
-        done.write_text("ok\n")
+        atomic_write_text(done, "ok\n")
     return ckpt
 
 

@@ -352,7 +352,7 @@ def _final_test(run: _Run, out: Path) -> pd.DataFrame:
         run.net, run.loaders[2], list(named), device=run.device, difficulty=diff
     )
     test.insert(0, "name", list(named.values()))
-    test.to_csv(out / "test_top1.csv", index=False)
+    atomic_write_text(out / "test_top1.csv", test.to_csv(index=False))
     return test
 
 
@@ -422,7 +422,7 @@ def _train_supernet(
 
     def on_epoch(metrics: dict[str, Any]) -> None:
         if shard.main:
-            pd.DataFrame(state.history).to_csv(out / "metrics.csv", index=False)
+            atomic_write_text(out / "metrics.csv", pd.DataFrame(state.history).to_csv(index=False))
             bar.print(metrics)
             note = run.data.bad_images_summary()
             if note:
