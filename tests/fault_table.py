@@ -60,7 +60,9 @@ def render(rows: list[dict[str, str]]) -> str:
     ]
     for r in rows:
         name = r["test"].split("::")[1]
-        lines.append("| " + " | ".join(cell(r[c]) for c in COLUMNS) + f" | `{name}` |")
+        cells = [cell(r[c]) for c in COLUMNS]
+        cells[0] = cells[0][:1].upper() + cells[0][1:]  # a fault starts a sentence
+        lines.append("| " + " | ".join(cells) + f" | `{name}` |")
     return "\n".join(lines)
 
 
