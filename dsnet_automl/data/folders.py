@@ -22,7 +22,9 @@ order and mid-epoch resume are unchanged), logs a warning naming it (logger
 its first readable image, so a folder (or split) where every image is bad is one
 :class:`~dsnet_automl.errors.DataError` before anything trains. With ``bad_images="error"``
 every image is decoded once at load (``progress(done, total)`` is called as it goes) and the
-first bad one is a :class:`~dsnet_automl.errors.DataError` naming it.
+first bad one is a :class:`~dsnet_automl.errors.DataError` naming it. In an evaluation split a
+skipped image's stand-in is counted twice; with a few bad files among many the top-1 moves by
+at most (bad files / split size), and the summary names them.
 
 ``cifar10:PATH``: the standard python-pickle CIFAR-10 directory (``data_batch_1`` ..
 ``data_batch_5``, ``test_batch``; ``PATH`` may also be its parent holding
