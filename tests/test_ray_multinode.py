@@ -149,6 +149,7 @@ def test_search_trials_spread_and_survive_a_node(make_study, tmp_path: Path) -> 
     assert line.startswith("trial 0 ran 2 attempts") and removed[0][:12] in line
 
 
+@pytest.mark.slow  # two Ray clusters and two data-parallel runs: ~60 s on 2 cores; -m slow
 def test_stage1_data_parallel_workers_on_two_nodes(tmp_path: Path) -> None:
     """A 2-worker data-parallel Stage I run on two 1-CPU nodes: one rank per node (the run
     reports each rank's node), and the same result as the same run on one 2-CPU node."""
