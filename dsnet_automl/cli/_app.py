@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
@@ -27,7 +26,6 @@ __all__ = [
     "err_console",
     "fmt_count",
     "handle_errors",
-    "image_check_progress",
     "reflow_help",
     "reports_bad_images",
     "storage_problem",
@@ -217,40 +215,6 @@ def _show_package_warnings() -> None:
 
 
 _show_package_warnings()
-
-
-@contextlib.contextmanager
-def image_check_progress() -> Iterator[Callable[[int, int], None]]:
-    """A ``progress(done, total)`` callback drawing a transient bar of ``--bad-images error``'s
-    decode-every-image check (nothing when the output is not a terminal). The bar starts at the
-    first call and ends with the check, so a training bar may follow inside the block."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress(
-        "checking images",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-    task: list[Any] = []
-
-    def update(done: int, total: int) -> None:
-        if not task:
-            bar.start()
-            task.append(bar.add_task("check", total=total))
-        if done == total or done % 64 == 0:
-            bar.update(task[0], completed=done)
-        if done >= total:
-            bar.stop()
-
-    try:
-        yield update
-    finally:
-        if task and bar.live.is_started:
-            bar.stop()
 
 
 def reports_bad_images(fn: F) -> F:

@@ -26,7 +26,6 @@ from ._app import (
     console,
     export_options,
     handle_errors,
-    image_check_progress,
     reports_bad_images,
 )
 
@@ -99,13 +98,12 @@ def train_gate_cmd(
     net = load_supernet(checkpoint)
     spec = data or load_checkpoint(checkpoint).get("data") or DEFAULT_DATA
     gate_stage = gate_stage or net.default_gate_stage
-    with image_check_progress() as checked:
-        _, res = fit_gate(
-            net, _route_space(net, routes, gate_stage), out, data=spec, gate_stage=gate_stage,
-            mode="sliced", resume=resume, data_progress=checked, epochs=epochs, lr=lr, tau=tau,
-            lam=lam, target_cost=target_cost, sgs_balance=sgs_balance, seed=seed,
-            device=device, bad_images=bad_images,
-        )  # fmt: skip
+    _, res = fit_gate(
+        net, _route_space(net, routes, gate_stage), out, data=spec, gate_stage=gate_stage,
+        mode="sliced", resume=resume, epochs=epochs, lr=lr, tau=tau, lam=lam,
+        target_cost=target_cost, sgs_balance=sgs_balance, seed=seed, device=device,
+        bad_images=bad_images,
+    )  # fmt: skip
     table = Table(title="gate training (done)")
     for col in ("epoch", "loss", "val top-1", "val avg MACs (M)", "routes"):
         table.add_column(col)

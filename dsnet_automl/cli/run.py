@@ -23,7 +23,6 @@ from ._app import (
     choice_option,
     console,
     handle_errors,
-    image_check_progress,
     reports_bad_images,
 )
 
@@ -213,10 +212,7 @@ def _inputs(
 
     from ..data import load_dataset, split_tensors
 
-    with image_check_progress() as checked:
-        splits = load_dataset(
-            spec, net.input_shape, model=net.supernet, bad_images=bad_images, progress=checked
-        )
+    splits = load_dataset(spec, net.input_shape, model=net.supernet, bad_images=bad_images)
     ds = getattr(splits, split)
     if limit is not None and limit < len(ds):  # decode only what is used
         ds = Subset(ds, range(limit))

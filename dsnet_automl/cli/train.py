@@ -16,7 +16,6 @@ from ._app import (
     console,
     fmt_count,
     handle_errors,
-    image_check_progress,
     reports_bad_images,
 )
 
@@ -294,8 +293,7 @@ def train_cmd(
         _data_parallel(out, {**base, **given, "progress": False}, ray_opts)
         return
     cfg = _train_config({**base, **given, "progress": progress})
-    with image_check_progress() as checked:
-        res = train_supernet(cfg, out, resume=resume, data_progress=checked)
+    res = train_supernet(cfg, out, resume=resume)
     if res.test is not None:
         _print_df(res.test, f"test top-1 after {cfg.epochs} epochs ({res.seconds:.0f} s)")
     console.print(f"checkpoint: {res.checkpoint}")

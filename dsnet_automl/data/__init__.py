@@ -14,7 +14,6 @@ Specs accepted by :func:`load_dataset`:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 from ..errors import DataError
 from .augment import make_views
@@ -99,7 +98,6 @@ def load_dataset(
     train_augment: dict | None = None,
     *,
     bad_images: str = "skip",
-    progress: Callable[[int, int], None] | None = None,
 ) -> DataSplits:
     """Train/val/test splits of a dataset spec (see the module docstring).
 
@@ -114,8 +112,8 @@ def load_dataset(
         bad_images: image folders: ``skip`` (default) replaces an image that does not decode
             by the next readable one of its split, with a warning and a record in
             ``splits.bad_images``; ``error`` decodes every image once now and raises on the
-            first bad one (see :mod:`dsnet_automl.data.folders`).
-        progress: ``progress(done, total)`` during the ``error`` check.
+            first bad one (see :mod:`dsnet_automl.data.folders`), as a task of the current
+            :func:`dsnet_automl.progress.reporter`.
 
     Raises:
         DataError: unknown spec, or a missing/malformed local path (the message names the
@@ -148,7 +146,6 @@ def load_dataset(
                 model,
                 train_augment,
                 bad_images=bad_images,
-                progress=progress,
             )
         return load_cifar10(arg, input_size, seed)
     raise DataError(f"unknown dataset {spec!r}; allowed: {', '.join(DATASET_SPECS)}")

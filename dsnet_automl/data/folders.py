@@ -21,7 +21,7 @@ order and mid-epoch resume are unchanged), logs a warning naming it (logger
 ``path<TAB>reason`` line per image, is the cross-process record. Loading probes each split for
 its first readable image, so a folder (or split) where every image is bad is one
 :class:`~dsnet_automl.errors.DataError` before anything trains. With ``bad_images="error"``
-every image is decoded once at load (``progress(done, total)`` is called as it goes) and the
+every image is decoded once at load (a task of :func:`dsnet_automl.progress.reporter`) and the
 first bad one is a :class:`~dsnet_automl.errors.DataError` naming it. In an evaluation split a
 skipped image's stand-in is counted twice; with a few bad files among many the top-1 moves by
 at most (bad files / split size), and the summary names them.
@@ -37,7 +37,7 @@ import copy
 import logging
 import pickle
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from ..errors import DataError
+from ..progress import track
 from .base import ArrayDataset, DataSplits
 
 __all__ = [
@@ -223,7 +224,7 @@ class BadImageLog:
         else:
             self._warn(path)
         if self.file is not None:
-            self._append(path, reason)
+            self._write(path, reason)  # not in the file: checked above
 
     def flush_warnings(self) -> None:
         """Warn about the images found while :attr:`quiet`."""
@@ -240,8 +241,11 @@ class BadImageLog:
 
     def _append(self, path: str, reason: str) -> None:
         assert self.file is not None
-        if path in _read_list(self.file):
-            return
+        if path not in _read_list(self.file):
+            self._write(path, reason)
+
+    def _write(self, path: str, reason: str) -> None:
+        assert self.file is not None
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
             with open(self.file, "a", encoding="utf-8") as fh:  # one write per line
@@ -353,15 +357,12 @@ class SkippingSplit(Subset):
             self[0]
 
 
-def _check_all(folders: list[_Images], progress: Callable[[int, int], None] | None) -> None:
-    """Decode every image once (``mode="error"``: the first bad one raises)."""
-    total, done = sum(len(f) for f in folders), 0
-    for f in folders:
-        for i in range(len(f)):
-            f.load(i)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+def _check_all(folders: list[_Images]) -> None:
+    """Decode every image once (``mode="error"``: the first bad one raises), as one task of
+    the current progress reporter."""
+    items = [(f, i) for f in folders for i in range(len(f))]
+    for f, i in track(items, "checking images"):
+        f.load(i)
 
 
 def load_imagefolder(
@@ -372,12 +373,10 @@ def load_imagefolder(
     train_augment: dict | None = None,
     *,
     bad_images: str = "skip",
-    progress: Callable[[int, int], None] | None = None,
 ) -> DataSplits:
     """Splits of a local class-folder tree (see the module docstring); ``model`` is the
     supernet name whose data config (mean, std, crop) the transforms use; ``bad_images``:
-    ``skip`` (default) or ``error`` on images that do not decode, ``progress(done, total)``
-    follows the ``error`` mode's check of every image."""
+    ``skip`` (default) or ``error`` on images that do not decode."""
     if bad_images not in BAD_IMAGE_MODES:
         raise DataError(f"bad_images {bad_images!r}; allowed: {', '.join(BAD_IMAGE_MODES)}")
     root = Path(path).expanduser()
@@ -415,7 +414,7 @@ def load_imagefolder(
     splits = [train, val] + ([test] if test is not val else [])
     if bad_images == "error":
         folders = list({id(s.dataset.samples): s.dataset for s in splits}.values())
-        _check_all(folders, progress)  # type: ignore[arg-type]
+        _check_all(folders)  # type: ignore[arg-type]
     else:
         bad_log.quiet = True  # an all-bad folder is one error, not a warning per image first
         for s in splits:

@@ -310,7 +310,6 @@ def _build(
     dyn: DynamicNet,
     cfg: GateTrainConfig,
     data: str,
-    progress: Callable[[int, int], None] | None = None,
 ) -> _GateRun:
     """Freeze the supernet, load the data, build the gate's optimizer and schedule."""
     if dyn.route_heads is not None:
@@ -331,7 +330,6 @@ def _build(
         seed=cfg.seed,
         model=net.space.supernet,
         bad_images=cfg.bad_images,
-        progress=progress,
     )
     train_loader, val_loader, _ = make_loaders(splits, cfg.batch_size, seed=cfg.seed)
     opt = torch.optim.AdamW(gate_trainable(dyn, slim), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -407,7 +405,6 @@ def train_gate(
     data: str,
     resume: bool = False,
     report: Callable[[dict[str, Any]], None] | None = None,
-    data_progress: Callable[[int, int], None] | None = None,
 ) -> GateTrainResult:
     """Train ``dyn.gate`` in place with SGS; writes ``gate_train.ckpt`` (every epoch and on a
     stop) and, when done, the bundle (:meth:`DynamicNet.save`) to ``out_dir``. ``report`` gets
@@ -418,8 +415,9 @@ def train_gate(
 
     Image folders: images that do not decode are skipped (``cfg.bad_images="skip"``), listed
     in ``out_dir/bad_images.txt`` and summed up in one line on the ``dsnet_automl.training``
-    logger after each epoch; ``"error"`` decodes every image first (``data_progress(done,
-    total)``) and raises :class:`~dsnet_automl.errors.DataError` on the first bad one.
+    logger after each epoch; ``"error"`` decodes every image first (a task of the current
+    :func:`dsnet_automl.progress.reporter`) and raises
+    :class:`~dsnet_automl.errors.DataError` on the first bad one.
 
     Raises:
         TrainingInterrupted: SIGINT/SIGTERM, after writing the checkpoint (no bundle yet).
@@ -427,7 +425,7 @@ def train_gate(
     """
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "gate_train.ckpt"
-    run = _build(dyn, cfg, data, data_progress)
+    run = _build(dyn, cfg, data)
     if run.splits.image_log is not None:
         run.splits.image_log.attach(out_dir / BAD_IMAGES_FILE)
     ck = None
@@ -514,7 +512,6 @@ def fit_gate(
     mode: Literal["sliced", "fused"] = "fused",
     resume: bool = False,
     report: Callable[[dict[str, Any]], None] | None = None,
-    data_progress: Callable[[int, int], None] | None = None,
     **train: Any,
 ) -> tuple[DynamicNet, GateTrainResult]:
     """The one gate-training set-up (``train-gate``, a search trial, a static+attention
@@ -526,7 +523,5 @@ def fit_gate(
     dyn = DynamicNet.build(
         supernet, routes, gate_stage=gate_stage, mode=mode, hidden=hidden, tau=cfg.tau
     )
-    res = train_gate(
-        dyn, cfg, out_dir, data=data, resume=resume, report=report, data_progress=data_progress
-    )
+    res = train_gate(dyn, cfg, out_dir, data=data, resume=resume, report=report)
     return dyn, res

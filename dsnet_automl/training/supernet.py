@@ -59,7 +59,6 @@ __all__ = ["CHECKPOINT_NAME", "TrainResult", "resolve_device", "train_supernet"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 Report = Callable[[dict[str, Any]], None]
-DataProgress = Callable[[int, int], None]  # (images checked, of) for bad_images="error"
 log = logging.getLogger("dsnet_automl.training")
 
 
@@ -137,7 +136,7 @@ def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> bool:
     return extend
 
 
-def _prepare_data(cfg: TrainConfig, space: SliceSpace, progress: DataProgress | None = None):
+def _prepare_data(cfg: TrainConfig, space: SliceSpace):
     aug = {
         "auto_augment": cfg.auto_augment,
         "color_jitter": cfg.color_jitter,
@@ -150,7 +149,6 @@ def _prepare_data(cfg: TrainConfig, space: SliceSpace, progress: DataProgress | 
         model=space.supernet,
         train_augment=aug,
         bad_images=cfg.bad_images,
-        progress=progress,
     )
     train = data.train
     if cfg.train_limit is not None:
@@ -221,13 +219,12 @@ def _build(
     shard: Shard,
     device: torch.device,
     fresh: bool,
-    progress: DataProgress | None = None,
 ) -> _Run:
     """Seed, load the data, build net/teacher/loaders/optimizer and the sandwich step."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    data = _prepare_data(cfg, space, progress)
+    data = _prepare_data(cfg, space)
     init = cfg.init if fresh else None  # a resumed run has its weights
     net = create_supernet(space.supernet, space=space, num_classes=data.num_classes, init=init)
     net = net.to(device)
@@ -363,7 +360,6 @@ def train_supernet(
     resume: bool = False,
     report: Report | None = None,
     max_steps: int | None = None,
-    data_progress: DataProgress | None = None,
 ) -> TrainResult:
     """Run (or resume) Stage I training.
 
@@ -374,12 +370,11 @@ def train_supernet(
         report: called after every epoch, on every rank, with that epoch's metrics dict once
             the epoch's checkpoint is written (e.g. Ray Tune's ``tune.report``).
         max_steps: stop (with a checkpoint) once this many optimizer steps are done in total.
-        data_progress: ``(done, total)`` while ``cfg.bad_images="error"`` decodes every image
-            of an image folder before training (e.g. a progress bar).
 
     Image folders skip images that do not decode (``cfg.bad_images="skip"``): they are listed
     in ``out_dir/bad_images.txt`` and each epoch ends with a one-line summary on the
-    ``dsnet_automl.training`` logger.
+    ``dsnet_automl.training`` logger; ``cfg.bad_images="error"`` decodes every image first
+    (a task of the current :func:`dsnet_automl.progress.reporter`).
 
     Raises:
         CheckpointError: resume without a checkpoint, a fresh run over an existing one, or a
@@ -388,7 +383,7 @@ def train_supernet(
             loss became non-finite (the last epoch's checkpoint is kept).
     """
     with pinned_threads(cfg.threads):  # the process's count is restored afterwards
-        return _train_supernet(cfg, Path(out_dir), resume, report, max_steps, data_progress)
+        return _train_supernet(cfg, Path(out_dir), resume, report, max_steps)
 
 
 def _train_supernet(
@@ -397,7 +392,6 @@ def _train_supernet(
     resume: bool,
     report: Report | None,
     max_steps: int | None,
-    data_progress: DataProgress | None = None,
 ) -> TrainResult:
     t_start = time.perf_counter()
     shard = Shard.current()
@@ -407,7 +401,7 @@ def _train_supernet(
     if cfg.img_size is not None:  # stored with the checkpoint: later stages use the same size
         space = space.with_input_size((space.input_size[0], cfg.img_size, cfg.img_size))
     ckpt, extend = _open_checkpoint(cfg, out, space, resume)
-    run = _build(cfg, space, shard, device, fresh=ckpt is None, progress=data_progress)
+    run = _build(cfg, space, shard, device, fresh=ckpt is None)
     state = _restore(run, ckpt, extend)
     ckpt_path = out / CHECKPOINT_NAME
     if shard.main:
