@@ -295,6 +295,7 @@ class LazyEngineStore:
     label = "database"  # how messages name the store
     error: type[Exception] = ValueError  # what a bad URL raises (a subclass sets its own)
     example_url = "sqlite:///path.db"  # the SQLite URL a bad-URL message suggests
+    error_todo = ""  # the next step a database error's message names (see describe_error)
 
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
         self.url = str(url)
@@ -323,8 +324,9 @@ class LazyEngineStore:
         return self._engine
 
     def _error(self, e: SQLAlchemyError) -> Exception:
-        """A database error as this store's one-line error (:attr:`error`)."""
-        return self.error(describe_error(self.label, self.url, e))
+        """A database error as this store's one-line error (:attr:`error`, with
+        :attr:`error_todo` as the next step where no more specific one applies)."""
+        return self.error(describe_error(self.label, self.url, e, self.error_todo))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -86,10 +86,15 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _mount_point(path: Path) -> Path:
-    path = path.absolute()
+def _existing_ancestor(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest parent that does."""
     while not path.exists() and path != path.parent:
         path = path.parent
+    return path
+
+
+def _mount_point(path: Path) -> Path:
+    path = _existing_ancestor(path.absolute())
     while not os.path.ismount(path) and path != path.parent:
         path = path.parent
     return path
@@ -164,9 +169,7 @@ def check_writable_dir(path: str | Path, flag: str = "--out") -> Path:
     from .errors import NotWritableError
 
     path = Path(path)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _existing_ancestor(path)
     if not existing.is_dir():
         raise NotWritableError(
             f"cannot write to {path}: {existing} is not a directory; choose another {flag}",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ._faults import failpoint
 
-__all__ = ["MARK", "drop_stale_temps", "recover", "staged_dir", "staging_error", "staging_part"]
+__all__ = ["MARK", "drop_stale_temps", "recover", "staged_dir", "staging_error"]
 
 _STAGE = re.compile(r"^(?P<target>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)$")
 # an empty file in every directory staged_dir writes: only such directories are ever taken for
@@ -38,23 +38,23 @@ def _ours(d: Path) -> re.Match[str] | None:
     return m if m and (d / MARK).is_file() else None
 
 
-def staging_part(path: str | Path) -> Path | None:
+def _staging_match(path: str | Path) -> tuple[Path, re.Match[str]] | None:
     """The first component of ``path`` that is a staging (``X.partial-PID``) or set-aside
-    (``X.old-PID``) directory, else ``None``."""
+    (``X.old-PID``) directory, with its name's parts; else ``None``."""
     p = Path(path).absolute()
     for d in (*reversed(p.parents), p):
-        if _ours(d):
-            return d
+        m = _ours(d)
+        if m:
+            return d, m
     return None
 
 
 def staging_error(path: str | Path, what: str) -> str | None:
     """One line for a loader given ``path`` inside a staging directory, else ``None``."""
-    d = staging_part(path)
-    if d is None:
+    found = _staging_match(path)
+    if found is None:
         return None
-    m = _ours(d)
-    assert m is not None
+    d, m = found
     target = d.with_name(m["target"])
     if m["kind"] == "partial":
         why = "the staging directory of a write that did not finish (the process was killed)"

@@ -39,11 +39,8 @@ def checkpoint_hash(path: str | Path) -> str:
     key = (str(p), st.st_mtime_ns, st.st_size)
     h = _HASHES.get(key)
     if h is None:
-        d = hashlib.sha256()
         with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                d.update(block)
-        h = _HASHES[key] = d.hexdigest()[:_HASH_CHARS]
+            h = _HASHES[key] = hashlib.file_digest(f, "sha256").hexdigest()[:_HASH_CHARS]
     return h
 
 

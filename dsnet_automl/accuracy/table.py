@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from torch import nn
 
-from .._db import LazyEngineStore, describe_error, retry_transient, sqlite_file
+from .._db import LazyEngineStore, retry_transient, sqlite_file
 from .._faults import failpoint
 from ..config import SubnetConfig
 from ..errors import StudyError
@@ -63,6 +63,7 @@ class AccuracyTable(LazyEngineStore):
     """
 
     label, error, example_url = "accuracy table", StudyError, "sqlite:///runs/accuracy.db"
+    error_todo = "if the file is corrupt, move it away (rows are re-measured on demand)"
 
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
         super().__init__(url, timeout_s=timeout_s)
@@ -98,10 +99,6 @@ class AccuracyTable(LazyEngineStore):
                     + ("upgrade dsnet-automl, or " if newer else "")
                     + "pass another accuracy database (its rows can be re-measured)"
                 )
-
-    def _error(self, e: SQLAlchemyError) -> StudyError:
-        todo = "if the file is corrupt, move it away (rows are re-measured on demand)"
-        return StudyError(describe_error(self.label, self.url, e, todo))
 
     # ------------------------------------------------------------------ queries
     @staticmethod

@@ -27,11 +27,9 @@ FORMAT = "dsnet_automl.dynamic"
 
 def _file_digest(path: str | Path) -> dict[str, Any]:
     """``{"bytes", "sha256"}`` of a file (what ``dynamic.yaml`` records per weights file)."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return {"bytes": Path(path).stat().st_size, "sha256": h.hexdigest()}
+        sha = hashlib.file_digest(f, "sha256").hexdigest()
+    return {"bytes": Path(path).stat().st_size, "sha256": sha}
 
 
 def _check_files(d: Path, files: dict[str, Any]) -> None:
@@ -62,7 +60,7 @@ def save_bundle(
 
     Each file is written atomically, ``dynamic.yaml`` last; it records the size and sha256
     of each weights file, so a save killed midway (new weights next to the old
-    ``dynamic.yaml``) never loads: :meth:`load` says the bundle is incomplete. Other files
+    ``dynamic.yaml``) never loads: :func:`load_bundle` says the bundle is incomplete. Other files
     in ``out_dir`` (train-gate's checkpoint, an ``export/``) are left alone.
 
     ``calibration``: knob curves measured on val (:func:`dsnet_automl.headroom.knob_curves`)

@@ -256,9 +256,6 @@ class LatencyStore(LazyEngineStore):
         finally:
             s.close()
 
-    def _error(self, e: SQLAlchemyError) -> LatencyTableError:
-        return LatencyTableError(describe_error(self.label, self.url, e))
-
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A session that commits on success, rolls back on error and wraps database errors
