@@ -3,9 +3,12 @@ ONNX Runtime sessions and the stamp of where and at which commit a result was me
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
+import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -37,3 +40,12 @@ def stamp() -> dict:
     dirty = run("git", "status", "--porcelain", "--untracked-files=no")
     return {"host": platform.node(), "cpus": os.cpu_count(),
             "commit": commit + ("-dirty" if dirty else "")}  # fmt: skip
+
+
+def full_stamp(threads: int | None) -> dict:
+    """:func:`stamp` plus what the result pages show beside every figure: the command as run,
+    torch threads, the 1-minute load average before the run and the UTC date."""
+    argv = [os.path.relpath(sys.argv[0])] + sys.argv[1:]
+    return {**stamp(), "command": "python " + shlex.join(argv), "threads": threads,
+            "load_before": round(os.getloadavg()[0], 2),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}  # fmt: skip

@@ -8,6 +8,9 @@ latency, speed-up over the full model, MACs ratio (full / sub-net) and their quo
 ``efficiency`` = speed-up / MACs ratio (1.0: every saved MAC is saved time).
 
     flock /tmp/dsnet_cpu.lock python benchmarks/slicify_speed.py [--repeats 5] [--json F]
+
+With ``--json`` the rows are written with the run's stamp (command, host, threads, load,
+commit), which the result pages show (``benchmarks/render_results.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 
 import timm
 import torch
+from _bench_common import full_stamp
 
 from dsnet_automl.timm_slicing import slicify
 
@@ -86,6 +90,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    meta = full_stamp(torch.get_num_threads())
     rows = run(args.models.split(","), [int(b) for b in args.batches.split(",")], args.repeats)
     print(
         f"\n{'model':24} {'config':12} {'batch':>5} {'GMACs':>7} {'ms':>9} "
@@ -98,8 +103,10 @@ def main() -> None:
         )
     print(f"torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}")
     if args.json:
+        out = {"benchmark": "slicify_speed", **meta, "torch": torch.__version__,
+               "timm": timm.__version__, "rows": rows}  # fmt: skip
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Keep freed activation memory inside the process (glibc ``mallopt``), for steady CPU latency.
 
-Measured on full-size DS-MobileNetV1 at batch 1 (1 thread, this 2-core host): with glibc's
-default, dynamic thresholds, a sub-net whose high-resolution stage is wide (a 112x112 block
-of >= 64 channels: 3-4 MB activations) ran 1.2-1.4x its block-sum latency end to end, while
-narrower ones ran 1.03x. Once a forward frees several megabytes at the top of the heap, glibc
-trims them back to the OS and the next forward page-faults them in again; a block timed alone
-reuses one buffer and never sees it. With the thresholds below the same nets ran 24.2 -> 17.2
-and 23.0 -> 18.5 ms (1.07-1.11x their block sums) and narrow ones were unchanged.
+With glibc's default, dynamic thresholds, a full-size DS-MobileNetV1 sub-net whose
+high-resolution stage is wide (a 112x112 block of >= 64 channels: megabytes of activations)
+runs slower end to end than the sum of its blocks timed alone, while narrower ones stay close
+to it. Once a forward frees several megabytes at the top of the heap, glibc trims them back to
+the OS and the next forward page-faults them in again; a block timed alone reuses one buffer
+and never sees it. With the thresholds below the wide nets come close to their block sums and
+narrow ones are unchanged (measured, the predictor with and without this fix:
+docs/results/predictor.md).
 
 :func:`keep_freed_memory` sets ``M_MMAP_THRESHOLD`` to glibc's maximum (32 MiB: larger
 buffers are still mmapped) and ``M_TRIM_THRESHOLD`` to 1 GiB, the same as starting Python with

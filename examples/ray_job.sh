@@ -2,13 +2,14 @@
 # The whole pipeline as one Ray cluster job: a Stage I sweep on Ray Tune (data-parallel trials),
 # then the hardware-aware search with parallel trials on the best supernet, then the export.
 #
-# Prerequisites (see README "Ray: distributed training and cluster jobs"):
+# Prerequisites (see docs/howto/cluster.md and docs/howto/ray.md):
 #   * a Ray cluster whose nodes all have this package installed in the same environment
 #     (pip install -e ".[dev,nni]"), started with `ray start --head` / `ray start --address=...`;
 #   * SHARED: a directory mounted at the same path on every node (NFS, EFS, Lustre, ...):
 #     Tune checkpoints, the best supernet and the study's run dir (trial bundles) live there.
 #     The Optuna study DB stays a SQLite file on the head node (only the driver writes it);
-#     pass --db postgresql://... to share it with other drivers.
+#     set STORAGE=postgresql+psycopg://user:password@host:5432/db to keep the study, latency
+#     and accuracy tables in one PostgreSQL database shared with other drivers (--storage).
 #
 # Usage: RAY_ADDRESS=http://HEAD:8265 SHARED=/mnt/shared/dsnet examples/ray_job.sh
 # Ray 2.60 clusters use token authentication: the submitting shell needs RAY_AUTH_MODE=token
@@ -31,6 +32,7 @@ WORKERS=${WORKERS:-4}        # search trials in parallel
 HW=${HW:-jetson}
 EPOCHS=${EPOCHS:+--epochs $EPOCHS}  # Stage I epochs per trial (default: the trainer's)
 TRIALS=${TRIALS:+--trials $TRIALS}  # search trials (default: the study's)
+STORAGE=${STORAGE:+--storage $STORAGE}  # one PostgreSQL database for the search (default: SQLite)
 
 ray job submit --address "$RAY_ADDRESS" --working-dir . -- bash -c "
   set -e
@@ -41,5 +43,5 @@ ray job submit --address "$RAY_ADDRESS" --working-dir . -- bash -c "
       --ray-address auto --storage-path $SHARED/ray --no-progress
   dsnet-automl search studies/demo.yaml --hw $HW --workers $WORKERS $TRIALS --ray-address auto \
       --checkpoint $SHARED/stage1/best/checkpoint.pt --runs-dir $SHARED/studies \
-      --storage-path $SHARED/ray --no-progress
+      --storage-path $SHARED/ray $STORAGE --no-progress
 "

@@ -1,12 +1,12 @@
-"""The README's fault table, built from the tests that inject each fault.
+"""The fault table of docs/troubleshooting.md, built from the tests that inject each fault.
 
 Every test that injects a real fault carries ``@pytest.mark.fault(fault=..., injected=...,
 sees=..., kept=...)``; this script reads those markers (statically, with ``ast``: no test runs)
-and renders one Markdown row per test between the README's ``fault-table`` comments.
-``tests/test_fault_table.py`` fails when the README differs from what the tests say.
+and renders one Markdown row per test between the page's ``fault-table`` comments.
+``tests/test_fault_table.py`` fails when the page differs from what the tests say.
 
     python tests/fault_table.py           # print the table
-    python tests/fault_table.py --write   # rewrite it in README.md
+    python tests/fault_table.py --write   # rewrite it in docs/troubleshooting.md
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+PAGE = REPO / "docs" / "troubleshooting.md"
 START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
 COLUMNS = ("fault", "injected", "sees", "kept")
 HEADER = ("Fault", "Where and how the test injects it", "What the user sees", "What is kept")
@@ -66,11 +67,11 @@ def render(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def readme_block(readme: str) -> str:
-    """The text between the README's fault-table markers (stripped)."""
-    if START not in readme or END not in readme:
-        raise ValueError(f"README.md has no {START} ... {END} block")
-    return readme.split(START, 1)[1].split(END, 1)[0].strip()
+def page_block(text: str) -> str:
+    """The text between the page's fault-table markers (stripped)."""
+    if START not in text or END not in text:
+        raise ValueError(f"{PAGE.relative_to(REPO)} has no {START} ... {END} block")
+    return text.split(START, 1)[1].split(END, 1)[0].strip()
 
 
 def main(argv: list[str]) -> int:
@@ -78,9 +79,9 @@ def main(argv: list[str]) -> int:
     if "--write" not in argv:
         print(table)
         return 0
-    path = REPO / "README.md"
+    path = PAGE
     text = path.read_text()
-    readme_block(text)  # the markers are there
+    page_block(text)  # the markers are there
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]
     path.write_text(f"{head}{START}\n{table}\n{END}{tail}")

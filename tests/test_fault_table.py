@@ -1,17 +1,18 @@
-"""The README's fault table is what the fault tests' markers say (tests/fault_table.py)."""
+"""docs/troubleshooting.md's fault table is what the fault tests' markers say
+(tests/fault_table.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.fault_table import COLUMNS, REPO, collect, readme_block, render
+from tests.fault_table import COLUMNS, PAGE, collect, page_block, render
 
 
-def test_every_fault_test_has_its_row_in_the_readme() -> None:
+def test_every_fault_test_has_its_row_in_the_docs() -> None:
     rows = collect()
     assert rows, "no test carries @pytest.mark.fault"
-    assert readme_block((REPO / "README.md").read_text()) == render(rows), (
-        "README fault table is stale: run python tests/fault_table.py --write"
+    assert page_block(PAGE.read_text()) == render(rows), (
+        "docs/troubleshooting.md fault table is stale: run python tests/fault_table.py --write"
     )
 
 

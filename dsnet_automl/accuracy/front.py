@@ -2,11 +2,10 @@
 latency down) over the whole slice grid, and k points spread along it.
 
 Small grids (the tiny supernets: 2,160 configs) are enumerated; latency is then one
-``LatencyPredictor.estimate`` per config (about 0.35 ms each on ``ds_mobilenet_v1_tiny``, under
-a second for the grid), cached per config. Larger grids are searched with Optuna's
-``NSGAIISampler`` over per-dim choice indices, in memory, asked and told a generation at a
-time so the accuracy predictor runs batched; the front is the exact Pareto set of every config
-it visited.
+``LatencyPredictor.estimate`` per config, cached per config. Larger grids are searched with
+Optuna's ``NSGAIISampler`` over per-dim choice indices, in memory, asked and told a generation
+at a time so the accuracy predictor runs batched; the front is the exact Pareto set of every
+config it visited.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ _BackendOpt = Annotated[
 ]
 _SamplerOpt = Annotated[
     str | None,
-    typer.Option(help="nsga2 | tpe | random | nni-tpe | nni-evolution (nni-*: [nni] extra)."),
+    typer.Option(help="nsga2 | tpe | random | nni-tpe | nni-evolution (nni-*: \\[nni] extra)."),
 ]
 _RayAddressOpt = Annotated[
     str | None,

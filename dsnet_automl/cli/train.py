@@ -89,7 +89,11 @@ _OutOpt = Annotated[
 ]
 _DataOpt = Annotated[
     str | None,
-    typer.Option(help="digits | digits-hard | imagefolder:PATH | cifar10:PATH | synthetic."),
+    typer.Option(
+        help="digits | digits-hard\\[:K\\[:S]] (K copies per image, default 4; S scales the "
+        "corruption strength, (0, 3], default 1) | imagefolder:PATH | cifar10:PATH | "
+        "synthetic\\[:N] (N training samples, default 512). Default: digits-hard."
+    ),
 ]
 _InitOpt = Annotated[
     Path | None,
@@ -130,7 +134,8 @@ _EmaBnOpt = Annotated[
     str | None,
     typer.Option(
         help="EMA teacher's BatchNorm: batch (default; the batch's statistics) | running "
-        "(its averaged running statistics; 1.6-4 pt worse in benchmarks/stage1_ablation.py)."
+        "(its averaged running statistics; less accurate sub-nets in the Stage I ablation, "
+        "measured: docs/results/stage1.md)."
     ),
 ]
 _IbEnsembleOpt = Annotated[

@@ -15,7 +15,7 @@ severe. A copy of difficulty ``d`` gets, with strengths scaled by ``d``:
 
 Splits are made by *source image* before copying, so no digit leaks between train and test.
 Difficulty is kept per sample (``dataset.difficulty``) for routing benchmarks. Everything is
-computed once with batched tensor ops (well under a second) and cached in memory.
+computed once with batched tensor ops and cached in memory.
 """
 
 from __future__ import annotations

@@ -81,9 +81,9 @@ class DynamicNet(nn.Module):
             runs prefix and routes as extracted static sub-nets (dense copies, one per route);
             ``"fused"`` as ``"extracted"`` with each eval-mode BatchNorm folded into its conv
             (:func:`fold_batchnorm`): a frozen snapshot of the supernet, always in eval mode,
-            that Stage II trains the gate on (a 4-route 2-epoch demo gate trial: 24.5 vs
-            35.2 s; with channels_last where the net prefers it, 13.6 vs 18.7 s with the
-            chosen-route backward); outputs equal the sliced net's up to float rounding.
+            that Stage II trains the gate on (a Stage II step runs faster on it than on
+            ``"sliced"``, in NCHW and in channels_last; measured: docs/results/training.md);
+            outputs equal the sliced net's up to float rounding.
     """
 
     def __init__(

@@ -336,8 +336,10 @@ def select_setting(
 ) -> tuple[list[ReferenceEntry], list[str]]:
     """The figures of one pair that describe the profile's setting, and a line per set left out.
 
-    One set of constants cannot fit two settings (measured: ncnn on a Pi 5 at 1 and 4 threads
-    differ 1.6-2.0x, a Jetson Nano's CPU and GPU 3x), so: figures that state ``runs_on``
+    One set of constants cannot fit two settings (the published figures of one network differ
+    by large factors between thread counts, e.g. ncnn on a Pi 5 at 1 and 4 threads, and between
+    a device's CPU and GPU, e.g. a Jetson Nano's; see :mod:`.reference` and
+    docs/results/calibration.md), so: figures that state ``runs_on``
     other than the profile's ``kind`` are left out; when the remaining figures state more than
     one thread count, only those at the profile's ``threads`` (or else the most common count)
     are kept. Figures that state neither are always kept.

@@ -34,9 +34,10 @@ __all__ = ["LatencyEstimate", "LatencyPredictor", "fit_overhead", "predict_table
 _EVIDENCE = EVIDENCE
 CALIBRATIONS = ("overhead", "affine", "none", "learned")
 DEFAULT_CALIBRATION = "learned"
-"""Chosen on ``benchmarks/predictor_accuracy.py`` (quiet host, freed memory kept): MAPE <= 4.6%
-and 100% within +-10% in all 10 space/batch cells, where ``overhead`` missed one cell (7.6%).
-With fewer than 5 measured nets it fits the ``overhead`` candidate only."""
+"""Chosen on ``benchmarks/predictor_accuracy.py`` (quiet host, freed memory kept), where it met
+the MAPE target in every space/batch cell and ``overhead`` did not (measured:
+docs/results/predictor.md). With fewer than 5 measured nets it fits the ``overhead`` candidate
+only."""
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ end to end (``net.extract(cfg)``) to fit and check the predictor.
 On a shared machine, other processes only ever *add* time, in bursts from milliseconds to
 seconds. ``rounds=N, statistic="min"`` with few repeats per round measures every item once per
 round, round-robin, keeps each round's fastest call and stores the median over rounds: a
-burst spoils one round, not the row. Measured on the shared 2-core host, 30 full-size
-DS-MobileNetV1 nets timed this way (split in two halves of the rounds) agreed to 4-5% MAPE,
-against 13-22% for the median of 10-30 consecutive calls.
+burst spoils one round, not the row: two halves of the rounds agree far more closely than two
+medians of consecutive calls do (the predictor's accuracy on tables timed this way, measured:
+docs/results/predictor.md).
 
 Backends: ``torch-eager`` (CPU or CUDA) and ``onnxruntime`` (each module exported by
 :func:`dsnet_automl.exporters.onnx_bytes`: the ``torch.export``-based exporter deployment files

@@ -7,8 +7,8 @@ activations))`` and ``layers`` the block's weight layers (its parameters with >=
 linears, attention projections; at least 1): the fixed cost of a layer (kernel launches, eager
 dispatch of conv/linear + norm + activation) is paid per layer, not per block, so a MobileNet
 block of 3-5 small layers costs more than a ResNet block of 2 (calibrating per layer instead of
-per block cut the held-out error on the published Jetson figures, e.g. jetson-nano TensorRT fp16
-from 17% to 10%, Kendall tau 0.75 -> 0.93). A network is the sum over its block calls.
+per block cut the held-out error on the published Jetson figures; the calibrated fits,
+measured: docs/results/calibration.md). A network is the sum over its block calls.
 
 The constants come from the profile: the ones calibrated for ``"<backend>/<precision>"``
 (``profile.calibrated``, fitted by :mod:`.calibration`) when present, else the assumed

@@ -5,9 +5,9 @@ trained alone on it, :func:`~.static_attention.train_static_attention`), and all
 the prefix: the prefix runs once, the cheapest route classifies every image, and images whose
 top softmax probability is below the threshold run the next route on the same prefix features
 through that route's own head. No gate is trained; the threshold is the budget knob, set on val
-(``run --budget-ms``). On ``benchmarks/routing_headroom.py`` (3 seeds) it is level with
-static+attention in hypervolume and ahead of the trained gate, whose shared attention head is
-a compromise over its routes.
+(``run --budget-ms``). Unlike the trained gate, it gives each route its own head instead of
+one shared attention head that is a compromise over the routes (cascade vs gate vs
+static+attention, measured: docs/results/routing.md).
 
 The result is an ordinary :class:`~dsnet_automl.dynamic.routing.DynamicNet` bundle (``route_heads``,
 policy ``cascade``, val knob curve), so ``run``, ``bench``, ``headroom`` and

@@ -1,11 +1,11 @@
 """Sliced 2-d convolution: a contiguous prefix ``weight[:out, :in]`` of one stored kernel.
 
 A prefix slice over both channel dims is a *strided* view. ``F.conv2d`` copies a non-contiguous
-weight before calling oneDNN (measured: 15 weight copies, ~1 ms per batch-1 forward of
-DS-MobileNetV1), so stride-1 pointwise convs run as a GEMM on the strided view instead
+weight before calling oneDNN (a copy of every strided weight in every forward), so stride-1
+pointwise convs run as a GEMM on the strided view instead
 (:func:`pointwise_conv`: BLAS takes the row stride, no copy). The extracted static model uses
 the same kernel (:class:`PointwiseConv2d`, an ``nn.Conv2d`` subclass), so sliced-vs-static
-comparisons stay like for like; on this CPU that GEMM is also faster than NCHW conv2d.
+comparisons stay like for like (sliced vs extracted, measured: docs/results/slicing.md).
 """
 
 from __future__ import annotations

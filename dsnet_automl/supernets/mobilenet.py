@@ -34,7 +34,7 @@ class DSMobileNetV1(Supernet):
         act_layer: activation (DS-Net uses Swish = SiLU).
     """
 
-    prefers_channels_last = True  # depthwise convs: 1.8x faster Stage I steps on CPU
+    prefers_channels_last = True  # depthwise convs: faster Stage I steps on CPU
 
     def __init__(
         self,

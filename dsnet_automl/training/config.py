@@ -72,8 +72,8 @@ class TrainConfig(BaseModel):
     ema_bn: Literal["running", "batch"] = Field(
         "batch",
         description="EMA teacher's BatchNorm: batch = the batch's own statistics, running ones "
-        "left untouched (default: +1.6/+3.8/+4.0 pt smallest/middle/largest over 'running' on "
-        "every seed, benchmarks/stage1_ablation.py); running = its averaged running statistics",
+        "left untouched (default: more accurate sub-nets than 'running' in the Stage I "
+        "ablation, measured: docs/results/stage1.md); running = its averaged running statistics",
     )
     ib_ensemble: bool = Field(
         False,
@@ -109,8 +109,9 @@ class TrainConfig(BaseModel):
     channels_last: bool | None = Field(
         None,
         description="train in channels_last memory format; None: with amp on CUDA, and on CPU "
-        "where the supernet prefers it (Supernet.prefers_channels_last: DS-MobileNetV1, 1.8x "
-        "faster steps). Changes float rounding only",
+        "where the supernet prefers it (Supernet.prefers_channels_last: DS-MobileNetV1, whose "
+        "depthwise convs run faster in it; measured: docs/results/training.md). Changes float "
+        "rounding only",
     )
     num_workers: int = Field(0, ge=0)
     bad_images: Literal["skip", "error"] = Field(

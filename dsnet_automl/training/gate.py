@@ -11,14 +11,15 @@ the gate being trained):
   ``sgs_margin``), else the largest, so every route gets the samples only it (and dearer
   routes) can do. ``loss_sgs = CE(gate logits, target)``, by default
   class-balanced per batch (``sgs_balance``): without it the few samples the smallest route
-  gets wrong are out-voted and the gate collapses to route 0 for every input (measured on
-  digits-hard: 100% of test images on route 0 for lambda 0..2; balanced: 22% go to the largest).
+  gets wrong are out-voted and the gate collapses to route 0 for every input (seen on
+  digits-hard at cost weights lambda 0 to 2); balanced, each target is weighted by its inverse
+  frequency in the batch, so the larger routes keep the samples only they classify.
 - **task CE**: a straight-through Gumbel one-hot picks each sample's route; only the chosen
   route runs with autograd (the batch grouped by route), the others' outputs (computed without
   autograd, as for SGS) give the gate's straight-through gradient, so the gate (and its
-  attention head) get the task gradient of the dense ``sum_k pick_k * route_k`` form at about
-  half its cost (:func:`_routed_output`; 17 vs 31 s per 4-route 2-epoch demo trial with the
-  fused routes below).
+  attention head) get the task gradient of the dense ``sum_k pick_k * route_k`` form without
+  its backward through every route (:func:`_routed_output`, with the fused routes below;
+  measured: docs/results/training.md).
 - **cost penalty**: ``lambda * (E[cost] / target_cost)^2`` with ``E[cost] = softmax(logits) @
   route costs`` (MACs by default; latency on a device when the route space carries latency costs).
 
